@@ -1,0 +1,103 @@
+# Stand-ins for the packages the flake takes from nixpkgs.
+#
+# The versions are chosen to drive both branches of nix/services.nix: on three systems the
+# services are newer than the pins (as in nixos-25.11), so the flake must override them; on
+# aarch64-darwin they already satisfy the pins, so the flake must keep them as they are.
+{ lib, system }:
+let
+  carries =
+    if system == "aarch64-darwin" then
+      {
+        pgbouncer = "1.22.1";
+        valkey = "8.0.2";
+        nginx = "1.27.4";
+      }
+    else
+      {
+        pgbouncer = "1.25.1";
+        valkey = "8.1.4";
+        nginx = "1.29.3";
+      };
+
+  # Instantiates to a .drv; building it fails on purpose.
+  unbuildable =
+    name: env:
+    derivation (
+      {
+        inherit name system;
+        builder = "/bin/sh";
+        args = [
+          "-c"
+          "echo 'nix/stand-in-nixpkgs is for evaluation only' >&2; exit 1"
+        ];
+      }
+      // env
+    );
+
+  # Like stdenv.mkDerivation: `version` and `src` reach the derivation, and
+  # `overrideAttrs (old: { ... })` rebuilds it from the merged attributes.
+  mkPackage =
+    attrs:
+    unbuildable "${attrs.pname}-${attrs.version}" (
+      builtins.removeAttrs attrs [ "passthru" ]
+    )
+    // attrs.passthru or { }
+    // {
+      inherit (attrs) pname version;
+      overrideAttrs = f: mkPackage (attrs // f attrs);
+    };
+
+  package = pname: version: mkPackage { inherit pname version; };
+
+  # Fixed-output derivations, as the real fetchers make: instantiating one parses its hash.
+  fetchurl =
+    { url, hash }:
+    unbuildable (baseNameOf url) {
+      inherit url;
+      outputHashMode = "flat";
+      outputHash = hash;
+    };
+  fetchFromGitHub =
+    {
+      owner,
+      repo,
+      rev,
+      hash,
+    }:
+    unbuildable "source" {
+      url = "https://github.com/${owner}/${repo}/archive/${rev}.tar.gz";
+      outputHashMode = "recursive";
+      outputHash = hash;
+    };
+
+  mkShell =
+    {
+      name ? "nix-shell",
+      packages ? [ ],
+      shellHook ? "",
+      passthru ? { },
+    }:
+    unbuildable name { inherit packages shellHook; } // passthru;
+in
+{
+  inherit
+    lib
+    fetchurl
+    fetchFromGitHub
+    mkShell
+    ;
+
+  postgresql_15 = package "postgresql" "15.14";
+  pgbouncer = package "pgbouncer" carries.pgbouncer;
+  valkey = package "valkey" carries.valkey;
+  nginxMainline = package "nginx" carries.nginx;
+
+  rustc = package "rustc" "1.91.1";
+  cargo = package "cargo" "1.91.1";
+  rustfmt = package "rustfmt" "1.91.1";
+  clippy = package "clippy" "1.91.1";
+  rust-analyzer = package "rust-analyzer" "2025-11-03";
+
+  wrk = package "wrk" "4.2.0";
+  hyperfine = package "hyperfine" "1.19.0";
+}
