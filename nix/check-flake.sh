@@ -21,7 +21,8 @@ command -v nix >/dev/null ||
     fail "nix not found; install it (Debian/Ubuntu: apt-get install nix-bin)"
 
 for path in flake.nix flake.lock nix/pins.nix nix/services.nix nix/shell.nix \
-    nix/stand-in-nixpkgs/flake.nix nix/stand-in-nixpkgs/lib.nix nix/stand-in-nixpkgs/pkgs.nix; do
+    nix/stand-in-nixpkgs/flake.nix nix/stand-in-nixpkgs/lib.nix nix/stand-in-nixpkgs/pkgs.nix \
+    nix/stand-in-nixpkgs/use_system_jemalloc.patch; do
     git ls-files --error-unmatch -- "$path" >/dev/null 2>&1 ||
         fail "$path is not tracked by git, so the flake cannot see it; git add it first"
 done
@@ -35,16 +36,23 @@ cleanup() {
 }
 trap cleanup EXIT
 echo '{"flakes": [], "version": 2}' >"$work/registry.json"
-export XDG_CACHE_HOME="$work/cache"
+export XDG_CACHE_HOME="$work/cache" NO_COLOR=1
 export NIX_CONFIG="experimental-features = nix-command flakes
 sandbox = false
 substituters =
 flake-registry = $work/registry.json"
 
+# nix's progress lines and its (expected) "dirty tree" and "not writing modified lock file"
+# warnings go to a log, shown when something fails.
+log="$work/nix.log"
 nix_flake() {
-    nix --store "local?root=$work/root" "$@" \
+    if ! nix --store "local?root=$work/root" "$@" \
         --override-input nixpkgs "path:$repo/nix/stand-in-nixpkgs" \
-        --no-write-lock-file
+        --no-write-lock-file 2>"$log"; then
+        echo "--- nix $* (last lines of its output)" >&2
+        grep -v '^evaluating ' "$log" | tail -n 20 >&2
+        return 1
+    fi
 }
 
 lock_before=$(git hash-object flake.lock)
@@ -92,6 +100,14 @@ for system in "${systems[@]}"; do
         --apply "($check_report) { expectOverridden = $expect_overridden; }") ||
         fail "the pin report for $system could not be checked"
     [[ $verdict == ok ]] || fail "$system: $verdict"
+    # An overridden Valkey keeps only the recipe's build patch.
+    patches=$(nix_flake eval --json ".#packages.$system.valkey.patches" \
+        --apply 'map (patch: baseNameOf "${patch}")') ||
+        fail "valkey patches for $system do not evaluate"
+    case $expect_overridden:$patches in
+    true:'["'*'-use_system_jemalloc.patch"]' | false:*valkey-security-fix.patch*) ;;
+    *) fail "$system: valkey patches are $patches" ;;
+    esac
     checked=$((checked + 1))
 done
 

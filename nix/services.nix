@@ -10,7 +10,7 @@ let
 
   accepts = want: version: version == want || lib.hasPrefix "${want}." version;
 
-  # `extra` adds what a particular recipe needs besides version and src.
+  # `extra old` adds what a particular recipe needs besides version and src.
   pin =
     name: package: extra:
     let
@@ -20,11 +20,11 @@ let
       package
     else
       package.overrideAttrs (
-        _old:
+        old:
         {
           inherit (release) version src;
         }
-        // extra
+        // extra old
       );
 
   fromNixpkgs = {
@@ -35,12 +35,18 @@ let
 
   packages = {
     inherit (fromNixpkgs) postgresql;
-    pgbouncer = pin "pgbouncer" fromNixpkgs.pgbouncer { };
-    # The recipe's test-suite tweaks are written for the release nixpkgs carries, not for an
-    # older one; the pinned release is upstream's tested tag.
-    valkey = pin "valkey" fromNixpkgs.valkey { doCheck = false; };
+    pgbouncer = pin "pgbouncer" fromNixpkgs.pgbouncer (_old: { });
+    # The recipe's security patches and test-suite tweaks are written for the release nixpkgs
+    # carries, not for an older one; only its build patch (link the system jemalloc, the same
+    # file since Valkey 7.2) applies to every release. The pinned release is upstream's tested tag.
+    valkey = pin "valkey" fromNixpkgs.valkey (old: {
+      patches = builtins.filter (patch: lib.hasSuffix "use_system_jemalloc.patch" "${patch}") (
+        old.patches or [ ]
+      );
+      doCheck = false;
+    });
     # nginx modules check `nginxVersion` against what they support.
-    nginx = pin "nginx" fromNixpkgs.nginx { nginxVersion = pins.nginx.release.version; };
+    nginx = pin "nginx" fromNixpkgs.nginx (_old: { nginxVersion = pins.nginx.release.version; });
   };
 in
 assert lib.assertMsg (accepts pins.postgresql.want packages.postgresql.version)

@@ -10,6 +10,12 @@
     );
   mapAttrs = builtins.mapAttrs;
   hasPrefix = prefix: string: builtins.substring 0 (builtins.stringLength prefix) string == prefix;
+  hasSuffix =
+    suffix: string:
+    let
+      start = builtins.stringLength string - builtins.stringLength suffix;
+    in
+    start >= 0 && builtins.substring start (builtins.stringLength suffix) string == suffix;
   versionAtLeast = version: minimum: builtins.compareVersions version minimum >= 0;
   assertMsg = condition: message: condition || throw message;
 }

@@ -89,7 +89,15 @@ in
 
   postgresql_15 = package "postgresql" "15.14";
   pgbouncer = package "pgbouncer" carries.pgbouncer;
-  valkey = package "valkey" carries.valkey;
+  # As in nixpkgs: a build patch that fits every release, and a fix for one release.
+  valkey = mkPackage {
+    pname = "valkey";
+    version = carries.valkey;
+    patches = [
+      ./use_system_jemalloc.patch
+      (unbuildable "valkey-security-fix.patch" { })
+    ];
+  };
   nginxMainline = package "nginx" carries.nginx;
 
   rustc = package "rustc" "1.91.1";
