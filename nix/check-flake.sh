@@ -59,6 +59,8 @@ lock_before=$(git hash-object flake.lock)
 
 echo "== nix $(nix --version | awk '{print $NF}'): flake show (nixpkgs = nix/stand-in-nixpkgs)"
 nix_flake flake show . || fail "flake show failed"
+echo "== flake check --no-build (the output schema, every system)"
+nix_flake flake check --no-build . || fail "flake check failed"
 
 # Applied to a dev shell's `report` (nix/services.nix): "ok", or what is wrong.
 check_report='{ expectOverridden }: report:
