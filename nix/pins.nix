@@ -55,7 +55,7 @@
     };
   };
 
-  # Not a service: the workspace's dependencies (jsonwebtoken 11, time 0.3.4x, icu 2)
+  # Not a service: the workspace's dependencies (jsonwebtoken 11, time 0.3.55, the icu 2 crates)
   # declare rust-version 1.88, above the workspace's own 1.85.
   rustc.minimum = "1.88";
 }

@@ -45,7 +45,8 @@ let
       );
       doCheck = false;
     });
-    # nginx modules check `nginxVersion` against what they support.
+    # The recipe also records the version as `nginxVersion` (nginx module builds read it);
+    # keep it true to the source.
     nginx = pin "nginx" fromNixpkgs.nginx (_old: { nginxVersion = pins.nginx.release.version; });
   };
 in
