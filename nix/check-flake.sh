@@ -20,12 +20,11 @@ fail() {
 command -v nix >/dev/null ||
     fail "nix not found; install it (Debian/Ubuntu: apt-get install nix-bin)"
 
-for path in flake.nix flake.lock nix/pins.nix nix/services.nix nix/shell.nix \
-    nix/stand-in-nixpkgs/flake.nix nix/stand-in-nixpkgs/lib.nix nix/stand-in-nixpkgs/pkgs.nix \
-    nix/stand-in-nixpkgs/use_system_jemalloc.patch; do
-    git ls-files --error-unmatch -- "$path" >/dev/null 2>&1 ||
-        fail "$path is not tracked by git, so the flake cannot see it; git add it first"
-done
+git ls-files --error-unmatch -- flake.nix flake.lock >/dev/null 2>&1 ||
+    fail "flake.nix or flake.lock is not tracked by git, so nix cannot see it; git add it first"
+untracked=$(git ls-files --others --exclude-standard -- nix)
+[[ -z $untracked ]] ||
+    fail "untracked files under nix/ are invisible to the flake; git add them first:" $untracked
 
 # A private store, cache and config under a temporary directory: works as root or not, needs
 # no daemon, no sandbox and no writable /nix, and leaves nothing behind.
