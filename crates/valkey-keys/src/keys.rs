@@ -63,8 +63,12 @@ pub fn pr_lock(repo: &str) -> String {
 /// `amtp:prompt:{model}:{sha256(prompt)}` with the digest in lowercase hex.
 pub fn prompt(model: &str, prompt: &str) -> String {
     let digest = Sha256::digest(prompt.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{ROOT}:prompt:{model}:{hex}")
+    format!("{ROOT}:prompt:{model}:{}", lower_hex(&digest))
+}
+
+/// Lowercase hex of `bytes`, the spelling of every digest or token that goes into a key or value.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
