@@ -1,0 +1,136 @@
+//! Finds the server programs and checks their versions against the flake's pins.
+//!
+//! `nix develop` puts the pinned programs on PATH; without Nix, distro packages are found on
+//! PATH or in the places distros install them outside it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Directories searched after PATH.
+const EXTRA_DIRS: [&str; 6] = [
+    "/usr/lib/postgresql/15/bin",
+    "/usr/sbin",
+    "/usr/local/sbin",
+    "/opt/homebrew/opt/postgresql@15/bin",
+    "/usr/local/opt/postgresql@15/bin",
+    "/opt/homebrew/sbin",
+];
+
+/// A program the stack runs, as found on this machine.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Installed {
+    pub(crate) path: PathBuf,
+    /// `x.y.z` as the program reports it.
+    pub(crate) version: String,
+    /// Differences from the pinned program, said at `up` and in `status`.
+    pub(crate) drift: Vec<String>,
+}
+
+/// What to look for and which version the flake pins.
+pub(crate) struct Wanted {
+    /// Program names in order of preference (`valkey-server`, then `redis-server`).
+    pub(crate) names: &'static [&'static str],
+    pub(crate) version_arg: &'static str,
+    /// The pinned version or version prefix (`15`, `1.22.1`, `8.0`).
+    pub(crate) pin: &'static str,
+    /// How to get it without Nix.
+    pub(crate) install_hint: &'static str,
+}
+
+pub(crate) fn locate(wanted: &Wanted) -> anyhow::Result<Installed> {
+    let Some((name, path)) = wanted
+        .names
+        .iter()
+        .find_map(|name| find(name).map(|path| (*name, path)))
+    else {
+        bail!(
+            "{} not found on PATH or in {}; run inside `nix develop`, or install {}",
+            wanted.names.join(" or "),
+            EXTRA_DIRS[0],
+            wanted.install_hint
+        );
+    };
+    let version = version_of(&path, wanted.version_arg)?;
+    let mut drift = Vec::new();
+    if name != wanted.names[0] {
+        drift.push(format!(
+            "{name} stands in for {} (not found)",
+            wanted.names[0]
+        ));
+    }
+    if !matches_pin(&version, wanted.pin) {
+        drift.push(format!("version {version}, pinned {}", wanted.pin));
+    }
+    Ok(Installed {
+        path,
+        version,
+        drift,
+    })
+}
+
+fn find(name: &str) -> Option<PathBuf> {
+    which::which(name).ok().or_else(|| {
+        EXTRA_DIRS
+            .iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|path| path.is_file())
+    })
+}
+
+fn version_of(path: &Path, arg: &str) -> anyhow::Result<String> {
+    let output = Command::new(path)
+        .arg(arg)
+        .output()
+        .with_context(|| format!("cannot run {} {arg}", path.display()))?;
+    // nginx prints its version on stderr.
+    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    first_version(&text)
+        .with_context(|| format!("no version in the output of {} {arg}", path.display()))
+}
+
+/// The first `x.y[.z]` in a program's version banner.
+fn first_version(text: &str) -> Option<String> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|word| word.trim_matches('.'))
+        .find(|word| word.contains('.') && word.split('.').all(|p| !p.is_empty()))
+        .map(str::to_owned)
+}
+
+/// `15.8` matches pin `15`; `8.0.2` matches `8.0`; `1.22.1` matches only `1.22.1`.
+fn matches_pin(version: &str, pin: &str) -> bool {
+    version == pin || version.starts_with(&format!("{pin}."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_real_banners() {
+        let banners = [
+            (
+                "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)",
+                "15.18",
+            ),
+            ("PgBouncer 1.18.0\nlibevent 2.1.12-stable", "1.18.0"),
+            ("Valkey server v=9.1.2 sha=00000000:1 malloc=libc", "9.1.2"),
+            ("Redis server v=7.0.15 sha=00000000:0", "7.0.15"),
+            ("nginx version: nginx/1.22.1", "1.22.1"),
+        ];
+        for (banner, version) in banners {
+            assert_eq!(first_version(banner).as_deref(), Some(version), "{banner}");
+        }
+    }
+
+    #[test]
+    fn pins_match_by_prefix_of_whole_components() {
+        assert!(matches_pin("15.18", "15"));
+        assert!(!matches_pin("150.1", "15"));
+        assert!(matches_pin("8.0.2", "8.0"));
+        assert!(!matches_pin("8.1.0", "8.0"));
+        assert!(matches_pin("1.22.1", "1.22.1"));
+        assert!(!matches_pin("1.18.0", "1.22.1"));
+    }
+}

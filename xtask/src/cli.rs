@@ -1,0 +1,88 @@
+//! Every subcommand and flag of `cargo xtask`; the doc comments are the help text.
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+/// Run the AMTP stack (PostgreSQL, PgBouncer, Valkey, nginx and the team's services) as native
+/// processes, with exactly the flags of the production Compose stack.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start the stack and return once every service is healthy; a background supervisor keeps
+    /// it running (restarting crashed services) until `down`.
+    Up {
+        /// Stay in the foreground; Ctrl-C stops everything.
+        #[arg(long)]
+        attach: bool,
+    },
+    /// Stop the stack gracefully, in reverse dependency order; data is kept.
+    Down {
+        /// Also delete the state dir: the database, generated passwords and logs.
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Stop the stack and delete its state (same as `down --volumes`).
+    Reset,
+    /// Show each service's pid, port, health, uptime, version and drift from the contract;
+    /// exits non-zero when something is unhealthy or the stack is not running.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the services' logs (all of them, or one).
+    Logs {
+        /// postgres, pgbouncer, valkey, nginx, healthcheck, github-mcp, github-standin or supervisor.
+        service: Option<String>,
+        /// Keep printing new lines as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines of each log to show first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// Print the connection settings of the stack (DATABASE_URL through PgBouncer,
+    /// DIRECT_DATABASE_URL, VALKEY_URL, the apps' URLs).
+    Env {
+        /// `shell` (export lines, for `eval "$(cargo xtask env)"`) or `dotenv`.
+        #[arg(long, default_value = "shell")]
+        format: EnvFormat,
+    },
+    /// Run the workspace tests against a fresh, isolated stack (temporary state dir, free
+    /// ports), then verify it against the contract; the stack is always torn down.
+    Test {
+        /// Arguments passed on to `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<OsString>,
+    },
+    /// Apply, inspect, validate or repair the SQL migrations (Flyway's rules).
+    Migrate(amtp_migrate::cli::MigrateArgs),
+    /// Read every documented setting back from the running stack and compare it with infra/.
+    Verify {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render the documentation in docs/ to a static site.
+    Docs {
+        /// Output directory (default: docs/site).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// The background supervisor that `up` starts (internal).
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum EnvFormat {
+    Shell,
+    Dotenv,
+}

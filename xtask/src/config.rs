@@ -1,0 +1,331 @@
+//! The stack's configuration: `.env` at the repo root, then the process environment (which
+//! wins), then the defaults of the Compose stack. Passwords left unset are generated at the
+//! first `up` and kept in `<state>/secrets.env` (mode 0600).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// Generated secrets live here, inside the state dir.
+const SECRETS_FILE: &str = "secrets.env";
+/// Keys whose values are generated when the user sets none.
+const GENERATED_SECRETS: [&str; 2] = ["POSTGRES_PASSWORD", "VALKEY_PASSWORD"];
+
+#[derive(Clone, Debug)]
+pub(crate) struct StackConfig {
+    pub(crate) repo_root: PathBuf,
+    pub(crate) state_dir: PathBuf,
+    /// Short directory for Unix sockets: a state dir can be deeper than `sun_path` allows.
+    pub(crate) runtime_dir: PathBuf,
+    pub(crate) ports: Ports,
+    pub(crate) postgres_user: String,
+    pub(crate) postgres_db: String,
+    pub(crate) postgres_password: String,
+    pub(crate) valkey_password: String,
+    pub(crate) github: GithubApp,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct Ports {
+    pub(crate) postgres: u16,
+    pub(crate) pgbouncer: u16,
+    pub(crate) valkey: u16,
+    pub(crate) healthcheck: u16,
+    pub(crate) mcp: u16,
+    pub(crate) docs: u16,
+    pub(crate) github_standin: u16,
+}
+
+/// Which GitHub the MCP server talks to.
+#[derive(Clone, Debug)]
+pub(crate) enum GithubApp {
+    /// The user's GitHub App (`GITHUB_APP_ID` and `GITHUB_APP_INSTALLATION_ID` set).
+    Real {
+        app_id: String,
+        installation_id: String,
+        key_file: PathBuf,
+        api_url: String,
+    },
+    /// No credentials: the workspace's GitHub stand-in with a generated App key.
+    StandIn,
+}
+
+/// Port variables with their defaults (the Compose host ports; docs moved off port 80).
+pub(crate) const PORT_KEYS: [(&str, u16); 7] = [
+    ("POSTGRES_PORT", 5432),
+    ("PGBOUNCER_PORT", 6432),
+    ("VALKEY_PORT", 6379),
+    ("HEALTHCHECK_PORT", 8083),
+    ("MCP_HTTP_PORT", 8090),
+    ("DOCS_HOST_PORT", 8088),
+    ("GITHUB_STANDIN_PORT", 8091),
+];
+
+impl StackConfig {
+    /// Reads `.env`, the environment and the state dir's secrets. Missing secrets are an error
+    /// unless `generate_secrets` is set (only `up` creates state).
+    pub(crate) fn load(repo_root: &Path, generate_secrets: bool) -> anyhow::Result<StackConfig> {
+        let mut vars = read_dotenv(&repo_root.join(".env"))?;
+        vars.extend(std::env::vars());
+        Self::from_vars(repo_root, vars, generate_secrets)
+    }
+
+    pub(crate) fn from_vars(
+        repo_root: &Path,
+        mut vars: BTreeMap<String, String>,
+        generate_secrets: bool,
+    ) -> anyhow::Result<StackConfig> {
+        let state_dir = match vars.get("AMTP_STATE_DIR") {
+            Some(dir) if !dir.is_empty() => absolute(repo_root, Path::new(dir)),
+            _ => repo_root.join(".amtp"),
+        };
+        let secrets = secrets_for(&state_dir, &vars, generate_secrets)?;
+        for (key, value) in secrets {
+            vars.entry(key).or_insert(value);
+        }
+        let get = |key: &str, default: &str| -> String {
+            vars.get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let port = |key: &str| -> anyhow::Result<u16> {
+            let default = PORT_KEYS.iter().find(|(k, _)| *k == key).map(|(_, p)| *p);
+            match vars.get(key).filter(|v| !v.is_empty()) {
+                None => Ok(default.expect("every port key has a default")),
+                Some(value) => match value.parse::<u16>() {
+                    Ok(p) if p > 0 => Ok(p),
+                    _ => bail!("{key}={value:?} is not a port number; set it to 1-65535"),
+                },
+            }
+        };
+        let ports = Ports {
+            postgres: port("POSTGRES_PORT")?,
+            pgbouncer: port("PGBOUNCER_PORT")?,
+            valkey: port("VALKEY_PORT")?,
+            healthcheck: port("HEALTHCHECK_PORT")?,
+            mcp: port("MCP_HTTP_PORT")?,
+            docs: port("DOCS_HOST_PORT")?,
+            github_standin: port("GITHUB_STANDIN_PORT")?,
+        };
+        let password = |key: &str| -> anyhow::Result<String> {
+            vars.get(key).filter(|v| !v.is_empty()).cloned().with_context(|| {
+                format!("{key} is not set and the stack was never started; run `cargo xtask up` first")
+            })
+        };
+        let github = match (
+            vars.get("GITHUB_APP_ID"),
+            vars.get("GITHUB_APP_INSTALLATION_ID"),
+        ) {
+            (Some(app_id), Some(installation_id)) if !app_id.is_empty() => GithubApp::Real {
+                app_id: app_id.clone(),
+                installation_id: installation_id.clone(),
+                key_file: absolute(
+                    repo_root,
+                    Path::new(&get("GITHUB_APP_KEY_FILE", "secrets/github_app_key.pem")),
+                ),
+                api_url: get("GITHUB_API_URL", "https://api.github.com"),
+            },
+            _ => GithubApp::StandIn,
+        };
+        Ok(StackConfig {
+            repo_root: repo_root.to_owned(),
+            runtime_dir: runtime_dir_for(&state_dir),
+            state_dir,
+            ports,
+            postgres_user: get("POSTGRES_USER", "amtp"),
+            postgres_db: get("POSTGRES_DB", "amtp"),
+            postgres_password: password("POSTGRES_PASSWORD")?,
+            valkey_password: password("VALKEY_PASSWORD")?,
+            github,
+        })
+    }
+
+    pub(crate) fn log_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+
+    pub(crate) fn log_file(&self, service: &str) -> PathBuf {
+        self.log_dir().join(format!("{service}.log"))
+    }
+
+    /// A service's own directory inside the state dir.
+    pub(crate) fn service_dir(&self, service: &str) -> PathBuf {
+        self.state_dir.join(service)
+    }
+}
+
+fn absolute(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Reads a Compose-style `.env`; a missing file is fine, a malformed one is an error.
+fn read_dotenv(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    if !path.exists() {
+        return Ok(BTreeMap::new());
+    }
+    let iter =
+        dotenvy::from_path_iter(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut vars = BTreeMap::new();
+    for item in iter {
+        let (key, value) = item.map_err(|err| {
+            anyhow::anyhow!(
+                "{} is malformed: {err}; fix that line (KEY=value, one per line)",
+                path.display()
+            )
+        })?;
+        vars.insert(key, value);
+    }
+    Ok(vars)
+}
+
+/// The generated secrets the user did not set, read from the state dir (or created there).
+fn secrets_for(
+    state_dir: &Path,
+    vars: &BTreeMap<String, String>,
+    generate: bool,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let path = state_dir.join(SECRETS_FILE);
+    let mut stored = read_dotenv(&path)?;
+    let missing: Vec<&str> = GENERATED_SECRETS
+        .into_iter()
+        .filter(|key| vars.get(*key).is_none_or(|v| v.is_empty()) && !stored.contains_key(*key))
+        .collect();
+    if generate && !missing.is_empty() {
+        for key in missing {
+            stored.insert(key.to_owned(), random_password()?);
+        }
+        write_secret_file(&path, &stored)?;
+    }
+    Ok(stored)
+}
+
+fn write_secret_file(path: &Path, values: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let dir = path.parent().expect("secrets file has a parent");
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let body: String = values.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    write_private(path, body.as_bytes())
+}
+
+/// Writes a file readable by its owner only (mode 0600), replacing any previous one.
+pub(crate) fn write_private(path: &Path, body: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(body)?;
+    // An existing file keeps its mode through `open`; force 0600.
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// 24 random alphanumeric characters: safe in URLs, config files and connection strings.
+fn random_password() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no system randomness: {err}"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
+/// `/tmp/amtp-<hash of the state dir>`: short enough for any socket name, distinct per stack.
+fn runtime_dir_for(state_dir: &Path) -> PathBuf {
+    // FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
+    let hash = state_dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
+    PathBuf::from(format!("/tmp/amtp-{:08x}", hash as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_compose_stack() {
+        let cfg = StackConfig::from_vars(
+            Path::new("/repo"),
+            vars(&[("POSTGRES_PASSWORD", "p"), ("VALKEY_PASSWORD", "v")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(cfg.state_dir, Path::new("/repo/.amtp"));
+        assert_eq!(cfg.postgres_user, "amtp");
+        assert_eq!(cfg.postgres_db, "amtp");
+        assert_eq!(cfg.ports.postgres, 5432);
+        assert_eq!(cfg.ports.pgbouncer, 6432);
+        assert_eq!(cfg.ports.valkey, 6379);
+        assert_eq!(cfg.ports.healthcheck, 8083);
+        assert_eq!(cfg.ports.mcp, 8090);
+        assert!(matches!(cfg.github, GithubApp::StandIn));
+        assert!(cfg.runtime_dir.as_os_str().len() < 20);
+    }
+
+    #[test]
+    fn a_bad_port_names_the_variable() {
+        let err = StackConfig::from_vars(
+            Path::new("/repo"),
+            vars(&[
+                ("POSTGRES_PASSWORD", "p"),
+                ("VALKEY_PASSWORD", "v"),
+                ("VALKEY_PORT", "x"),
+            ]),
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("VALKEY_PORT=\"x\""), "{err}");
+    }
+
+    #[test]
+    fn missing_secrets_are_generated_once_with_mode_0600() {
+        let dir = std::env::temp_dir().join(format!("amtp-config-test-{}", std::process::id()));
+        let state = dir.join("state");
+        let env = vars(&[("AMTP_STATE_DIR", state.to_str().unwrap())]);
+        let first = StackConfig::from_vars(&dir, env.clone(), true).unwrap();
+        let second = StackConfig::from_vars(&dir, env, false).unwrap();
+        assert_eq!(first.postgres_password, second.postgres_password);
+        assert_eq!(first.postgres_password.len(), 24);
+        let mode = fs::metadata(state.join(SECRETS_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_malformed_dotenv_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("amtp-dotenv-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".env"), "GOOD=1\nBAD LINE\n").unwrap();
+        let err = read_dotenv(&dir.join(".env")).unwrap_err();
+        assert!(err.to_string().contains(".env is malformed"), "{err}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,312 @@
+//! `up`, `down` and `reset`: start the supervisor and watch it until the stack is healthy, or
+//! ask it to stop and wait until every process is gone.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use nix::sys::signal::Signal;
+
+use crate::config::StackConfig;
+use crate::process::{self, ProcessId};
+use crate::stack::apps;
+use crate::supervisor::{Phase, RunState, Status};
+
+/// A file that marks a directory as a state dir of this tool: `down --volumes` deletes only
+/// directories that carry it.
+const STATE_MARKER: &str = ".amtp-state";
+/// How long `down` waits for the supervisor to stop everything.
+const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn up(root: &Path, attach: bool) -> anyhow::Result<ExitCode> {
+    let began = Instant::now();
+    let cfg = StackConfig::load(root, true)?;
+    if let Some(state) = RunState::read_live(&cfg.state_dir) {
+        println!(
+            "the stack is already running (supervisor pid {}); nothing changed",
+            state.supervisor.pid
+        );
+        return crate::status::print(&cfg, &state, false);
+    }
+    clean_leftovers(&cfg)?;
+    fs::write(cfg.state_dir.join(STATE_MARKER), "")?;
+    build_apps(root)?;
+    if attach {
+        crate::supervisor::run(&cfg)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let supervisor = start_supervisor(&cfg, true)?;
+    watch_start(&cfg, supervisor, began)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the workspace's services when their sources changed since the last build.
+///
+/// Even a no-op `cargo build` of the services takes over a second on a small machine (it
+/// fingerprints every dependency), which would double a warm `up`; a scan of the workspace's
+/// own sources takes milliseconds. Cargo stays the judge whenever anything is newer.
+fn build_apps(root: &Path) -> anyhow::Result<()> {
+    if apps_are_fresh(root) {
+        return Ok(());
+    }
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(root);
+    let packages: Vec<String> = apps::PACKAGES
+        .iter()
+        .map(|p| format!("--package={p}"))
+        .collect();
+    xshell::cmd!(sh, "cargo build --quiet {packages...}")
+        .run()
+        .context("cannot build the stack's services")?;
+    Ok(())
+}
+
+fn apps_are_fresh(root: &Path) -> bool {
+    let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    let built = apps::BINARIES
+        .iter()
+        .map(|name| modified(&exe.with_file_name(name)))
+        .collect::<Option<Vec<_>>>()
+        .and_then(|times| times.into_iter().min());
+    let Some(built) = built else { return false };
+    let sources = ["apps", "crates"]
+        .iter()
+        .flat_map(|dir| ignore::WalkBuilder::new(root.join(dir)).build().flatten())
+        .map(|entry| entry.into_path())
+        .chain([root.join("Cargo.toml"), root.join("Cargo.lock")]);
+    sources
+        .filter_map(|path| modified(&path))
+        .all(|time| time <= built)
+}
+
+/// Starts `xtask __supervise` with the same configuration. Detached (its own session, so a
+/// closed terminal does not stop it) for `up`; attached to us for `test`, so that it dies with
+/// us whatever happens.
+pub(crate) fn start_supervisor(cfg: &StackConfig, detach: bool) -> anyhow::Result<ProcessId> {
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let log = cfg.log_file("supervisor");
+    fs::create_dir_all(cfg.log_dir())?;
+    if !detach {
+        let launch = process::Launch::new(&exe, Signal::SIGTERM).arg("__supervise");
+        let child = process::spawn(&launch, &log)?;
+        return ProcessId::of(child.id()).context("the supervisor exited at once");
+    }
+    let out = fs::File::options().create(true).append(true).open(&log)?;
+    let mut command = Command::new(exe);
+    command
+        .arg("__supervise")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into));
+    }
+    let child = command.spawn().context("cannot start the supervisor")?;
+    ProcessId::of(child.id()).context("the supervisor exited at once")
+}
+
+/// Follows the supervisor's progress until the stack is ready, printing each service's time
+/// to ready (one live line per service on a terminal).
+pub(crate) fn watch_start(
+    cfg: &StackConfig,
+    supervisor: ProcessId,
+    began: Instant,
+) -> anyhow::Result<()> {
+    let mut display = Display::new(std::io::stderr().is_terminal());
+    loop {
+        let state = RunState::read(&cfg.state_dir).filter(|s| s.supervisor == supervisor);
+        if let Some(state) = &state {
+            display.update(state);
+            match state.phase {
+                Phase::Running => {
+                    display.finish();
+                    println!("stack ready in {:.2} s", began.elapsed().as_secs_f64());
+                    print_drift(state);
+                    return Ok(());
+                }
+                Phase::Failed | Phase::Stopped | Phase::Stopping => {
+                    display.finish();
+                    wait_gone(&[supervisor], DOWN_TIMEOUT);
+                    let error = RunState::read(&cfg.state_dir)
+                        .and_then(|s| s.error)
+                        .unwrap_or_else(|| "the supervisor stopped".into());
+                    bail!("the stack did not start; everything was stopped\n{error}");
+                }
+                Phase::Starting => {}
+            }
+        }
+        if !supervisor.is_alive() {
+            display.finish();
+            bail!(
+                "the supervisor exited; its log ({}):\n{}",
+                cfg.log_file("supervisor").display(),
+                process::log_tail(&cfg.log_file("supervisor"), 20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Differences from the documented contract, said loudly.
+fn print_drift(state: &RunState) {
+    for unit in &state.units {
+        for drift in unit.installed.iter().flat_map(|i| &i.drift) {
+            eprintln!("warning: {} differs from the contract: {drift}", unit.name);
+        }
+    }
+}
+
+/// One line per service: indicatif spinners on a terminal, plain lines otherwise.
+struct Display {
+    multi: Option<MultiProgress>,
+    bars: BTreeMap<String, ProgressBar>,
+    printed: BTreeMap<String, Status>,
+}
+
+impl Display {
+    fn new(terminal: bool) -> Display {
+        Display {
+            multi: terminal.then(MultiProgress::new),
+            bars: BTreeMap::new(),
+            printed: BTreeMap::new(),
+        }
+    }
+
+    fn update(&mut self, state: &RunState) {
+        for unit in &state.units {
+            let line = describe(unit);
+            let Some(multi) = &self.multi else {
+                let done = matches!(unit.status, Status::Ready | Status::Failed);
+                if done && self.printed.get(&unit.name) != Some(&unit.status) {
+                    println!("{line}");
+                    self.printed.insert(unit.name.clone(), unit.status);
+                }
+                continue;
+            };
+            let bar = self.bars.entry(unit.name.clone()).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg}").expect("valid template"),
+                );
+                bar.enable_steady_tick(Duration::from_millis(80));
+                bar
+            });
+            if unit.status == Status::Ready {
+                bar.finish_with_message(line);
+            } else {
+                bar.set_message(line);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        for bar in self.bars.values().filter(|bar| !bar.is_finished()) {
+            bar.abandon();
+        }
+    }
+}
+
+fn describe(unit: &crate::supervisor::UnitState) -> String {
+    let version = unit
+        .installed
+        .as_ref()
+        .map(|i| format!(" {}", i.version))
+        .unwrap_or_default();
+    match unit.status {
+        Status::Ready => match (&unit.message, unit.daemon) {
+            (Some(message), false) => format!(
+                "{:<15} {message} ({} ms)",
+                unit.name,
+                unit.ready_ms.unwrap_or(0)
+            ),
+            _ => format!(
+                "{:<15} ready in {} ms{version}, 127.0.0.1:{}",
+                unit.name,
+                unit.ready_ms.unwrap_or(0),
+                unit.port.unwrap_or(0)
+            ),
+        },
+        Status::Failed => format!("{:<15} failed", unit.name),
+        Status::Starting => format!("{:<15} starting{version}", unit.name),
+        _ => format!("{:<15} waiting", unit.name),
+    }
+}
+
+pub(crate) fn down(cfg: &StackConfig, volumes: bool) -> anyhow::Result<ExitCode> {
+    let began = Instant::now();
+    match RunState::read(&cfg.state_dir) {
+        Some(state) if state.supervisor.is_alive() => {
+            let processes: Vec<ProcessId> = state.processes().collect();
+            state.supervisor.signal(Signal::SIGTERM);
+            if !wait_gone(&processes, DOWN_TIMEOUT) {
+                bail!(
+                    "the stack did not stop within {DOWN_TIMEOUT:?}; see {}",
+                    cfg.log_file("supervisor").display()
+                );
+            }
+            println!("stack stopped in {} ms", began.elapsed().as_millis());
+        }
+        _ => {
+            let cleaned = clean_leftovers(cfg)?;
+            println!(
+                "the stack is not running{}",
+                if cleaned > 0 {
+                    format!(" ({cleaned} leftover processes stopped)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    if volumes {
+        delete_state(cfg)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// After a crash of the supervisor: stops the processes the state file names, if they are
+/// still the very processes it recorded (pid and start time), and nothing else.
+fn clean_leftovers(cfg: &StackConfig) -> anyhow::Result<usize> {
+    fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot create the state dir {}", cfg.state_dir.display()))?;
+    let Some(state) = RunState::read(&cfg.state_dir) else {
+        return Ok(0);
+    };
+    let leftovers: Vec<ProcessId> = state.processes().filter(ProcessId::is_alive).collect();
+    for process in &leftovers {
+        process.signal_group(Signal::SIGKILL);
+    }
+    wait_gone(&leftovers, Duration::from_secs(5));
+    Ok(leftovers.len())
+}
+
+fn wait_gone(processes: &[ProcessId], timeout: Duration) -> bool {
+    process::wait_until(timeout, || processes.iter().all(|p| !p.is_alive()))
+}
+
+fn delete_state(cfg: &StackConfig) -> anyhow::Result<()> {
+    if !cfg.state_dir.exists() {
+        return Ok(());
+    }
+    if !cfg.state_dir.join(STATE_MARKER).exists() {
+        bail!(
+            "{} does not look like a state dir of this tool (no {STATE_MARKER}); delete it yourself if you mean to",
+            cfg.state_dir.display()
+        );
+    }
+    fs::remove_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot delete {}", cfg.state_dir.display()))?;
+    let _ = fs::remove_dir_all(&cfg.runtime_dir);
+    println!("deleted {}", cfg.state_dir.display());
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `cargo xtask logs`: the per-service log files in `<state>/logs`.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::config::StackConfig;
+use crate::stack::UNITS;
+
+pub(crate) fn run(
+    cfg: &StackConfig,
+    service: Option<&str>,
+    follow: bool,
+    lines: usize,
+) -> anyhow::Result<ExitCode> {
+    let names: Vec<&str> = UNITS
+        .iter()
+        .map(|u| u.name)
+        .filter(|name| *name != "migrations")
+        .chain(["supervisor"])
+        .collect();
+    let chosen: Vec<&str> = match service {
+        Some(name) if names.contains(&name) => vec![name],
+        Some(name) => bail!(
+            "no service named {name:?}; choose one of {}",
+            names.join(", ")
+        ),
+        None => names,
+    };
+    let files: Vec<(&str, PathBuf)> = chosen
+        .into_iter()
+        .map(|name| (name, cfg.log_file(name)))
+        .filter(|(_, path)| path.exists())
+        .collect();
+    if files.is_empty() {
+        bail!(
+            "no logs in {}; start the stack with `cargo xtask up`",
+            cfg.log_dir().display()
+        );
+    }
+    let prefix = files.len() > 1;
+    let mut offsets = Vec::new();
+    for (name, path) in &files {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        for line in &all[all.len().saturating_sub(lines)..] {
+            print_line(name, line, prefix);
+        }
+        offsets.push(text.len() as u64);
+    }
+    while follow {
+        std::thread::sleep(Duration::from_millis(200));
+        for ((name, path), offset) in files.iter().zip(offsets.iter_mut()) {
+            let Ok(mut file) = File::open(path) else {
+                continue;
+            };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < *offset {
+                *offset = 0; // the log was truncated or replaced
+            }
+            file.seek(SeekFrom::Start(*offset))?;
+            let mut new = String::new();
+            file.read_to_string(&mut new)?;
+            // Print complete lines only; a partial last line waits for the next round.
+            let complete = new.rfind('\n').map_or(0, |i| i + 1);
+            for line in new[..complete].lines() {
+                print_line(name, line, prefix);
+            }
+            *offset += complete as u64;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_line(service: &str, line: &str, prefix: bool) {
+    if prefix {
+        println!("{service:<15}| {line}");
+    } else {
+        println!("{line}");
+    }
+}

@@ -1,0 +1,72 @@
+//! Port checks before anything starts, naming the process that holds a taken port.
+
+use std::fs;
+use std::net::TcpListener;
+
+/// `Ok` if 127.0.0.1:`port` can be bound; otherwise a description of the holder such as
+/// ` (pid 4711, postgres)`, or an empty string when the OS does not tell.
+pub(crate) fn check_free(port: u16) -> Result<(), String> {
+    match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(holder(port)
+            .map(|(pid, name)| format!(" (pid {pid}, {name})"))
+            .unwrap_or_default()),
+    }
+}
+
+/// The process listening on `port`, found through `/proc/net/tcp*` and the fds of `/proc/*`.
+fn holder(port: u16) -> Option<(i32, String)> {
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .find_map(|table| listening_inode(&table, port))?;
+    let target = format!("socket:[{inode}]");
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        let owns = fs::read_dir(entry.path().join("fd"))
+            .ok()?
+            .flatten()
+            .any(|fd| {
+                fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target.as_str())
+            });
+        owns.then(|| (pid, crate::process::command_name(pid).unwrap_or_default()))
+    })
+}
+
+/// The inode of the socket listening on `port` in a `/proc/net/tcp` table.
+fn listening_inode(table: &str, port: u16) -> Option<u64> {
+    const LISTEN: &str = "0A";
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields.get(1)?.rsplit_once(':')?.1;
+        let matches =
+            u16::from_str_radix(local_port, 16).ok()? == port && *fields.get(3)? == LISTEN;
+        matches.then(|| fields.get(9)?.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_of_a_taken_port_is_named() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = check_free(port).unwrap_err();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(listener);
+        assert!(check_free(port).is_ok());
+    }
+
+    #[test]
+    fn listening_sockets_are_found_in_the_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                     \x20  0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   101        0 4242 1\n";
+        assert_eq!(listening_inode(table, 5432), Some(4242));
+        assert_eq!(listening_inode(table, 6432), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! The low-level process operations: spawn a daemon, recognise it later, stop it.
+//!
+//! Every daemon runs in its own process group, so a signal reaches its whole tree, and with a
+//! parent-death signal, so that no daemon outlives the supervisor even when the supervisor is
+//! killed with SIGKILL.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Gid, Pid, Uid, User, chown};
+
+/// An unprivileged account for the programs that refuse to run as root.
+#[derive(Clone, Debug)]
+pub(crate) struct Account {
+    pub(crate) name: String,
+    pub(crate) uid: Uid,
+    pub(crate) gid: Gid,
+}
+
+/// When running as root, the account Postgres and PgBouncer run as (Debian's `postgres`);
+/// otherwise none: they run as the current user.
+pub(crate) fn unprivileged_account() -> anyhow::Result<Option<Account>> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let user = User::from_name("postgres")
+        .context("cannot look up the `postgres` account")?
+        .context(
+            "running as root, but there is no `postgres` account for Postgres and PgBouncer, \
+             which refuse to run as root; run as a normal user or `useradd --system postgres`",
+        )?;
+    Ok(Some(Account {
+        name: user.name,
+        uid: user.uid,
+        gid: user.gid,
+    }))
+}
+
+/// Gives `path` to `account` (no-op without one), so a daemon running as it can write there.
+pub(crate) fn give_to(path: &Path, account: Option<&Account>) -> anyhow::Result<()> {
+    if let Some(account) = account {
+        chown(path, Some(account.uid), Some(account.gid))
+            .with_context(|| format!("cannot give {} to user {}", path.display(), account.name))?;
+    }
+    Ok(())
+}
+
+/// How to start one daemon.
+#[derive(Clone, Debug)]
+pub(crate) struct Launch {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) run_as: Option<Account>,
+    /// The signal that asks this program for a graceful stop.
+    pub(crate) stop_signal: Signal,
+}
+
+impl Launch {
+    pub(crate) fn new(program: &Path, stop_signal: Signal) -> Launch {
+        Launch {
+            program: program.to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            run_as: None,
+            stop_signal,
+        }
+    }
+
+    pub(crate) fn arg(mut self, arg: impl Into<OsString>) -> Launch {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub(crate) fn env(mut self, key: &str, value: impl Into<String>) -> Launch {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub(crate) fn run_as(mut self, account: Option<Account>) -> Launch {
+        self.run_as = account;
+        self
+    }
+}
+
+/// Starts a daemon with stdout and stderr appended to `log`.
+///
+/// Must be called from a thread that lives as long as the supervisor: the parent-death signal
+/// fires when the spawning *thread* exits.
+pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open log {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut command = Command::new(&launch.program);
+    command
+        .args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    if let Some(account) = &launch.run_as {
+        command.uid(account.uid.as_raw()).gid(account.gid.as_raw());
+    }
+    let supervisor = nix::unistd::getpid();
+    // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // Set after the uid change above (std drops privileges before pre_exec), because a
+            // credential change clears the parent-death signal.
+            #[cfg(target_os = "linux")]
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != supervisor {
+                // The supervisor died before the signal was armed.
+                let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .with_context(|| format!("cannot start {}", launch.program.display()))
+}
+
+/// A process as recorded in the state dir: the pid alone could belong to someone else by now
+/// (after a crash or a reboot), so its start time is kept too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ProcessId {
+    pub(crate) pid: i32,
+    pub(crate) start_time: u64,
+}
+
+impl ProcessId {
+    pub(crate) fn of(pid: u32) -> Option<ProcessId> {
+        let pid = i32::try_from(pid).ok()?;
+        start_time(pid).map(|start_time| ProcessId { pid, start_time })
+    }
+
+    /// True while this very process (same pid, same start time) runs.
+    pub(crate) fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time) && !is_zombie(self.pid)
+    }
+
+    /// Sends `signal` to the process's group, only if it is still the recorded process.
+    pub(crate) fn signal_group(&self, signal: Signal) -> bool {
+        self.is_alive() && killpg(Pid::from_raw(self.pid), signal).is_ok()
+    }
+
+    pub(crate) fn signal(&self, signal: Signal) -> bool {
+        self.is_alive() && kill(Pid::from_raw(self.pid), signal).is_ok()
+    }
+}
+
+/// Start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+#[cfg(target_os = "linux")]
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it are plain.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(19)?.parse().ok()
+}
+
+/// Elsewhere only the pid can be checked.
+#[cfg(not(target_os = "linux"))]
+fn start_time(pid: i32) -> Option<u64> {
+    kill(Pid::from_raw(pid), None).ok().map(|_| 0)
+}
+
+#[cfg(target_os = "linux")]
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rfind(')').map(|i| stat[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_zombie(_pid: i32) -> bool {
+    false
+}
+
+/// The short command name of a running process (`postgres`, `nginx`), where the OS tells.
+pub(crate) fn command_name(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Polls `done` every few milliseconds until it holds or `timeout` passes.
+pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Stops a daemon we spawned: its stop signal to the group, then SIGKILL after `grace`.
+/// Returns once the process is gone and reaped.
+pub(crate) fn stop_child(child: &mut Child, stop_signal: Signal, grace: Duration) {
+    let group = Pid::from_raw(child.id() as i32);
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        // The leader is gone; make sure nothing of its group is left.
+        let _ = killpg(group, Signal::SIGKILL);
+        return;
+    }
+    let _ = killpg(group, stop_signal);
+    let exited = wait_until(grace, || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait();
+    }
+    // Children of the leader that outlived it (none for our daemons, but never leave strays).
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// The last `lines` lines of a log file, for error messages.
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_recognised_by_pid_and_start_time() {
+        let me = ProcessId::of(std::process::id()).unwrap();
+        assert!(me.is_alive());
+        let impostor = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!impostor.is_alive());
+        assert!(!impostor.signal(Signal::SIGTERM));
+    }
+
+    #[test]
+    fn a_spawned_daemon_is_stopped_with_its_group() {
+        let log =
+            std::env::temp_dir().join(format!("amtp-process-test-{}.log", std::process::id()));
+        let launch = Launch::new(Path::new("/bin/sh"), Signal::SIGTERM)
+            .arg("-c")
+            .arg("sleep 30 & echo started; wait");
+        let mut child = spawn(&launch, &log).unwrap();
+        assert!(wait_until(Duration::from_secs(5), || log_tail(&log, 1) == "started"));
+        let id = ProcessId::of(child.id()).unwrap();
+        stop_child(&mut child, launch.stop_signal, Duration::from_secs(5));
+        assert!(!id.is_alive());
+        assert!(
+            killpg(Pid::from_raw(id.pid), None).is_err(),
+            "group still has members"
+        );
+        fs::remove_file(log).unwrap();
+    }
+}

@@ -1,0 +1,142 @@
+//! nginx serving the docs site with `infra/nginx/default.conf`, as any user: prefix, pid file,
+//! temp paths and logs all live in the state dir, and it stays in the foreground.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+
+use crate::binaries::{self, Installed, Wanted};
+use crate::config::StackConfig;
+use crate::contract;
+use crate::process::Launch;
+
+const WANTED: Wanted = Wanted {
+    names: &["nginx"],
+    version_arg: "-v",
+    pin: "1.27",
+    install_hint: "nginx-light (apt) or nginx (Homebrew)",
+};
+
+pub(crate) fn locate(_cfg: &StackConfig) -> anyhow::Result<Installed> {
+    binaries::locate(&WANTED)
+}
+
+/// Where `up` renders the docs site that nginx serves.
+pub(crate) fn docs_root(cfg: &StackConfig) -> PathBuf {
+    cfg.state_dir.join("docs-site")
+}
+
+pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+    let dir = cfg.service_dir("nginx");
+    let temp_dir = dir.join("temp");
+    fs::create_dir_all(&temp_dir)
+        .with_context(|| format!("cannot create {}", temp_dir.display()))?;
+    crate::docs::build_site(&cfg.repo_root, &docs_root(cfg))?;
+
+    let server_block = contract::nginx_server_block(&cfg.repo_root)?;
+    let conf = render_main_conf(
+        cfg,
+        &fill_placeholders(&server_block, cfg.ports.docs, &docs_root(cfg)),
+        &temp_path_kinds(&installed.path)?,
+    );
+    let conf_path = dir.join("nginx.conf");
+    fs::write(&conf_path, conf).with_context(|| format!("cannot write {}", conf_path.display()))?;
+    let mut prefix = dir.into_os_string();
+    prefix.push("/");
+    Ok(Launch::new(&installed.path, stop_signal())
+        .arg("-p")
+        .arg(prefix)
+        .arg("-e")
+        .arg("stderr")
+        .arg("-c")
+        .arg(conf_path))
+}
+
+/// SIGQUIT is nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
+fn stop_signal() -> Signal {
+    Signal::SIGQUIT
+}
+
+fn fill_placeholders(server_block: &str, port: u16, root: &Path) -> String {
+    server_block
+        .replace("${AMTP_DOCS_LISTEN}", &format!("127.0.0.1:{port}"))
+        .replace("${AMTP_DOCS_ROOT}", &root.display().to_string())
+}
+
+/// The temp directories compiled into this nginx (`--http-<kind>-temp-path`), each of which
+/// must move into the state dir: the compiled paths are root-owned system directories.
+fn temp_path_kinds(nginx: &Path) -> anyhow::Result<Vec<String>> {
+    let output = Command::new(nginx)
+        .arg("-V")
+        .output()
+        .with_context(|| format!("cannot run {} -V", nginx.display()))?;
+    let text = String::from_utf8_lossy(&output.stderr);
+    Ok(text
+        .split_whitespace()
+        .filter_map(|flag| flag.strip_prefix("--http-")?.split_once("-temp-path"))
+        .map(|(kind, _)| kind.replace('-', "_"))
+        .collect())
+}
+
+fn render_main_conf(cfg: &StackConfig, server_block: &str, temp_kinds: &[String]) -> String {
+    let dir = cfg.service_dir("nginx");
+    let temp_paths: String = temp_kinds
+        .iter()
+        .map(|kind| {
+            format!(
+                "    {kind}_temp_path {};\n",
+                dir.join("temp").join(kind).display()
+            )
+        })
+        .collect();
+    format!(
+        "# Rendered by `cargo xtask up`; the server block comes from infra/nginx/default.conf.\n\
+         daemon off;\n\
+         # One process: no worker can outlive the supervisor (workers ignore a killed master).\n\
+         master_process off;\n\
+         pid {pid};\n\
+         error_log stderr notice;\n\
+         events {{ worker_connections 512; }}\n\
+         http {{\n\
+         \x20   types {{\n\
+         \x20       text/html html htm;\n\
+         \x20       text/css css;\n\
+         \x20       application/javascript js mjs;\n\
+         \x20       application/json json;\n\
+         \x20       image/svg+xml svg;\n\
+         \x20       image/png png;\n\
+         \x20       text/plain txt md;\n\
+         \x20   }}\n\
+         \x20   default_type application/octet-stream;\n\
+         \x20   access_log {access_log};\n\
+         \x20   sendfile on;\n\
+         {temp_paths}\
+         {server_block}\
+         }}\n",
+        pid = dir.join("nginx.pid").display(),
+        access_log = cfg.log_file("nginx-access").display(),
+    )
+}
+
+pub(crate) fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+    let body = super::http_ok(cfg.ports.docs, "/healthz")?;
+    anyhow::ensure!(body == "ok", "/healthz answered {body:?}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_loopback_listen_and_root() {
+        let block = "listen ${AMTP_DOCS_LISTEN};\nroot ${AMTP_DOCS_ROOT};\n";
+        assert_eq!(
+            fill_placeholders(block, 8088, Path::new("/s/docs-site")),
+            "listen 127.0.0.1:8088;\nroot /s/docs-site;\n"
+        );
+    }
+}

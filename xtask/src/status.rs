@@ -1,0 +1,154 @@
+//! `cargo xtask status`: each service's pid, port, live health, uptime, version and drift.
+
+use std::process::ExitCode;
+
+use crate::config::StackConfig;
+use crate::stack::{self, Kind};
+use crate::supervisor::{RunState, Status};
+
+/// Exit code when the stack is not running at all (distinct from "running but unhealthy").
+const NOT_RUNNING: u8 = 3;
+
+#[derive(serde::Serialize)]
+struct ServiceStatus {
+    name: String,
+    pid: Option<i32>,
+    port: Option<u16>,
+    healthy: bool,
+    health: String,
+    uptime_s: Option<u64>,
+    version: Option<String>,
+    restarts: u32,
+    drift: Vec<String>,
+}
+
+pub(crate) fn run(cfg: &StackConfig, json: bool) -> anyhow::Result<ExitCode> {
+    match RunState::read_live(&cfg.state_dir) {
+        Some(state) => print(cfg, &state, json),
+        None => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "running": false, "services": [] })
+                );
+            } else {
+                println!(
+                    "the stack is not running (state dir {}); start it with `cargo xtask up`",
+                    cfg.state_dir.display()
+                );
+            }
+            Ok(ExitCode::from(NOT_RUNNING))
+        }
+    }
+}
+
+pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::Result<ExitCode> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Probe every daemon at once: a dead one may take a timeout to answer.
+    let services: Vec<ServiceStatus> = std::thread::scope(|scope| {
+        let handles: Vec<_> = state
+            .units
+            .iter()
+            .map(|unit| {
+                scope.spawn(move || {
+                    let (healthy, health) = health(cfg, unit);
+                    ServiceStatus {
+                        name: unit.name.clone(),
+                        pid: unit.pid.filter(|p| p.is_alive()).map(|p| p.pid),
+                        port: unit.port,
+                        healthy,
+                        health,
+                        uptime_s: unit
+                            .started_at
+                            .filter(|_| unit.daemon)
+                            .map(|t| now.saturating_sub(t)),
+                        version: unit.installed.as_ref().map(|i| i.version.clone()),
+                        restarts: unit.restarts,
+                        drift: unit
+                            .installed
+                            .as_ref()
+                            .map(|i| i.drift.clone())
+                            .unwrap_or_default(),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("status probe panicked"))
+            .collect()
+    });
+    let all_healthy = services.iter().all(|s| s.healthy);
+    if json {
+        let report = serde_json::json!({
+            "running": true,
+            "phase": state.phase,
+            "supervisor_pid": state.supervisor.pid,
+            "github": if stack::apps::uses_github_standin(cfg) { "stand-in" } else { "github app" },
+            "services": services,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{:<15} {:>7} {:>6}  {:<10} {:>8}  {:<9} drift",
+            "SERVICE", "PID", "PORT", "HEALTH", "UPTIME", "VERSION"
+        );
+        for s in &services {
+            println!(
+                "{:<15} {:>7} {:>6}  {:<10} {:>8}  {:<9} {}",
+                s.name,
+                s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                s.health,
+                s.uptime_s.map(format_uptime).unwrap_or_else(|| "-".into()),
+                s.version.as_deref().unwrap_or("-"),
+                if s.drift.is_empty() {
+                    "none".to_owned()
+                } else {
+                    s.drift.join("; ")
+                },
+            );
+        }
+        if stack::apps::uses_github_standin(cfg) {
+            println!("github-mcp talks to the local GitHub stand-in (no GITHUB_APP_ID set)");
+        }
+    }
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A fresh probe of a daemon; a task reports how it ended.
+fn health(cfg: &StackConfig, unit: &crate::supervisor::UnitState) -> (bool, String) {
+    let Some(Kind::Daemon(daemon)) = stack::unit(&unit.name).map(|u| &u.kind) else {
+        let ok = unit.status == Status::Ready;
+        return (
+            ok,
+            if ok {
+                "done".into()
+            } else {
+                format!("{:?}", unit.status).to_lowercase()
+            },
+        );
+    };
+    if unit.status != Status::Ready {
+        return (false, format!("{:?}", unit.status).to_lowercase());
+    }
+    match (daemon.probe)(cfg) {
+        Ok(()) => (true, "healthy".into()),
+        Err(_) => (false, "unhealthy".into()),
+    }
+}
+
+fn format_uptime(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

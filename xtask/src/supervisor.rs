@@ -1,0 +1,595 @@
+//! The supervisor: the only code that starts, watches and stops the stack's daemons.
+//!
+//! # Theory of operation
+//! `up` starts this loop in a detached process (or in the foreground with `--attach`). It
+//! 1. finds every program and checks every port before anything starts;
+//! 2. starts each unit once its dependencies are ready: Postgres, Valkey and nginx at once,
+//!    PgBouncer and the migrations when Postgres answers, the apps after those;
+//! 3. keeps them: a daemon that exits is restarted with a growing delay (Compose's
+//!    `unless-stopped`);
+//! 4. on SIGTERM/SIGINT/SIGHUP stops them in reverse dependency order and exits.
+//!
+//! Only the main thread spawns children: each child carries a parent-death signal tied to that
+//! thread, so no daemon outlives the supervisor, even one killed with SIGKILL. Helper threads
+//! only prepare files and probe readiness; they report back over a channel. Progress is
+//! published in `<state>/run/state.json`, which `up`, `status` and `down` read.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+
+use crate::binaries::Installed;
+use crate::config::StackConfig;
+use crate::process::{self, Launch, ProcessId};
+use crate::stack::{self, Kind, Unit};
+
+/// How long a service may take from start to ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Readiness polling step.
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
+/// Grace period between the stop signal and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Restart delays grow from this, doubling, up to `MAX_RESTART_DELAY`.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Phase {
+    Starting,
+    Running,
+    Failed,
+    Stopping,
+    Stopped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Waiting,
+    Starting,
+    Ready,
+    Restarting,
+    Failed,
+    Stopped,
+}
+
+/// What the supervisor publishes about one unit.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct UnitState {
+    pub(crate) name: String,
+    pub(crate) status: Status,
+    pub(crate) daemon: bool,
+    pub(crate) pid: Option<ProcessId>,
+    pub(crate) port: Option<u16>,
+    pub(crate) installed: Option<Installed>,
+    /// Unix time of the current process's start.
+    pub(crate) started_at: Option<u64>,
+    /// Milliseconds from the start of this unit's preparation to ready.
+    pub(crate) ready_ms: Option<u64>,
+    pub(crate) restarts: u32,
+    /// The task's result, or the last error.
+    pub(crate) message: Option<String>,
+}
+
+/// `<state>/run/state.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RunState {
+    pub(crate) supervisor: ProcessId,
+    pub(crate) phase: Phase,
+    pub(crate) error: Option<String>,
+    pub(crate) started_at: u64,
+    pub(crate) units: Vec<UnitState>,
+}
+
+impl RunState {
+    pub(crate) fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("run/state.json")
+    }
+
+    pub(crate) fn read(state_dir: &Path) -> Option<RunState> {
+        let text = std::fs::read_to_string(Self::path(state_dir)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The state of a supervisor that is running now (not a stale file from a crash).
+    pub(crate) fn read_live(state_dir: &Path) -> Option<RunState> {
+        Self::read(state_dir).filter(|state| state.supervisor.is_alive())
+    }
+
+    fn write(&self, state_dir: &Path) -> anyhow::Result<()> {
+        let path = Self::path(state_dir);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Every process the state names, the supervisor first.
+    pub(crate) fn processes(&self) -> impl Iterator<Item = ProcessId> + '_ {
+        std::iter::once(self.supervisor).chain(self.units.iter().filter_map(|u| u.pid))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A unit while the supervisor runs it.
+struct Slot {
+    unit: &'static Unit,
+    state: UnitState,
+    child: Option<Child>,
+    launch: Option<Launch>,
+    /// Bumped at each start, so that reports about an earlier instance are ignored.
+    generation: u32,
+    began: Option<Instant>,
+    not_before: Option<Instant>,
+    /// Consecutive failed starts, for the restart delay.
+    failures: u32,
+    /// A thread is preparing, probing or running this unit.
+    busy: bool,
+}
+
+/// What the helper threads report.
+enum Event {
+    Prepared(anyhow::Result<Launch>),
+    Ready(anyhow::Result<()>),
+    TaskDone(anyhow::Result<String>),
+}
+
+struct Report {
+    slot: usize,
+    generation: u32,
+    event: Event,
+}
+
+pub(crate) struct Supervisor<'a> {
+    cfg: &'a StackConfig,
+    slots: Vec<Slot>,
+    phase: Phase,
+    error: Option<String>,
+    started_at: u64,
+    me: ProcessId,
+    reports: Receiver<Report>,
+    sender: Sender<Report>,
+}
+
+/// Runs the stack until a stop signal; returns an error if it could not start.
+pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    std::fs::create_dir_all(cfg.state_dir.join("run"))?;
+    std::fs::create_dir_all(cfg.log_dir())?;
+    let mut supervisor = Supervisor::new(cfg)?;
+    let result = supervisor
+        .preflight()
+        .and_then(|()| supervisor.supervise(&stop));
+    if let Err(err) = &result {
+        supervisor.phase = Phase::Failed;
+        supervisor.error = Some(format!("{err:#}"));
+        supervisor.publish();
+    }
+    supervisor.stop_all();
+    result
+}
+
+impl<'a> Supervisor<'a> {
+    fn new(cfg: &'a StackConfig) -> anyhow::Result<Supervisor<'a>> {
+        let (sender, reports) = mpsc::channel();
+        let slots = stack::enabled_units(cfg)
+            .into_iter()
+            .map(|unit| Slot {
+                unit,
+                state: UnitState {
+                    name: unit.name.to_owned(),
+                    status: Status::Waiting,
+                    daemon: matches!(unit.kind, Kind::Daemon(_)),
+                    pid: None,
+                    port: match &unit.kind {
+                        Kind::Daemon(daemon) => Some((daemon.port)(&cfg.ports)),
+                        Kind::Task(_) => None,
+                    },
+                    installed: None,
+                    started_at: None,
+                    ready_ms: None,
+                    restarts: 0,
+                    message: None,
+                },
+                child: None,
+                launch: None,
+                generation: 0,
+                began: None,
+                not_before: None,
+                failures: 0,
+                busy: false,
+            })
+            .collect();
+        let supervisor = Supervisor {
+            cfg,
+            slots,
+            phase: Phase::Starting,
+            error: None,
+            started_at: unix_now(),
+            me: ProcessId::of(std::process::id())
+                .context("cannot read the supervisor's own pid")?,
+            reports,
+            sender,
+        };
+        supervisor.publish();
+        Ok(supervisor)
+    }
+
+    fn publish(&self) {
+        let state = RunState {
+            supervisor: self.me,
+            phase: self.phase,
+            error: self.error.clone(),
+            started_at: self.started_at,
+            units: self.slots.iter().map(|s| s.state.clone()).collect(),
+        };
+        if let Err(err) = state.write(&self.cfg.state_dir) {
+            eprintln!("supervisor: {err:#}");
+        }
+    }
+
+    /// Finds every program (in parallel) and checks every port, before anything starts.
+    fn preflight(&mut self) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        let found: Vec<anyhow::Result<Option<Installed>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .slots
+                .iter()
+                .map(|slot| {
+                    scope.spawn(move || match &slot.unit.kind {
+                        Kind::Daemon(daemon) => (daemon.locate)(cfg)
+                            .map(Some)
+                            .with_context(|| format!("{}", slot.unit.name)),
+                        Kind::Task(_) => Ok(None),
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("locate thread panicked"))
+                .collect()
+        });
+        let mut errors = Vec::new();
+        for (slot, installed) in self.slots.iter_mut().zip(found) {
+            match installed {
+                Ok(installed) => {
+                    if let Some(installed) = &installed {
+                        for drift in &installed.drift {
+                            println!("{}: drift from the contract: {drift}", slot.unit.name);
+                        }
+                    }
+                    slot.state.installed = installed;
+                }
+                Err(err) => errors.push(format!("{err:#}")),
+            }
+        }
+        for slot in &self.slots {
+            if let Some(port) = slot.state.port
+                && let Err(holder) = crate::ports::check_free(port)
+            {
+                let Kind::Daemon(daemon) = &slot.unit.kind else {
+                    continue;
+                };
+                let key = daemon.port_var;
+                errors.push(format!(
+                    "port {port} for {} is already in use{holder}; stop it or set {key}",
+                    slot.unit.name
+                ));
+            }
+        }
+        self.publish();
+        anyhow::ensure!(errors.is_empty(), "{}", errors.join("\n"));
+        Ok(())
+    }
+
+    /// Starts what can start, reacts to reports and exits, until asked to stop.
+    fn supervise(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            self.start_due_units();
+            if let Ok(report) = self.reports.recv_timeout(PROBE_INTERVAL) {
+                self.handle(report)?;
+            }
+            self.reap_exited()?;
+            if self.phase == Phase::Starting
+                && self.slots.iter().all(|s| s.state.status == Status::Ready)
+            {
+                self.phase = Phase::Running;
+                println!("stack ready");
+                self.publish();
+            }
+        }
+    }
+
+    fn is_ready(&self, name: &str) -> bool {
+        // A dependency this configuration does not run counts as met.
+        self.slots
+            .iter()
+            .find(|s| s.unit.name == name)
+            .is_none_or(|s| s.state.status == Status::Ready)
+    }
+
+    fn start_due_units(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let due = matches!(slot.state.status, Status::Waiting | Status::Restarting)
+                && !slot.busy
+                && slot.not_before.is_none_or(|t| now >= t)
+                && slot.unit.depends_on.iter().all(|dep| self.is_ready(dep));
+            if due {
+                self.begin(index);
+            }
+        }
+    }
+
+    /// Prepares a daemon (or runs a task) on a helper thread.
+    fn begin(&mut self, index: usize) {
+        let cfg = self.cfg.clone();
+        let sender = self.sender.clone();
+        let slot = &mut self.slots[index];
+        slot.generation += 1;
+        slot.busy = true;
+        slot.began = Some(Instant::now());
+        slot.state.status = Status::Starting;
+        let generation = slot.generation;
+        match &slot.unit.kind {
+            Kind::Daemon(daemon) => {
+                let prepare = daemon.prepare;
+                let installed = slot.state.installed.clone().expect("located in preflight");
+                std::thread::spawn(move || {
+                    let event = Event::Prepared(prepare(&cfg, &installed));
+                    let _ = sender.send(Report {
+                        slot: index,
+                        generation,
+                        event,
+                    });
+                });
+            }
+            Kind::Task(task) => {
+                let task = *task;
+                std::thread::spawn(move || {
+                    let event = Event::TaskDone(task(&cfg));
+                    let _ = sender.send(Report {
+                        slot: index,
+                        generation,
+                        event,
+                    });
+                });
+            }
+        }
+        self.publish();
+    }
+
+    fn handle(&mut self, report: Report) -> anyhow::Result<()> {
+        if report.generation != self.slots[report.slot].generation {
+            return Ok(());
+        }
+        let name = self.slots[report.slot].unit.name;
+        match report.event {
+            Event::Prepared(Ok(launch)) => self.spawn(report.slot, launch)?,
+            Event::Prepared(Err(err)) => {
+                return self.failed(report.slot, err.context(format!("{name}: cannot prepare")));
+            }
+            Event::Ready(Ok(())) => {
+                let slot = &mut self.slots[report.slot];
+                slot.busy = false;
+                slot.failures = 0;
+                slot.state.status = Status::Ready;
+                let ms = slot.began.map(|b| b.elapsed().as_millis() as u64);
+                slot.state.ready_ms = ms;
+                let pid = slot.state.pid.map(|p| p.pid).unwrap_or_default();
+                println!("{name}: ready in {} ms (pid {pid})", ms.unwrap_or(0));
+                self.publish();
+            }
+            Event::Ready(Err(err)) => {
+                return self.failed(report.slot, err.context(format!("{name}: not ready")));
+            }
+            Event::TaskDone(Ok(message)) => {
+                let slot = &mut self.slots[report.slot];
+                slot.busy = false;
+                slot.state.status = Status::Ready;
+                slot.state.ready_ms = slot.began.map(|b| b.elapsed().as_millis() as u64);
+                println!("{name}: {message}");
+                slot.state.message = Some(message);
+                self.publish();
+            }
+            Event::TaskDone(Err(err)) => return self.failed(report.slot, err.context(name)),
+        }
+        Ok(())
+    }
+
+    /// Spawns a prepared daemon (on this, the main, thread) and probes it on a helper thread.
+    fn spawn(&mut self, index: usize, launch: Launch) -> anyhow::Result<()> {
+        let cfg = self.cfg.clone();
+        let sender = self.sender.clone();
+        let slot = &mut self.slots[index];
+        let Kind::Daemon(daemon) = &slot.unit.kind else {
+            unreachable!("only daemons are prepared")
+        };
+        let log = cfg.log_file(slot.unit.name);
+        let child = match process::spawn(&launch, &log) {
+            Ok(child) => child,
+            Err(err) => return self.failed(index, err),
+        };
+        let id = ProcessId::of(child.id());
+        slot.state.pid = id;
+        slot.state.started_at = Some(unix_now());
+        slot.child = Some(child);
+        slot.launch = Some(launch);
+        let (probe, on_ready, generation) = (daemon.probe, daemon.on_ready, slot.generation);
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + READY_TIMEOUT;
+            let mut last_error = anyhow::anyhow!("no answer yet");
+            let result = loop {
+                if id.is_some_and(|id| !id.is_alive()) {
+                    // The exit is reported by `reap_exited`, with the log.
+                    return;
+                }
+                match probe(&cfg) {
+                    Ok(()) => break on_ready(&cfg),
+                    Err(err) => last_error = err,
+                }
+                if Instant::now() >= deadline {
+                    break Err(last_error.context(format!("not ready after {READY_TIMEOUT:?}")));
+                }
+                std::thread::sleep(PROBE_INTERVAL);
+            };
+            let _ = sender.send(Report {
+                slot: index,
+                generation,
+                event: Event::Ready(result),
+            });
+        });
+        self.publish();
+        Ok(())
+    }
+
+    /// A unit failed to start: fatal while the stack starts; later, a restart is scheduled.
+    fn failed(&mut self, index: usize, err: anyhow::Error) -> anyhow::Result<()> {
+        let log = self.cfg.log_file(self.slots[index].unit.name);
+        if self.phase == Phase::Starting {
+            let slot = &mut self.slots[index];
+            slot.state.status = Status::Failed;
+            slot.busy = false;
+            slot.state.message = Some(format!("{err:#}"));
+            let tail = process::log_tail(&log, 20);
+            return Err(if tail.is_empty() || !slot.state.daemon {
+                err
+            } else {
+                err.context(format!("last lines of {}:\n{tail}", log.display()))
+            });
+        }
+        println!("{:#}", err);
+        self.schedule_restart(index);
+        Ok(())
+    }
+
+    fn schedule_restart(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if let (Some(child), Some(launch)) = (slot.child.as_mut(), slot.launch.as_ref()) {
+            process::stop_child(child, launch.stop_signal, STOP_GRACE);
+        }
+        slot.child = None;
+        slot.busy = false;
+        slot.generation += 1;
+        let delay = FIRST_RESTART_DELAY
+            .saturating_mul(1 << slot.failures.min(5))
+            .min(MAX_RESTART_DELAY);
+        slot.failures += 1;
+        slot.state.restarts += 1;
+        slot.state.status = Status::Restarting;
+        slot.not_before = Some(Instant::now() + delay);
+        println!("{}: restarting in {} ms", slot.unit.name, delay.as_millis());
+        self.publish();
+    }
+
+    /// Notices daemons that exited on their own.
+    fn reap_exited(&mut self) -> anyhow::Result<()> {
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
+            let Some(child) = slot.child.as_mut() else {
+                continue;
+            };
+            let Ok(Some(status)) = child.try_wait() else {
+                continue;
+            };
+            let name = slot.unit.name;
+            slot.state.pid = None;
+            slot.state.message = Some(format!("exited ({status})"));
+            self.failed(index, anyhow::anyhow!("{name} exited ({status})"))?;
+        }
+        Ok(())
+    }
+
+    /// Stops every running daemon in reverse dependency order: the units that depend on
+    /// others first, each level's daemons in parallel.
+    fn stop_all(&mut self) {
+        if self.slots.iter().all(|s| s.child.is_none()) {
+            self.finish();
+            return;
+        }
+        self.phase = Phase::Stopping;
+        self.publish();
+        let depths = dependency_depths(&self.slots);
+        let deepest = depths.iter().copied().max().unwrap_or(0);
+        for depth in (0..=deepest).rev() {
+            std::thread::scope(|scope| {
+                for (slot, _) in self
+                    .slots
+                    .iter_mut()
+                    .zip(&depths)
+                    .filter(|(_, d)| **d == depth)
+                {
+                    if let (Some(child), Some(launch)) = (slot.child.as_mut(), slot.launch.as_ref())
+                    {
+                        let signal: Signal = launch.stop_signal;
+                        scope.spawn(move || process::stop_child(child, signal, STOP_GRACE));
+                    }
+                }
+            });
+            for (slot, _) in self
+                .slots
+                .iter_mut()
+                .zip(&depths)
+                .filter(|(_, d)| **d == depth)
+            {
+                slot.child = None;
+            }
+        }
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        for slot in &mut self.slots {
+            slot.child = None;
+            slot.state.pid = None;
+            if slot.state.status != Status::Failed {
+                slot.state.status = Status::Stopped;
+            }
+        }
+        if self.phase != Phase::Failed {
+            self.phase = Phase::Stopped;
+        }
+        self.publish();
+    }
+}
+
+/// Length of the longest dependency chain below each unit (0 for units that need nothing).
+fn dependency_depths(slots: &[Slot]) -> Vec<usize> {
+    let mut depths: Vec<usize> = Vec::with_capacity(slots.len());
+    for slot in slots {
+        // The table lists dependencies before dependents, so theirs are known already.
+        let depth = slot
+            .unit
+            .depends_on
+            .iter()
+            .filter_map(|dep| slots.iter().position(|s| s.unit.name == *dep))
+            .map(|i| depths[i] + 1)
+            .max()
+            .unwrap_or(0);
+        depths.push(depth);
+    }
+    depths
+}
