@@ -13,7 +13,7 @@ use crate::config::StackConfig;
 use crate::contract;
 use crate::process::Launch;
 
-const WANTED: Wanted = Wanted {
+pub(crate) const WANTED: Wanted = Wanted {
     names: &["nginx"],
     version_arg: "-v",
     pin: "1.27",

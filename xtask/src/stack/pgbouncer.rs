@@ -15,7 +15,7 @@ use crate::config::{StackConfig, write_private};
 use crate::contract::{self, Setting};
 use crate::process::{Launch, give_to, unprivileged_account};
 
-const WANTED: Wanted = Wanted {
+pub(crate) const WANTED: Wanted = Wanted {
     names: &["pgbouncer"],
     version_arg: "--version",
     pin: "1.22.1",

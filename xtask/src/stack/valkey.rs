@@ -14,7 +14,7 @@ use crate::config::{StackConfig, write_private};
 use crate::contract::{self, Setting};
 use crate::process::Launch;
 
-const WANTED: Wanted = Wanted {
+pub(crate) const WANTED: Wanted = Wanted {
     names: &["valkey-server", "redis-server"],
     version_arg: "--version",
     pin: "8.0",
