@@ -33,6 +33,49 @@ fn holder(port: u16) -> Option<(i32, String)> {
     })
 }
 
+/// The `address:port` of every TCP socket a process listens on.
+pub(crate) fn listeners_of(pid: i32) -> Vec<String> {
+    let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| {
+            let link = fs::read_link(fd.path()).ok()?;
+            let link = link.to_str()?;
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let inode = *fields.get(9)?;
+                    let listening = *fields.get(3)? == "0A" && inodes.iter().any(|i| i == inode);
+                    listening.then(|| decode_address(fields.get(1)?)).flatten()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `0100007F:1538` → `127.0.0.1:5432`; IPv6 addresses as `[hex]:port`.
+fn decode_address(field: &str) -> Option<String> {
+    let (address, port) = field.rsplit_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    if address.len() == 8 {
+        let ip = u32::from_str_radix(address, 16).ok()?;
+        // /proc prints the network-order address as a host-order integer.
+        let ip = std::net::Ipv4Addr::from(ip.to_ne_bytes());
+        return Some(format!("{ip}:{port}"));
+    }
+    Some(format!("[{address}]:{port}"))
+}
+
 /// The inode of the socket listening on `port` in a `/proc/net/tcp` table.
 fn listening_inode(table: &str, port: u16) -> Option<u64> {
     const LISTEN: &str = "0A";
@@ -60,6 +103,18 @@ mod tests {
         );
         drop(listener);
         assert!(check_free(port).is_ok());
+    }
+
+    #[test]
+    fn addresses_are_decoded() {
+        assert_eq!(
+            decode_address("0100007F:1538").as_deref(),
+            Some("127.0.0.1:5432")
+        );
+        assert_eq!(
+            decode_address("00000000:1F90").as_deref(),
+            Some("0.0.0.0:8080")
+        );
     }
 
     #[test]

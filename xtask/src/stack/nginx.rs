@@ -121,6 +121,53 @@ fn render_main_conf(cfg: &StackConfig, server_block: &str, temp_kinds: &[String]
     )
 }
 
+/// A response as the contract checks see it: status, headers, body (still compressed if the
+/// server compressed it).
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl Response {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// `GET http://127.0.0.1:<port><path>`, asking for gzip when `gzip` is set.
+pub(crate) fn get(port: u16, path: &str, gzip: bool) -> anyhow::Result<Response> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(&format!("http://127.0.0.1:{port}{path}"));
+    if gzip {
+        request = request.header("Accept-Encoding", "gzip");
+    }
+    let mut response = request.call()?;
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let bytes = response.body_mut().read_to_vec()?;
+    Ok(Response {
+        status: response.status().as_u16(),
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
 pub(crate) fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     let body = super::http_ok(cfg.ports.docs, "/healthz")?;
     anyhow::ensure!(body == "ok", "/healthz answered {body:?}");

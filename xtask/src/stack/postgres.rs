@@ -233,6 +233,23 @@ pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, S
         .collect()
 }
 
+/// How the role's password is stored (`SCRAM-SHA-256` or `md5`), never the password itself.
+pub(crate) fn stored_password_kind(cfg: &StackConfig) -> anyhow::Result<String> {
+    let mut client = connect(cfg, cfg.ports.postgres, &cfg.postgres_db)?;
+    let stored: Option<String> = client
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&cfg.postgres_user],
+        )?
+        .get(0);
+    Ok(match stored {
+        Some(s) if s.starts_with("SCRAM-SHA-256$") => "SCRAM-SHA-256".into(),
+        Some(s) if s.starts_with("md5") => "md5".into(),
+        Some(_) => "other".into(),
+        None => "none".into(),
+    })
+}
+
 /// The auth methods in `pg_hba.conf` for host and local connections, as the server loaded them.
 pub(crate) fn live_auth_methods(cfg: &StackConfig) -> anyhow::Result<Vec<(String, String)>> {
     let mut client = connect(cfg, cfg.ports.postgres, &cfg.postgres_db)?;
