@@ -55,6 +55,16 @@ pub enum Error {
         second: String,
     },
 
+    #[error(
+        "{} line {line} uses placeholder {placeholder}, which Flyway would replace (placeholderReplacement is on) and this runner does not; write the value itself",
+        .path.display()
+    )]
+    Placeholder {
+        path: PathBuf,
+        line: usize,
+        placeholder: String,
+    },
+
     #[error("{}: {reason}", .path.display())]
     ScriptConfig { path: PathBuf, reason: String },
 

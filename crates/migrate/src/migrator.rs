@@ -35,14 +35,20 @@ pub fn migrate(settings: &Settings) -> Result<MigrateReport, Error> {
         if !problems.is_empty() {
             return Err(Error::Validation { problems });
         }
+        let pending: Vec<&Migration> = entries
+            .iter()
+            .filter(|e| e.state == State::Pending)
+            .filter_map(|e| e.file)
+            .collect();
+        if !pending.is_empty() {
+            db.put_public_first_on_search_path()?;
+        }
         let mut applied = Vec::new();
-        for entry in entries.iter().filter(|e| e.state == State::Pending) {
-            let Some((file, statements)) = scripts
+        for file in pending {
+            let (_, statements) = scripts
                 .iter()
-                .find(|(f, _)| entry.file.is_some_and(|e| e.version == f.version))
-            else {
-                continue;
-            };
+                .find(|(f, _)| f.version == file.version)
+                .expect("every pending entry comes from a planned file");
             applied.push(db.apply(file, statements)?);
         }
         let schema_version = applied
@@ -275,6 +281,20 @@ impl Db {
         let value = result?;
         unlocked?;
         Ok(value)
+    }
+
+    /// Makes unqualified names in scripts mean schema `public`, as Flyway does for
+    /// `flyway.schemas=public` (it prepends the schema to the session's search path).
+    fn put_public_first_on_search_path(&mut self) -> Result<(), Error> {
+        self.client
+            .execute(
+                r#"SELECT set_config('search_path',
+                       CASE current_setting('search_path') WHEN '' THEN '"public"'
+                       ELSE '"public",' || current_setting('search_path') END, false)"#,
+                &[],
+            )
+            .map_err(self.error("put schema public first on the search path"))?;
+        Ok(())
     }
 
     fn history_exists(&mut self) -> Result<bool, Error> {

@@ -189,6 +189,13 @@ fn read_migration(location: &Path, path: &Path) -> Result<Migration, Error> {
         })?;
     let sql = read_utf8(path)?;
     let sql = sql.strip_prefix('\u{feff}').unwrap_or(&sql).to_owned();
+    if let Some((line, placeholder)) = find_placeholder(&sql) {
+        return Err(Error::Placeholder {
+            path: path.to_owned(),
+            line,
+            placeholder,
+        });
+    }
     let script = path
         .strip_prefix(location)
         .unwrap_or(path)
@@ -211,6 +218,16 @@ fn read_migration(location: &Path, path: &Path) -> Result<Migration, Error> {
         sql,
         execute_in_transaction,
     })
+}
+
+/// The first `${…}` in the text, with its line. Flyway replaces placeholders everywhere in a
+/// script (`placeholderReplacement` is on by default) and fails on unknown ones; this runner
+/// replaces none, so it refuses them rather than run a script Flyway would run differently.
+fn find_placeholder(sql: &str) -> Option<(usize, String)> {
+    let start = sql.find("${")?;
+    let end = sql[start..].find('}').map(|i| start + i + 1)?;
+    let line = sql[..start].matches('\n').count() + 1;
+    Some((line, sql[start..end].to_owned()))
 }
 
 fn read_utf8(path: &Path) -> Result<String, Error> {
@@ -301,6 +318,15 @@ mod tests {
             let error = parse_file_name(name).expect_err(name);
             assert!(error.contains(reason), "{name}: {error}");
         }
+    }
+
+    #[test]
+    fn placeholders_are_found_with_their_line() {
+        assert_eq!(
+            find_placeholder("SELECT 1;\nSELECT '${schema}';"),
+            Some((2, "${schema}".to_owned()))
+        );
+        assert_eq!(find_placeholder("SELECT $$ {x} $$; SELECT '$1'"), None);
     }
 
     #[test]

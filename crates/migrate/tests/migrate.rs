@@ -93,6 +93,18 @@ fn real_schema_applies_from_empty_and_a_rerun_is_a_noop() {
 }
 
 #[test]
+fn unqualified_names_land_in_schema_public_even_with_a_user_schema() {
+    let db = TestDb::create();
+    db.client()
+        .batch_execute("DO $$ BEGIN EXECUTE format('CREATE SCHEMA %I', current_user); END $$")
+        .expect("create a schema named after the role, first on the default search path");
+    let folder = Folder::new();
+    folder.write("V1__one.sql", "CREATE TABLE one (id int);\n");
+    amtp_migrate::migrate(&db.settings(folder.path())).expect("migrate");
+    assert_eq!(db.tables(), ["flyway_schema_history", "one"]);
+}
+
+#[test]
 fn history_table_has_flyways_exact_ddl() {
     let db = TestDb::create();
     let folder = Folder::new();
@@ -623,7 +635,7 @@ fn the_cli_names_file_line_and_statement_of_a_sql_error() {
 #[test]
 fn bad_files_are_refused_with_the_file_named() {
     let db = TestDb::create();
-    let cases: [(&str, &[u8], &str); 4] = [
+    let cases: [(&str, &[u8], &str); 5] = [
         (
             "V1__latin1.sql",
             b"SELECT 1;\nSELECT 'caf\xe9';\n",
@@ -643,6 +655,11 @@ fn bad_files_are_refused_with_the_file_named() {
             "R__views.sql",
             b"SELECT 1;",
             "repeatable migrations (R__) are not supported",
+        ),
+        (
+            "V1__schema.sql",
+            b"SELECT 1;\nSELECT '${schema}';",
+            "line 2 uses placeholder ${schema}",
         ),
     ];
     for (name, contents, expected) in cases {
