@@ -24,11 +24,7 @@ async fn grants_up_to_max_then_refuses_and_sets_the_safety_ttl() {
             }
         );
     }
-    util::assert_fresh_ttl(
-        util::ttl(&mut conn, &key).await,
-        keys::REPO_CONCURRENCY_TTL,
-        &key,
-    );
+    util::assert_fresh_ttl(&mut conn, &key, keys::REPO_CONCURRENCY_TTL).await;
     let refused = acquire(&mut conn, REPO, 2).await.expect("acquire");
     assert_eq!(
         refused,

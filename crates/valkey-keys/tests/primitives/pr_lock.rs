@@ -4,21 +4,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use amtp_valkey::keys;
-use amtp_valkey::pr_lock::{try_acquire, try_acquire_for};
-use amtp_valkey::redis;
+use amtp_valkey::pr_lock::{PrLock, try_acquire, try_acquire_for};
+use amtp_valkey::redis::{self, aio::MultiplexedConnection};
 
 use crate::util::{self, RACERS, Valkey};
 
 const REPO: &str = "acme/widgets";
 
+async fn acquire_free_lock(conn: &mut MultiplexedConnection) -> PrLock {
+    try_acquire(conn, REPO)
+        .await
+        .expect("acquire")
+        .expect("lock is free")
+}
+
 #[tokio::test]
 async fn a_held_lock_refuses_others_and_carries_the_contract_ttl() {
     let valkey = Valkey::start();
     let mut conn = valkey.connect().await;
-    let lock = try_acquire(&mut conn, REPO)
-        .await
-        .expect("acquire")
-        .expect("lock is free");
+    let lock = acquire_free_lock(&mut conn).await;
     assert_eq!(lock.key(), keys::pr_lock(REPO));
     let pttl = util::pttl(&mut conn, lock.key()).await;
     assert!(
@@ -136,10 +140,7 @@ async fn a_stale_holder_cannot_release_or_extend_the_new_holders_lock() {
 async fn the_holder_extends_to_the_full_ttl() {
     let valkey = Valkey::start();
     let mut conn = valkey.connect().await;
-    let lock = try_acquire(&mut conn, REPO)
-        .await
-        .expect("acquire")
-        .expect("lock is free");
+    let lock = acquire_free_lock(&mut conn).await;
     redis::cmd("PEXPIRE")
         .arg(lock.key())
         .arg(1_000)

@@ -79,11 +79,7 @@ async fn every_record_sets_the_safety_ttl() {
     record_run(&mut conn, "u1", "r1", Window::ending_at(T0), 10)
         .await
         .expect("record run");
-    util::assert_fresh_ttl(
-        util::ttl(&mut conn, &key).await,
-        keys::USER_RUNS_WINDOW,
-        &key,
-    );
+    util::assert_fresh_ttl(&mut conn, &key, keys::USER_RUNS_WINDOW).await;
     redis::cmd("EXPIRE")
         .arg(&key)
         .arg(5)
@@ -93,11 +89,7 @@ async fn every_record_sets_the_safety_ttl() {
     record_run(&mut conn, "u1", "r2", Window::ending_at(T0 + 1), 10)
         .await
         .expect("record run");
-    util::assert_fresh_ttl(
-        util::ttl(&mut conn, &key).await,
-        keys::USER_RUNS_WINDOW,
-        &key,
-    );
+    util::assert_fresh_ttl(&mut conn, &key, keys::USER_RUNS_WINDOW).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,9 +81,10 @@ pub async fn wait_until_gone(conn: &mut MultiplexedConnection, key: &str) {
     }
 }
 
-/// Asserts a TTL in seconds is the contract's `expected`, allowing for the seconds a slow
-/// machine takes between the write and the read.
-pub fn assert_fresh_ttl(ttl_secs: i64, expected: Duration, key: &str) {
+/// Asserts `key`'s TTL is the contract's `expected`, allowing for the seconds a slow machine
+/// takes between the write and the read.
+pub async fn assert_fresh_ttl(conn: &mut MultiplexedConnection, key: &str, expected: Duration) {
+    let ttl_secs = ttl(conn, key).await;
     let expected = i64::try_from(expected.as_secs()).expect("TTL fits i64");
     assert!(
         ttl_secs <= expected && ttl_secs > expected - 10,
