@@ -125,6 +125,20 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_program_says_how_to_get_it() {
+        let wanted = Wanted {
+            names: &["amtp-no-such-server"],
+            version_arg: "--version",
+            pin: "1",
+            install_hint: "amtp-no-such-package (apt)",
+        };
+        let err = locate(&wanted).unwrap_err().to_string();
+        assert!(err.contains("amtp-no-such-server not found"), "{err}");
+        assert!(err.contains("nix develop"), "{err}");
+        assert!(err.contains("amtp-no-such-package (apt)"), "{err}");
+    }
+
+    #[test]
     fn pins_match_by_prefix_of_whole_components() {
         assert!(matches_pin("15.18", "15"));
         assert!(!matches_pin("150.1", "15"));

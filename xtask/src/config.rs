@@ -1,4 +1,4 @@
-//! The stack's configuration: `.env` at the repo root, then the process environment (which
+//! The stack's configuration: `.env` at the repo root (or `AMTP_ENV_FILE`), then the process environment (which
 //! wins), then the defaults of the Compose stack. Passwords left unset are generated at the
 //! first `up` and kept in `<state>/secrets.env` (mode 0600).
 
@@ -69,7 +69,11 @@ impl StackConfig {
     /// Reads `.env`, the environment and the state dir's secrets. Missing secrets are an error
     /// unless `generate_secrets` is set (only `up` creates state).
     pub(crate) fn load(repo_root: &Path, generate_secrets: bool) -> anyhow::Result<StackConfig> {
-        let mut vars = read_dotenv(&repo_root.join(".env"))?;
+        // Like Compose's `--env-file`: another file instead of the repository's `.env`.
+        let env_file = std::env::var_os("AMTP_ENV_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root.join(".env"));
+        let mut vars = read_dotenv(&env_file)?;
         vars.extend(std::env::vars());
         Self::from_vars(repo_root, vars, generate_secrets)
     }
