@@ -1,4 +1,7 @@
 //! Everything that can stop a migration, each message naming the thing and the fix.
+//!
+//! Messages are complete on their own (the underlying error is part of the text, not a
+//! `source`), so a caller printing the chain with `{:#}` does not repeat it.
 
 use std::path::PathBuf;
 
@@ -11,20 +14,16 @@ pub enum Error {
     InvalidUrl { reason: String },
 
     #[error(
-        "cannot connect to {url}: {source}; start the stack with `cargo xtask up` or check --url"
+        "cannot connect to {url}: {}; start the stack with `cargo xtask up` or check --url",
+        db_message(.cause)
     )]
-    Connect {
-        url: String,
-        #[source]
-        source: postgres::Error,
-    },
+    Connect { url: String, cause: postgres::Error },
 
-    #[error("{action} failed on {url}: {}", db_message(.source))]
+    #[error("{action} failed on {url}: {}", db_message(.cause))]
     Database {
         action: &'static str,
         url: String,
-        #[source]
-        source: postgres::Error,
+        cause: postgres::Error,
     },
 
     #[error(
@@ -33,11 +32,10 @@ pub enum Error {
     )]
     LocationMissing { path: PathBuf },
 
-    #[error("cannot read {}: {source}", .path.display())]
+    #[error("cannot read {}: {cause}", .path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{} is not valid UTF-8 (first bad byte on line {line}); save it as UTF-8", .path.display())]
@@ -119,6 +117,15 @@ pub(crate) fn db_message(error: &postgres::Error) -> String {
             }
             message
         }
-        None => error.to_string(),
+        None => {
+            // The driver keeps the cause (e.g. "Connection refused") out of its own message.
+            let mut message = error.to_string();
+            let mut cause = std::error::Error::source(error);
+            while let Some(inner) = cause {
+                message.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            message
+        }
     }
 }

@@ -233,9 +233,9 @@ impl Db {
             config.application_name("amtp-migrate");
         }
         let display_url = display_url(&config);
-        let client = config.connect(NoTls).map_err(|source| Error::Connect {
+        let client = config.connect(NoTls).map_err(|cause| Error::Connect {
             url: display_url.clone(),
-            source,
+            cause,
         })?;
         Ok(Db {
             client,
@@ -416,10 +416,10 @@ fn elapsed_ms(started: Instant) -> i32 {
 
 fn database_error(url: &str, action: &'static str) -> impl Fn(postgres::Error) -> Error + use<> {
     let url = url.to_owned();
-    move |source| Error::Database {
+    move |cause| Error::Database {
         action,
         url: url.clone(),
-        source,
+        cause,
     }
 }
 

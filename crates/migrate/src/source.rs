@@ -157,9 +157,9 @@ pub fn load(location: &Path) -> Result<Vec<Migration>, Error> {
 }
 
 fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let io_error = |source| Error::Io {
+    let io_error = |cause| Error::Io {
         path: dir.to_owned(),
-        source,
+        cause,
     };
     for entry in std::fs::read_dir(dir).map_err(io_error)? {
         let path = entry.map_err(io_error)?.path();
@@ -231,9 +231,9 @@ fn find_placeholder(sql: &str) -> Option<(usize, String)> {
 }
 
 fn read_utf8(path: &Path) -> Result<String, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|cause| Error::Io {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];

@@ -707,6 +707,7 @@ fn an_unreachable_database_is_named_without_its_password() {
         )),
         "{stderr}"
     );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
     assert!(stderr.contains("cargo xtask up"), "{stderr}");
     assert!(!stderr.contains("hunter2secret"), "{stderr}");
 }
