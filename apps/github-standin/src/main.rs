@@ -1,1 +1,69 @@
-fn main() {}
+//! `github-standin`: serve the GitHub stand-in until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use amtp_github_standin::{AppKey, StandInConfig, StandInState, app};
+
+/// A local stand-in for the GitHub REST API (App auth, trees, contents, blobs).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    listen: SocketAddr,
+    /// The GitHub App id that JWTs must name in `iss`.
+    #[arg(long)]
+    app_id: u64,
+    /// The installation id that tokens are issued for.
+    #[arg(long)]
+    installation_id: u64,
+    /// The App's private key PEM; generated (RSA-2048, mode 0600) if the file does not exist.
+    #[arg(long)]
+    app_key: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let key = AppKey::load_or_generate(&cli.app_key)
+        .with_context(|| format!("load or create the app key at {}", cli.app_key.display()))?;
+    let config = StandInConfig::new(cli.app_id, cli.installation_id, &key);
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("listen on {}; pick a free port with --listen", cli.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("read the listening address")?;
+    let state = Arc::new(StandInState::new(&config, format!("http://{addr}")));
+    tracing::info!(%addr, app_id = cli.app_id, installation_id = cli.installation_id, "github stand-in listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serve the github stand-in")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
