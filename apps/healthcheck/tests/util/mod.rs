@@ -112,8 +112,9 @@ impl Service {
         self.stderr.lock().expect("stderr buffer").clone()
     }
 
-    /// Polls `GET /health` until it answers 200.
-    pub fn wait_healthy(&mut self) {
+    /// Polls `GET path` until it answers 200: `/health` for "ready", `/metrics` for "listening"
+    /// when Valkey is unreachable on purpose.
+    pub fn wait_ok(&mut self, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -122,15 +123,12 @@ impl Service {
                     self.stderr()
                 );
             }
-            if let Ok((200, _)) = http_get(self.addr, "/health") {
+            if let Ok((200, _)) = http_get(self.addr, path) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "healthcheck not healthy after 10 s; stderr:\n{}",
-            self.stderr()
-        );
+        panic!("GET {path} not 200 after 10 s; stderr:\n{}", self.stderr());
     }
 
     pub fn signal(&self, name: &str) {
