@@ -67,24 +67,14 @@ pub fn migrate(settings: &Settings) -> Result<MigrateReport, Error> {
 /// Every migration with its state, without changing anything.
 pub fn info(settings: &Settings) -> Result<Vec<InfoRow>, Error> {
     let files = source::load(&settings.location)?;
-    let mut db = Db::connect(&settings.url)?;
-    let rows = if db.history_exists()? {
-        db.rows()?
-    } else {
-        Vec::new()
-    };
+    let rows = Db::connect(&settings.url)?.rows_if_any()?;
     Ok(state::resolve(&files, &rows).iter().map(info_row).collect())
 }
 
 /// Checks the history against the files; pending migrations count as problems here.
 pub fn validate(settings: &Settings) -> Result<(), Error> {
     let files = source::load(&settings.location)?;
-    let mut db = Db::connect(&settings.url)?;
-    let rows = if db.history_exists()? {
-        db.rows()?
-    } else {
-        Vec::new()
-    };
+    let rows = Db::connect(&settings.url)?.rows_if_any()?;
     let problems = state::problems(&state::resolve(&files, &rows), Pending::Refused);
     if problems.is_empty() {
         Ok(())
@@ -118,11 +108,7 @@ pub fn repair(settings: &Settings) -> Result<RepairReport, Error> {
             .collect();
         for entry in &entries {
             match (entry.state, entry.file, entry.applied) {
-                (State::Success, Some(file), Some(row))
-                    if row.checksum != Some(file.checksum)
-                        || row.description != file.description
-                        || row.kind != history::kind::SQL =>
-                {
+                (State::Success, Some(file), Some(row)) if state::differs(file, row) => {
                     history::realign(
                         &mut tx,
                         row.installed_rank,
@@ -250,8 +236,9 @@ impl Db {
     /// Runs `work` holding Flyway's advisory lock on the history table.
     ///
     /// The lock is taken with `pg_try_advisory_lock` and polled, never waited for inside the
-    /// server: a session blocked in `pg_advisory_lock` holds a snapshot that
-    /// `CREATE INDEX CONCURRENTLY` in the lock holder's session would wait for forever.
+    /// server: a session blocked in `pg_advisory_lock` sits in an open transaction, which
+    /// `CREATE INDEX CONCURRENTLY` in the lock holder's session waits to end, while that session
+    /// waits for the lock: neither would ever finish.
     fn locked<T>(&mut self, work: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
         let deadline = Instant::now() + LOCK_WAIT;
         loop {
@@ -303,6 +290,15 @@ impl Db {
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&history::TABLE])
             .map_err(self.error("look for the history table"))?;
         Ok(row.get(0))
+    }
+
+    /// The history rows, or none when there is no history table yet.
+    fn rows_if_any(&mut self) -> Result<Vec<history::AppliedRow>, Error> {
+        if self.history_exists()? {
+            self.rows()
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     fn rows(&mut self) -> Result<Vec<history::AppliedRow>, Error> {

@@ -199,6 +199,12 @@ pub fn problems(entries: &[Entry<'_>], pending: Pending) -> Vec<String> {
     problems
 }
 
+/// Whether an applied row's type, checksum or description no longer matches its file
+/// (what `repair` realigns).
+pub fn differs(file: &Migration, row: &AppliedRow) -> bool {
+    !mismatches(file, row).is_empty()
+}
+
 fn mismatches(file: &Migration, row: &AppliedRow) -> Vec<String> {
     let mismatch = |what: &str, applied: String, local: String| {
         format!(
@@ -228,4 +234,90 @@ fn mismatches(file: &Migration, row: &AppliedRow) -> Vec<String> {
         ));
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(version: &str) -> Migration {
+        Migration {
+            version: Version::parse(version).expect("version"),
+            description: format!("v{version}"),
+            script: format!("V{version}__v{version}.sql"),
+            path: format!("V{version}__v{version}.sql").into(),
+            sql: String::new(),
+            checksum: 0,
+            execute_in_transaction: None,
+        }
+    }
+
+    fn row(rank: i32, version: &str, kind: &str, success: bool) -> AppliedRow {
+        AppliedRow {
+            installed_rank: rank,
+            version: Some(version.to_owned()),
+            description: format!("v{version}"),
+            kind: kind.to_owned(),
+            script: format!("V{version}__v{version}.sql"),
+            checksum: Some(0),
+            installed_by: "amtp".to_owned(),
+            installed_on: String::new(),
+            execution_time: 0,
+            success,
+        }
+    }
+
+    fn states(files: &[Migration], rows: &[AppliedRow]) -> Vec<(String, State)> {
+        resolve(files, rows)
+            .iter()
+            .map(|e| (e.version(), e.state))
+            .collect()
+    }
+
+    #[test]
+    fn a_removed_file_below_the_newest_one_is_missing_and_fails_validation() {
+        let files = [file("1"), file("3")];
+        let rows = [
+            row(1, "1", "SQL", true),
+            row(2, "2", "SQL", true),
+            row(3, "3", "SQL", true),
+        ];
+        assert_eq!(
+            states(&files, &rows),
+            [
+                ("1".into(), State::Success),
+                ("2".into(), State::Missing),
+                ("3".into(), State::Success)
+            ]
+        );
+        assert_eq!(problems(&resolve(&files, &rows), Pending::Allowed).len(), 1);
+    }
+
+    #[test]
+    fn versions_applied_by_a_newer_checkout_are_future_and_accepted() {
+        let files = [file("1")];
+        let rows = [row(1, "1", "SQL", true), row(2, "2", "SQL", true)];
+        assert_eq!(
+            states(&files, &rows),
+            [("1".into(), State::Success), ("2".into(), State::Future)]
+        );
+        assert!(problems(&resolve(&files, &rows), Pending::Refused).is_empty());
+    }
+
+    #[test]
+    fn a_deleted_row_hides_its_migration_and_files_sort_by_version() {
+        let files = [file("1.10"), file("1.9"), file("1")];
+        let mut sorted = files.to_vec();
+        sorted.sort_by(|a, b| a.version.cmp(&b.version));
+        let rows = [row(1, "1", "SQL", true), row(2, "1", "DELETE", true)];
+        assert_eq!(
+            states(&sorted, &rows),
+            [
+                ("1".into(), State::Deleted),
+                ("1".into(), State::Pending),
+                ("1.9".into(), State::Pending),
+                ("1.10".into(), State::Pending)
+            ]
+        );
+    }
 }
