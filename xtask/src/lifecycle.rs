@@ -51,7 +51,7 @@ pub(crate) fn up(root: &Path, attach: bool) -> anyhow::Result<ExitCode> {
 /// Even a no-op `cargo build` of the services takes over a second on a small machine (it
 /// fingerprints every dependency), which would double a warm `up`; a scan of the workspace's
 /// own sources takes milliseconds. Cargo stays the judge whenever anything is newer.
-fn build_apps(root: &Path) -> anyhow::Result<()> {
+pub(crate) fn build_apps(root: &Path) -> anyhow::Result<()> {
     if apps_are_fresh(root) {
         return Ok(());
     }

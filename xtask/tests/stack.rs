@@ -1,0 +1,198 @@
+//! The stack's lifecycle end to end: each test runs its own stack (own state dir and ports)
+//! through the real `xtask` binary, beside the isolated stack of `cargo xtask test`.
+
+mod util;
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use util::{TestStack, describe, is_alive, wait_for};
+
+#[test]
+fn data_survives_down_and_up_and_a_second_up_changes_nothing() {
+    // A deep state dir: Postgres' socket path would exceed the OS limit if it lived there.
+    let stack = TestStack::new(&format!("lifecycle-{}", "d".repeat(90)));
+    stack.up();
+    let postgres_pid = stack.pid("postgres").expect("postgres runs");
+
+    let again = stack.ok(&["up"]);
+    assert!(again.contains("already running"), "{again}");
+    assert_eq!(
+        stack.pid("postgres"),
+        Some(postgres_pid),
+        "a second up restarted postgres"
+    );
+
+    stack
+        .postgres()
+        .batch_execute("CREATE TABLE kept (id int); INSERT INTO kept VALUES (1), (2)")
+        .unwrap();
+    let pids = stack.all_pids();
+    let down = stack.ok(&["down"]);
+    assert!(down.contains("stack stopped"), "{down}");
+    let survivors: Vec<i32> = pids.into_iter().filter(|p| is_alive(*p)).collect();
+    assert!(
+        survivors.is_empty(),
+        "down left processes running: {survivors:?}"
+    );
+    assert_eq!(
+        stack.xtask(&["status"]).status.code(),
+        Some(3),
+        "status of a stopped stack"
+    );
+
+    stack.up();
+    let count: i64 = stack
+        .postgres()
+        .query_one("SELECT count(*) FROM kept", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2, "rows were lost across down/up");
+
+    stack.ok(&["down", "--volumes"]);
+    assert!(
+        !stack.state_dir.exists(),
+        "down --volumes kept the state dir"
+    );
+}
+
+#[test]
+fn a_killed_service_comes_back() {
+    let stack = TestStack::new("restart");
+    stack.up();
+    let valkey = stack.pid("valkey").expect("valkey runs");
+    kill(Pid::from_raw(valkey), Signal::SIGKILL).unwrap();
+    let back = wait_for(Duration::from_secs(20), || {
+        stack.pid("valkey").is_some_and(|pid| pid != valkey)
+            && stack.xtask(&["status"]).status.success()
+    });
+    assert!(
+        back,
+        "valkey did not come back:\n{}",
+        describe(&stack.xtask(&["status"]))
+    );
+    assert_eq!(stack.status()["services"][1]["restarts"], 1);
+}
+
+#[test]
+fn killing_the_supervisor_leaves_no_orphan_and_the_next_up_recovers() {
+    let stack = TestStack::new("orphans");
+    stack.up();
+    let pids = stack.all_pids();
+    assert!(
+        pids.len() >= 8,
+        "expected the supervisor and every service: {pids:?}"
+    );
+    kill(Pid::from_raw(pids[0]), Signal::SIGKILL).unwrap();
+    let gone = wait_for(Duration::from_secs(15), || {
+        pids.iter().all(|p| !is_alive(*p))
+    });
+    let survivors: Vec<i32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
+    assert!(gone, "processes outlived the supervisor: {survivors:?}");
+
+    // Stale state file and postmaster.pid: the next `up` must cope without help.
+    stack.up();
+    assert!(stack.xtask(&["status"]).status.success());
+}
+
+#[test]
+fn verify_reports_exactly_the_setting_changed_at_run_time() {
+    let stack = TestStack::new("verify");
+    stack.up();
+    let clean = stack.xtask(&["verify", "--json"]);
+    assert!(
+        clean.status.success(),
+        "fresh stack drifts:\n{}",
+        describe(&clean)
+    );
+
+    let valkey_url = stack.env_var("VALKEY_URL");
+    let mut valkey = redis::Client::open(valkey_url)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut valkey)
+        .unwrap();
+    stack
+        .postgres()
+        .batch_execute("ALTER SYSTEM SET work_mem = '4MB'; SELECT pg_reload_conf()")
+        .unwrap();
+
+    let output = stack.xtask(&["verify", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let checks: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let drifted: Vec<(&str, &str)> = checks
+        .iter()
+        .filter(|c| c["verdict"] == "drift")
+        .map(|c| (c["check"].as_str().unwrap(), c["live"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        drifted,
+        [
+            ("postgres work_mem", "4MB"),
+            ("valkey maxmemory-policy", "noeviction")
+        ]
+    );
+}
+
+#[test]
+fn a_taken_port_is_named_before_anything_starts() {
+    let stack = TestStack::new("port-taken");
+    let listener = std::net::TcpListener::bind(("127.0.0.1", stack.port("VALKEY_PORT"))).unwrap();
+    let output = stack.xtask(&["up"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!(
+        "port {} for valkey is already in use (pid {}",
+        stack.port("VALKEY_PORT"),
+        std::process::id()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("set VALKEY_PORT"), "{stderr}");
+    // Nothing was started: Postgres never got a data dir.
+    assert!(!stack.state_dir.join("postgres/data").exists());
+    drop(listener);
+}
+
+#[test]
+fn a_failed_initdb_is_recovered_by_the_next_up() {
+    let mut stack = TestStack::new("initdb");
+    // initdb refuses role names starting with pg_.
+    stack
+        .env
+        .insert("POSTGRES_USER".into(), "pg_reserved".into());
+    let output = stack.xtask(&["up"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("initdb failed"), "{stderr}");
+    assert!(
+        !stack.state_dir.join("postgres/data").exists(),
+        "a half-made cluster was kept"
+    );
+
+    stack.env.remove("POSTGRES_USER");
+    stack.up();
+}
+
+#[test]
+fn a_malformed_env_file_is_named() {
+    let mut stack = TestStack::new("dotenv");
+    let file = stack.state_dir.with_extension("env");
+    std::fs::write(&file, "POSTGRES_DB=amtp\nTHIS IS NOT AN ASSIGNMENT\n").unwrap();
+    stack
+        .env
+        .insert("AMTP_ENV_FILE".into(), file.display().to_string());
+    let output = stack.xtask(&["up"]);
+    std::fs::remove_file(&file).unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{} is malformed", file.display())),
+        "{stderr}"
+    );
+}

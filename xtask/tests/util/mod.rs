@@ -1,0 +1,200 @@
+//! A stack of one's own for each test: its own state dir and free ports, driven through the
+//! real `xtask` binary, torn down (state deleted) when the test ends, with its logs printed
+//! when the test failed.
+
+#![allow(dead_code)] // each test file uses part of this
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const PORT_VARS: [&str; 7] = [
+    "POSTGRES_PORT",
+    "PGBOUNCER_PORT",
+    "VALKEY_PORT",
+    "HEALTHCHECK_PORT",
+    "MCP_HTTP_PORT",
+    "DOCS_HOST_PORT",
+    "GITHUB_STANDIN_PORT",
+];
+
+pub struct TestStack {
+    pub state_dir: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+impl TestStack {
+    /// A stack whose state dir name includes `name` (make it long to test socket paths).
+    pub fn new(name: &str) -> TestStack {
+        let state_dir =
+            std::env::temp_dir().join(format!("amtp-xtask-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&state_dir);
+        let mut env = BTreeMap::new();
+        env.insert("AMTP_STATE_DIR".to_owned(), state_dir.display().to_string());
+        for var in PORT_VARS {
+            env.insert(var.to_owned(), amtp_testkit::free_port().to_string());
+        }
+        // A `.env` of the developer's must not leak into the test.
+        env.insert("AMTP_ENV_FILE".to_owned(), "/nonexistent/.env".to_owned());
+        TestStack { state_dir, env }
+    }
+
+    pub fn port(&self, var: &str) -> u16 {
+        self.env[var].parse().unwrap()
+    }
+
+    /// Runs `xtask <args>` with this stack's environment.
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command.args(args).envs(&self.env);
+        for secret in ["POSTGRES_PASSWORD", "VALKEY_PASSWORD", "GITHUB_APP_ID"] {
+            if !self.env.contains_key(secret) {
+                command.env_remove(secret);
+            }
+        }
+        command.output().expect("run xtask")
+    }
+
+    /// Runs `xtask <args>` and fails the test with its output unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.xtask(args);
+        assert!(
+            output.status.success(),
+            "xtask {args:?} failed:\n{}",
+            describe(&output)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn up(&self) {
+        self.ok(&["up"]);
+    }
+
+    /// `status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let output = self.xtask(&["status", "--json"]);
+        serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+    }
+
+    /// Pid of a service according to `status`.
+    pub fn pid(&self, service: &str) -> Option<i32> {
+        self.status()["services"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == service)?["pid"]
+            .as_i64()
+            .map(|p| p as i32)
+    }
+
+    /// Every process of the stack: the supervisor and each service's process group.
+    pub fn all_pids(&self) -> Vec<i32> {
+        let status = self.status();
+        let mut pids: Vec<i32> = vec![status["supervisor_pid"].as_i64().unwrap() as i32];
+        for service in status["services"].as_array().unwrap() {
+            if let Some(pid) = service["pid"].as_i64() {
+                pids.extend(group_members(pid as i32));
+            }
+        }
+        pids
+    }
+
+    /// Reads a variable of `xtask env --format dotenv`.
+    pub fn env_var(&self, key: &str) -> String {
+        let dotenv = self.ok(&["env", "--format", "dotenv"]);
+        dotenv
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} missing from env:\n{dotenv}"))
+            .to_owned()
+    }
+
+    pub fn postgres(&self) -> postgres::Client {
+        postgres::Client::connect(&self.env_var("DIRECT_DATABASE_URL"), postgres::NoTls)
+            .expect("connect to postgres")
+    }
+
+    fn dump_logs(&self) {
+        let Ok(entries) = fs::read_dir(self.state_dir.join("logs")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let text = fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- {} (last 30 lines)", entry.path().display());
+            for line in &lines[lines.len().saturating_sub(30)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        let _ = self.xtask(&["down", "--volumes"]);
+        let _ = fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.pgid == pgid)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// A live process still exists (zombies, which a non-reaping init keeps, do not count).
+pub fn is_alive(pid: i32) -> bool {
+    processes().iter().any(|p| p.pid == pid)
+}
+
+pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+struct Proc {
+    pid: i32,
+    pgid: i32,
+}
+
+fn processes() -> Vec<Proc> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+            (fields[0] != "Z").then(|| Proc {
+                pid,
+                pgid: fields[2].parse().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
