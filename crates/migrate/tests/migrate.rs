@@ -605,6 +605,35 @@ fn four_processes_at_once_apply_each_migration_exactly_once() {
 }
 
 #[test]
+fn a_run_waits_for_the_advisory_lock_held_by_another_session() {
+    let db = TestDb::create();
+    let mut holder = db.client();
+    holder
+        .execute("SELECT pg_advisory_lock(77433833903597)", &[])
+        .expect("take Flyway's lock as another runner would");
+    let folder = Folder::new();
+    folder.write("V1__one.sql", "CREATE TABLE one (id int);\n");
+    let settings = db.settings(folder.path());
+    let held_for = std::time::Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let runner = std::thread::spawn(move || amtp_migrate::migrate(&settings));
+    std::thread::sleep(held_for);
+    assert!(
+        db.tables().is_empty(),
+        "nothing runs while the lock is held"
+    );
+    holder
+        .execute("SELECT pg_advisory_unlock(77433833903597)", &[])
+        .expect("release the lock");
+    let report = runner
+        .join()
+        .expect("runner thread")
+        .expect("migrate after the lock is released");
+    assert!(started.elapsed() >= held_for);
+    assert_eq!(report.applied.len(), 1);
+}
+
+#[test]
 fn the_cli_names_file_line_and_statement_of_a_sql_error() {
     let db = TestDb::create();
     let folder = Folder::new();
