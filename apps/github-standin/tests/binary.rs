@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn generates_a_private_key_0600_serves_health_and_stops_on_sigterm() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("standin-bin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let key_path = dir.join("secrets/github_app_key.pem");

@@ -38,6 +38,7 @@ fn good_jwt() -> String {
 }
 
 async fn standin() -> StandInHandle {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     StandIn::spawn(StandInConfig::new(APP_ID, INSTALLATION_ID, app_key()))
         .await
         .expect("spawn stand-in")
