@@ -23,7 +23,7 @@ pub(crate) const WANTED: Wanted = Wanted {
 };
 
 /// Keys of the contract that older PgBouncer versions reject, with the version that added them.
-const ADDED_IN: [(&str, (u32, u32)); 1] = [("max_prepared_statements", (1, 21))];
+pub(crate) const ADDED_IN: [(&str, (u32, u32)); 1] = [("max_prepared_statements", (1, 21))];
 
 pub(crate) fn locate(cfg: &StackConfig) -> anyhow::Result<Installed> {
     let mut installed = binaries::locate(&WANTED)?;
