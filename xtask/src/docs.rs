@@ -32,6 +32,9 @@ use crate::stack::{self, Kind, Unit, apps, nginx, pgbouncer, postgres, valkey};
 
 const SITE_TITLE: &str = "AMTP native dev stack";
 
+/// In every page's head: marks the pages a rebuild may delete once their source is gone.
+const GENERATOR_META: &str = "<meta name=\"generator\" content=\"cargo xtask docs\">";
+
 /// Pages in this order first in the navigation; any other page follows, by name.
 const NAV_ORDER: [&str; 10] = [
     "index",
@@ -169,6 +172,13 @@ pub(crate) fn build_site(repo_root: &Path, out: &Path) -> anyhow::Result<()> {
 
 /// Every `.md` under `docs` (relative, `/`-separated), leaving out the site itself.
 fn markdown_sources(docs: &Path, out: &Path) -> anyhow::Result<Vec<String>> {
+    // Compared with the walk's paths, so both canonical (out may be given as `docs/../docs/x`).
+    let docs = &docs.canonicalize().with_context(|| {
+        format!(
+            "cannot find {}; run from a checkout of the repository",
+            docs.display()
+        )
+    })?;
     let out = out.canonicalize().unwrap_or_else(|_| out.to_owned());
     let default_site = docs.join("site");
     let mut sources = Vec::new();
@@ -385,128 +395,167 @@ fn expand_placeholders(text: &str, facts: &Facts) -> anyhow::Result<String> {
     Ok(expanded)
 }
 
-/// The names `<!-- generated:NAME -->` accepts.
-const GENERATED: [&str; 7] = [
-    "service-map",
-    "ports",
-    "flags:postgres",
-    "flags:initdb",
-    "flags:pgbouncer",
-    "flags:valkey",
-    "flags:nginx",
+/// Builds one generated section.
+type Generator = fn(&Facts) -> String;
+
+/// What `<!-- generated:NAME -->` can stand for, by name.
+const GENERATED: [(&str, Generator); 7] = [
+    ("service-map", service_map),
+    ("ports", ports),
+    ("flags:postgres", postgres_flags),
+    ("flags:initdb", initdb_args),
+    ("flags:pgbouncer", pgbouncer_flags),
+    ("flags:valkey", valkey_flags),
+    ("flags:nginx", nginx_flags),
 ];
 
 fn generated(name: &str, facts: &Facts) -> anyhow::Result<String> {
-    let code = |text: &str| format!("`{text}`");
-    Ok(match name.trim() {
-        "service-map" => table(
-            &[
-                "Service",
-                "Program",
-                "Pinned version",
-                "Port variable",
-                "Default port",
-                "Depends on",
-                "Runs",
-            ],
-            facts.services.iter().map(|s| {
-                vec![
-                    code(s.name),
-                    s.program.clone(),
-                    s.pin.clone(),
-                    s.port_var.map_or("—".to_owned(), code),
-                    s.default_port.map_or("—".to_owned(), |p| p.to_string()),
-                    if s.depends_on.is_empty() {
-                        "—".to_owned()
-                    } else {
-                        s.depends_on.iter().map(|d| code(d)).collect::<Vec<_>>().join(", ")
-                    },
-                    s.runs.clone(),
-                ]
-            }),
-        ),
-        "ports" => table(
-            &["Variable", "Default", "Service"],
-            PORT_KEYS.iter().map(|(key, port)| {
-                let service = facts
-                    .services
-                    .iter()
-                    .find(|s| s.port_var == Some(*key))
-                    .map_or("—".to_owned(), |s| code(s.name));
-                vec![code(key), port.to_string(), service]
-            }),
-        ),
-        "flags:postgres" => table(
-            &["Setting", "Value", "Passed to `postgres` as"],
-            facts.postgres.iter().map(|s| {
-                vec![
-                    code(&s.key),
-                    code(&s.value),
-                    code(&format!("-c {}={}", s.key, s.value)),
-                ]
-            }),
-        ),
-        "flags:initdb" => table(
-            &["`initdb` argument"],
-            facts.initdb_args.iter().map(|arg| vec![code(arg)]),
-        ),
-        "flags:pgbouncer" => table(
-            &["Key", "Value", "Needs"],
-            facts.pgbouncer.iter().map(|s| {
-                let needs = pgbouncer::ADDED_IN
-                    .iter()
-                    .find(|(key, _)| *key == s.key)
-                    .map_or("any PgBouncer".to_owned(), |(_, (major, minor))| {
-                        format!("PgBouncer ≥ {major}.{minor}; left out (and reported as drift) on older versions")
-                    });
-                vec![code(&s.key), code(&s.value), needs]
-            }),
-        ),
-        "flags:valkey" => table(
-            &["Flag", "Value", "On the command line"],
-            facts.valkey.iter().map(|s| {
-                let value = if s.value.is_empty() {
-                    "\"\"".to_owned()
-                } else {
-                    s.value.clone()
-                };
-                vec![
-                    code(&format!("--{}", s.key)),
-                    if s.value.is_empty() {
-                        "(empty)".to_owned()
-                    } else {
-                        code(&s.value)
-                    },
-                    code(&format!("--{} {value}", s.key)),
-                ]
-            }),
-        ),
-        "flags:nginx" => {
-            let headers = table(
-                &["Response header (on every response)", "Value"],
-                facts
-                    .nginx_headers
-                    .iter()
-                    .map(|h| vec![code(&h.key), code(&h.value)]),
-            );
-            let gzip = table(
-                &["Content type", "Compressed with gzip"],
-                facts.nginx_gzip_types.iter().map(|t| {
-                    let how = if t == "text/html" {
-                        "yes (always, once `gzip on`)"
-                    } else {
-                        "yes (`gzip_types`)"
-                    };
-                    vec![code(t), how.to_owned()]
-                }),
-            );
-            format!("{headers}\n{gzip}")
+    let name = name.trim();
+    match GENERATED.iter().find(|(known, _)| *known == name) {
+        Some((_, render)) => Ok(render(facts)),
+        None => {
+            let known: Vec<&str> = GENERATED.iter().map(|(known, _)| *known).collect();
+            bail!(
+                "unknown placeholder `generated:{name}`; known: {}",
+                known.join(", ")
+            )
         }
-        other => bail!(
-            "unknown placeholder `generated:{other}`; known: {}",
-            GENERATED.join(", ")
-        ),
-    })
+    }
+}
+
+fn code(text: &str) -> String {
+    format!("`{text}`")
+}
+
+fn service_map(facts: &Facts) -> String {
+    table(
+        &[
+            "Service",
+            "Program",
+            "Pinned version",
+            "Port variable",
+            "Default port",
+            "Depends on",
+            "Runs",
+        ],
+        facts.services.iter().map(|s| {
+            let depends_on: Vec<String> = s.depends_on.iter().map(|d| code(d)).collect();
+            vec![
+                code(s.name),
+                s.program.clone(),
+                s.pin.clone(),
+                s.port_var.map_or("—".to_owned(), code),
+                s.default_port.map_or("—".to_owned(), |p| p.to_string()),
+                if depends_on.is_empty() {
+                    "—".to_owned()
+                } else {
+                    depends_on.join(", ")
+                },
+                s.runs.clone(),
+            ]
+        }),
+    )
+}
+
+fn ports(facts: &Facts) -> String {
+    table(
+        &["Variable", "Default", "Service"],
+        PORT_KEYS.iter().map(|(key, port)| {
+            let service = facts
+                .services
+                .iter()
+                .find(|s| s.port_var == Some(*key))
+                .map_or("—".to_owned(), |s| code(s.name));
+            vec![code(key), port.to_string(), service]
+        }),
+    )
+}
+
+fn postgres_flags(facts: &Facts) -> String {
+    table(
+        &["Setting", "Value", "Passed to `postgres` as"],
+        facts.postgres.iter().map(|s| {
+            vec![
+                code(&s.key),
+                code(&s.value),
+                code(&format!("-c {}={}", s.key, s.value)),
+            ]
+        }),
+    )
+}
+
+fn initdb_args(facts: &Facts) -> String {
+    table(
+        &["`initdb` argument"],
+        facts.initdb_args.iter().map(|arg| vec![code(arg)]),
+    )
+}
+
+fn pgbouncer_flags(facts: &Facts) -> String {
+    table(
+        &["Key", "Value", "Needs"],
+        facts.pgbouncer.iter().map(|s| {
+            let needs = pgbouncer::ADDED_IN
+                .iter()
+                .find(|(key, _)| *key == s.key)
+                .map_or("any PgBouncer".to_owned(), |(_, (major, minor))| {
+                    format!(
+                        "PgBouncer ≥ {major}.{minor}; left out (and reported as drift) \
+                         on older versions"
+                    )
+                });
+            vec![code(&s.key), code(&s.value), needs]
+        }),
+    )
+}
+
+/// `--save ""`: how the flag reads on a Valkey command line.
+fn valkey_flag(setting: &contract::Setting) -> String {
+    let value = if setting.value.is_empty() {
+        "\"\""
+    } else {
+        &setting.value
+    };
+    format!("--{} {value}", setting.key)
+}
+
+fn valkey_flags(facts: &Facts) -> String {
+    table(
+        &["Flag", "Value", "On the command line"],
+        facts.valkey.iter().map(|s| {
+            vec![
+                code(&format!("--{}", s.key)),
+                if s.value.is_empty() {
+                    "(empty)".to_owned()
+                } else {
+                    code(&s.value)
+                },
+                code(&valkey_flag(s)),
+            ]
+        }),
+    )
+}
+
+fn nginx_flags(facts: &Facts) -> String {
+    let headers = table(
+        &["Response header (on every response)", "Value"],
+        facts
+            .nginx_headers
+            .iter()
+            .map(|h| vec![code(&h.key), code(&h.value)]),
+    );
+    let gzip = table(
+        &["Content type", "Compressed with gzip"],
+        facts.nginx_gzip_types.iter().map(|t| {
+            let how = if t == "text/html" {
+                "yes (always, once `gzip on`)"
+            } else {
+                "yes (`gzip_types`)"
+            };
+            vec![code(t), how.to_owned()]
+        }),
+    );
+    format!("{headers}\n{gzip}")
 }
 
 /// A Markdown table; `|` inside a cell is escaped.
@@ -611,6 +660,7 @@ fn render_page(page: &Page, pages: &[Page], site: &BTreeSet<String>) -> String {
          <html lang=\"en\">\n\
          <head>\n\
          <meta charset=\"utf-8\">\n\
+         {GENERATOR_META}\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title}</title>\n\
          <link rel=\"stylesheet\" href=\"{root}style.css\">\n\
@@ -861,7 +911,8 @@ fn write_if_changed(path: &Path, body: &str) -> anyhow::Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Deletes `.html` files under `out` that no page produces any more.
+/// Deletes the pages an earlier build wrote under `out` that no source produces any more;
+/// any other file is left alone, whatever `--out` points at.
 fn remove_stale_pages(out: &Path, files: &BTreeMap<String, String>) -> anyhow::Result<()> {
     for entry in ignore::WalkBuilder::new(out)
         .standard_filters(false)
@@ -872,7 +923,9 @@ fn remove_stale_pages(out: &Path, files: &BTreeMap<String, String>) -> anyhow::R
             continue;
         };
         let relative = relative.to_string_lossy().replace('\\', "/");
-        let stale = path.extension().is_some_and(|e| e == "html") && !files.contains_key(&relative);
+        let stale = path.extension().is_some_and(|e| e == "html")
+            && !files.contains_key(&relative)
+            && fs::read_to_string(&path).is_ok_and(|page| page.contains(GENERATOR_META));
         if stale {
             fs::remove_file(&path)
                 .with_context(|| format!("cannot remove the stale page {}", path.display()))?;
@@ -977,8 +1030,7 @@ mod tests {
             );
         }
         for s in &facts.valkey {
-            let value = if s.value.is_empty() { "\"\"" } else { &s.value };
-            let flag = escape(&format!("--{} {value}", s.key));
+            let flag = escape(&valkey_flag(s));
             assert!(html.contains(&flag), "{flag}");
         }
         fs::remove_dir_all(out).unwrap();
@@ -1006,7 +1058,7 @@ mod tests {
             err.starts_with("line 2: unknown placeholder `generated:nope`"),
             "{err}"
         );
-        for name in GENERATED {
+        for (name, _) in GENERATED {
             generated(name, &facts).unwrap();
         }
     }
@@ -1062,14 +1114,20 @@ mod tests {
     fn a_rebuild_removes_stale_pages_and_leaves_everything_world_readable() {
         let out = temp_dir("stale");
         fs::create_dir_all(out.join("old")).unwrap();
-        fs::write(out.join("removed-page.html"), "old").unwrap();
-        fs::write(out.join("old/page.html"), "old").unwrap();
+        let earlier_page = format!("<html><head>{GENERATOR_META}</head></html>");
+        fs::write(out.join("removed-page.html"), &earlier_page).unwrap();
+        fs::write(out.join("old/page.html"), &earlier_page).unwrap();
+        fs::write(out.join("foreign.html"), "<html>not ours</html>").unwrap();
         fs::write(out.join("notes.txt"), "not ours").unwrap();
         fs::set_permissions(out.join("notes.txt"), fs::Permissions::from_mode(0o600)).unwrap();
         fs::set_permissions(&out, fs::Permissions::from_mode(0o700)).unwrap();
         build_site(repo(), &out).unwrap();
         assert!(!out.join("removed-page.html").exists());
         assert!(!out.join("old/page.html").exists());
+        assert!(
+            out.join("foreign.html").exists(),
+            "only our own pages are cleaned"
+        );
         assert!(
             out.join("notes.txt").exists(),
             "only .html files are cleaned"
