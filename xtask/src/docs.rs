@@ -1111,6 +1111,46 @@ mod tests {
     }
 
     #[test]
+    fn the_navigation_nests_a_folder_under_the_page_of_its_name() {
+        let page = |target: &str, title: &str| Page {
+            source: target.replace(".html", ".md"),
+            target: target.to_owned(),
+            title: title.to_owned(),
+            markdown: String::new(),
+        };
+        let mut pages = vec![
+            page("zeta.html", "Zeta"),
+            page("benchmarks/up.html", "Up"),
+            page("flags.html", "Flags"),
+            page("benchmarks.html", "Benchmarks"),
+            page("index.html", SITE_TITLE),
+        ];
+        sort_for_navigation(&mut pages);
+        let targets: Vec<&str> = pages.iter().map(|p| p.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "index.html",
+                "flags.html",
+                "benchmarks.html",
+                "benchmarks/up.html",
+                "zeta.html"
+            ]
+        );
+        assert_eq!(
+            navigation(&pages, "benchmarks/up.html", "../"),
+            "<nav aria-label=\"Pages\">\n<ul>\n\
+             <li><a href=\"../index.html\">Overview</a></li>\n\
+             <li><a href=\"../flags.html\">Flags</a></li>\n\
+             <li><a href=\"../benchmarks.html\">Benchmarks</a>\n<ul>\n\
+             <li><a href=\"../benchmarks/up.html\" aria-current=\"page\">Up</a></li>\n\
+             </ul>\n</li>\n\
+             <li><a href=\"../zeta.html\">Zeta</a></li>\n\
+             </ul>\n</nav>\n"
+        );
+    }
+
+    #[test]
     fn a_rebuild_removes_stale_pages_and_leaves_everything_world_readable() {
         let out = temp_dir("stale");
         fs::create_dir_all(out.join("old")).unwrap();
