@@ -62,7 +62,7 @@ const STYLE_CSS: &str = r#"/* The docs site: readable type, no JavaScript. */
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--fg);
        font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-       display: grid; grid-template-columns: 15rem minmax(0, 52rem);
+       display: grid; grid-template-columns: 14rem minmax(0, 60rem);
        grid-template-areas: "header header" "nav main" "nav footer"; gap: 0 2.5rem; }
 header { grid-area: header; padding: .8rem 1.5rem; border-bottom: 1px solid var(--line); }
 header a { color: var(--fg); font-weight: 600; text-decoration: none; font-size: 1.1rem; }
@@ -89,8 +89,9 @@ code { font: .9em/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
        background: var(--code); padding: .1em .3em; border-radius: 3px; }
 pre { background: var(--code); padding: .8rem 1rem; overflow-x: auto; border-radius: 4px; }
 pre code { padding: 0; background: none; }
-table { border-collapse: collapse; margin: 1rem 0; display: block; overflow-x: auto; }
-th, td { border: 1px solid var(--line); padding: .35rem .6rem; text-align: left;
+table { border-collapse: collapse; margin: 1rem 0; display: block; overflow-x: auto;
+        font-size: .9rem; }
+th, td { border: 1px solid var(--line); padding: .3rem .5rem; text-align: left;
          vertical-align: top; }
 th { background: var(--code); }
 blockquote { margin: 1rem 0; padding: .2rem 1rem; border-left: 3px solid var(--line);
