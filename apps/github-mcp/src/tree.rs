@@ -30,16 +30,45 @@ const MAX_GITIGNORE_PROBES: usize = 32;
 /// Placeholder value of the null sentinel.
 const SENTINEL: &[u8] = b"1";
 
-/// The filtered tree, as cached: the listing is pre-rendered so a cache hit costs one parse.
-#[derive(Debug, Serialize, Deserialize)]
+/// The filtered tree. Cached as a one-line JSON [`TreeSummary`], a newline, then the listing
+/// as is: a cache hit costs a tiny parse and a UTF-8 check, not the unescaping of a large string.
+#[derive(Debug)]
 pub struct FilteredTree {
+    pub summary: TreeSummary,
+    /// One line per entry: `dir/`, `file (N bytes)`, `link (symlink)`, `sub (submodule)`.
+    pub listing: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TreeSummary {
     pub sha: String,
     pub truncated: bool,
+    /// Entries listed.
+    pub entries: usize,
+    /// Entries the `.gitignore` files exclude.
     pub excluded: usize,
     /// Directories whose `.gitignore` could not be checked (truncated trees only).
     pub unchecked_dirs: usize,
-    /// One line per entry: `dir/`, `file (N bytes)`, `link (symlink)`, `sub (submodule)`.
-    pub listing: String,
+}
+
+impl FilteredTree {
+    fn to_cache_value(&self) -> Vec<u8> {
+        let mut value = serde_json::to_vec(&self.summary).unwrap_or_default();
+        value.push(b'\n');
+        value.extend_from_slice(self.listing.as_bytes());
+        value
+    }
+
+    fn from_cache_value(value: Vec<u8>) -> Option<Self> {
+        let split = value.iter().position(|b| *b == b'\n')?;
+        let summary = serde_json::from_slice(&value[..split]).ok()?;
+        let mut listing = value;
+        listing.drain(..=split);
+        Some(FilteredTree {
+            summary,
+            listing: String::from_utf8(listing).ok()?,
+        })
+    }
 }
 
 pub struct TreeService {
@@ -57,9 +86,9 @@ impl TreeService {
     ) -> Result<FilteredTree, GitHubError> {
         let key = mcp_tree(owner, repo, git_ref);
         if let Lookup::Hit(bytes) = self.cache.get("tree", &key).await {
-            match serde_json::from_slice(&bytes) {
-                Ok(tree) => return Ok(tree),
-                Err(error) => tracing::warn!(%error, key, "unreadable cached tree; rebuilding"),
+            match FilteredTree::from_cache_value(bytes) {
+                Some(tree) => return Ok(tree),
+                None => tracing::warn!(key, "unreadable cached tree; rebuilding"),
             }
         }
         let tree = self.github.tree(owner, repo, git_ref).await?;
@@ -72,16 +101,18 @@ impl TreeService {
         }
         let (kept, excluded) = Rules::new(&gitignores).filter(&tree.tree);
         let filtered = FilteredTree {
-            sha: tree.sha,
-            truncated: tree.truncated,
-            excluded,
-            unchecked_dirs,
+            summary: TreeSummary {
+                sha: tree.sha,
+                truncated: tree.truncated,
+                entries: kept.len(),
+                excluded,
+                unchecked_dirs,
+            },
             listing: render_listing(&kept),
         };
-        match serde_json::to_vec(&filtered) {
-            Ok(bytes) => self.cache.set_many(&[(key, bytes)], MCP_TREE_TTL).await,
-            Err(error) => tracing::error!(%error, "cannot serialize a tree for the cache"),
-        }
+        self.cache
+            .set_many(&[(key, filtered.to_cache_value())], MCP_TREE_TTL)
+            .await;
         Ok(filtered)
     }
 
@@ -243,23 +274,25 @@ impl FilteredTree {
         if prefix.is_some() && selected.is_empty() {
             return None;
         }
+        let summary = &self.summary;
         let count = if prefix.is_some() {
             selected.len()
         } else {
-            self.listing.lines().count()
+            summary.entries
         };
         let scope = prefix.map(|p| format!(" under {p}/")).unwrap_or_default();
-        let mut out = format!(
+        let mut out = String::with_capacity(self.listing.len() + 512);
+        out.push_str(&format!(
             "{owner}/{repo} at {git_ref} (tree {}): {count} entries{scope}; {} excluded by .gitignore\n",
-            self.sha, self.excluded
-        );
-        if self.truncated {
+            summary.sha, summary.excluded
+        ));
+        if summary.truncated {
             out.push_str("WARNING: GitHub truncated this tree (too many entries); entries past its limit are missing.\n");
         }
-        if self.unchecked_dirs > 0 {
+        if summary.unchecked_dirs > 0 {
             out.push_str(&format!(
                 "NOTE: the .gitignore of {} directories could not be checked; some ignored files may be listed.\n",
-                self.unchecked_dirs
+                summary.unchecked_dirs
             ));
         }
         if prefix.is_some() {
@@ -280,10 +313,13 @@ mod tests {
 
     fn tree() -> FilteredTree {
         FilteredTree {
-            sha: "abc".to_owned(),
-            truncated: false,
-            excluded: 2,
-            unchecked_dirs: 0,
+            summary: TreeSummary {
+                sha: "abc".to_owned(),
+                truncated: false,
+                entries: 4,
+                excluded: 2,
+                unchecked_dirs: 0,
+            },
             listing: "src/\nsrc/lib.rs (10 bytes)\nsrcfile (3 bytes)\nREADME.md (5 bytes)\n"
                 .to_owned(),
         }
@@ -300,5 +336,14 @@ mod tests {
         assert!(tree().render("o", "r", "main", Some("missing")).is_none());
         let whole = tree().render("o", "r", "main", None).expect("entries");
         assert!(whole.contains("4 entries; 2 excluded by .gitignore"));
+    }
+
+    #[test]
+    fn cache_values_round_trip() {
+        let value = tree().to_cache_value();
+        let again = FilteredTree::from_cache_value(value).expect("parses");
+        assert_eq!(again.listing, tree().listing);
+        assert_eq!(again.summary.entries, 4);
+        assert!(FilteredTree::from_cache_value(b"not a tree".to_vec()).is_none());
     }
 }

@@ -94,6 +94,9 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     pub fn new(app_id: u64, public_key: &RsaPublicKey) -> Self {
+        // Explicit, so that another crate enabling jsonwebtoken's aws_lc_rs feature in the same
+        // build cannot leave the process without a provider.
+        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
         let key = DecodingKey::from_rsa_raw_components(
             &public_key.n().to_bytes_be(),
             &public_key.e().to_bytes_be(),
