@@ -73,7 +73,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn summary(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
     println!(
-        "{label:<8} n={:<4} p50={:>8.2} ms  p95={:>8.2} ms  min={:>8.2} ms  max={:>8.2} ms",
+        "{label:<9} n={:<4} p50={:>8.2} ms  p95={:>8.2} ms  min={:>8.2} ms  max={:>8.2} ms",
         samples.len(),
         percentile(&samples, 0.5),
         percentile(&samples, 0.95),
@@ -206,6 +206,31 @@ async fn main() {
         cached.push(started.elapsed());
         assert_ne!(result.is_error, Some(true));
     }
+    // The same cached call as a plain JSON-RPC POST: the server's share without rmcp's client-side
+    // parsing of the ~680 KB answer.
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "repo.tree", "arguments": arguments },
+    })
+    .to_string();
+    let mut raw = Vec::with_capacity(cached_runs);
+    for _ in 0..cached_runs {
+        let started = Instant::now();
+        let response = http
+            .post(format!("{mcp_base}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("POST tools/call");
+        assert!(response.status().is_success());
+        let bytes = response.bytes().await.expect("read answer");
+        raw.push(started.elapsed());
+        assert!(bytes.len() > 100_000);
+    }
     let calls_while_cached = github_calls(&standin_url).await;
     let pid = mcp.0.id();
     let (rss, peak) = (rss_kib(pid, "VmRSS:"), rss_kib(pid, "VmHWM:"));
@@ -216,11 +241,13 @@ async fn main() {
     );
     summary("cold", cold);
     summary("cached", cached);
+    summary("raw POST", raw);
     println!(
-        "GitHub requests per cold call: {:?} (1 tree + 1 per .gitignore blob); during {cached_runs} cached calls: {calls_while_cached}",
+        "GitHub requests per cold call: {:?} (1 tree + 1 per .gitignore blob); during {} cached calls: {calls_while_cached}",
         calls_per_cold
             .iter()
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<std::collections::BTreeSet<_>>(),
+        2 * cached_runs
     );
     println!(
         "github-mcp RSS after the run: {:.1} MiB (peak {:.1} MiB)",
