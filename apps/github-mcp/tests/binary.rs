@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use amtp_github_standin::{StandIn, StandInConfig};
@@ -12,6 +12,18 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_github-mcp");
+
+/// Kills the server if the test fails before stopping it.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
 
 #[test]
 fn start_is_refused_without_github_app_id() {
@@ -42,7 +54,7 @@ async fn serves_with_an_unreachable_collector_and_exits_zero_on_sigterm() {
     // Telemetry on, towards a port where nothing listens: requests must not notice.
     env.remove("OTEL_SDK_DISABLED");
     let collector = format!("http://127.0.0.1:{}", amtp_testkit::free_port());
-    let mut child = Command::new(BINARY)
+    let child = Command::new(BINARY)
         .env_clear()
         .envs(env)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
@@ -51,12 +63,13 @@ async fn serves_with_an_unreachable_collector_and_exits_zero_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn github-mcp");
+    let mut guard = KillOnDrop(Some(child));
     let deadline = Instant::now() + Duration::from_secs(30);
     let health = loop {
         if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/health")).await {
             break response;
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(Ok(Some(status))) = guard.0.as_mut().map(Child::try_wait) {
             panic!("github-mcp exited early: {status}");
         }
         assert!(Instant::now() < deadline, "github-mcp not ready after 30 s");
@@ -90,7 +103,10 @@ async fn serves_with_an_unreachable_collector_and_exits_zero_on_sigterm() {
     let _ = client.cancel().await;
 
     let stopping = Instant::now();
-
+    let child = guard
+        .0
+        .take()
+        .expect("the server is still owned by the test");
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,8 +1,18 @@
 //! The `github-standin` binary: generates the App key when absent, serves, stops on SIGTERM.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Kills the stand-in if the test fails before stopping it.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 #[test]
 fn generates_a_private_key_0600_serves_health_and_stops_on_sigterm() {
@@ -11,21 +21,23 @@ fn generates_a_private_key_0600_serves_health_and_stops_on_sigterm() {
     let _ = std::fs::remove_dir_all(&dir);
     let key_path = dir.join("secrets/github_app_key.pem");
     let port = amtp_testkit::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_github-standin"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--app-id",
-            "1",
-            "--installation-id",
-            "2",
-        ])
-        .arg("--app-key")
-        .arg(&key_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn github-standin");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_github-standin"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--app-id",
+                "1",
+                "--installation-id",
+                "2",
+            ])
+            .arg("--app-key")
+            .arg(&key_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn github-standin"),
+    );
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -35,7 +47,7 @@ fn generates_a_private_key_0600_serves_health_and_stops_on_sigterm() {
         if ready.unwrap_or(false) {
             break;
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             panic!("github-standin exited early: {status}");
         }
         assert!(
@@ -52,11 +64,11 @@ fn generates_a_private_key_0600_serves_health_and_stops_on_sigterm() {
     amtp_github_standin::AppKey::from_private_pem(&pem).expect("the written key parses");
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
-    let exit = child.wait().expect("wait");
+    let exit = child.0.wait().expect("wait");
     assert!(exit.success(), "exit status {exit}");
     let _ = std::fs::remove_dir_all(&dir);
 }
