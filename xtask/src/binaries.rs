@@ -8,6 +8,22 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+/// A program built by this workspace, in the target dir (and profile) the running xtask was
+/// built into.
+///
+/// Not `current_exe()` itself: `cargo test` relinks the xtask binary with the tests' features
+/// while `cargo xtask test` runs, and the running file then reads as `xtask (deleted)`. Its
+/// directory stays right, and the fresh file at the same name is the same program.
+pub(crate) fn built_by_workspace(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let dir = exe
+        .parent()
+        .with_context(|| format!("{} has no directory", exe.display()))?;
+    Ok(dir
+        .join(name)
+        .with_extension(std::env::consts::EXE_EXTENSION))
+}
+
 /// Directories searched after PATH.
 const EXTRA_DIRS: [&str; 6] = [
     "/usr/lib/postgresql/15/bin",

@@ -69,12 +69,9 @@ pub(crate) fn build_apps(root: &Path) -> anyhow::Result<()> {
 
 fn apps_are_fresh(root: &Path) -> bool {
     let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
-    let Ok(exe) = std::env::current_exe() else {
-        return false;
-    };
     let built = apps::BINARIES
         .iter()
-        .map(|name| modified(&exe.with_file_name(name)))
+        .map(|name| modified(&crate::binaries::built_by_workspace(name).ok()?))
         .collect::<Option<Vec<_>>>()
         .and_then(|times| times.into_iter().min());
     let Some(built) = built else { return false };
@@ -92,7 +89,7 @@ fn apps_are_fresh(root: &Path) -> bool {
 /// closed terminal does not stop it) for `up`; attached to us for `test`, so that it dies with
 /// us whatever happens.
 pub(crate) fn start_supervisor(cfg: &StackConfig, detach: bool) -> anyhow::Result<ProcessId> {
-    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let exe = crate::binaries::built_by_workspace(env!("CARGO_BIN_NAME"))?;
     let log = cfg.log_file("supervisor");
     fs::create_dir_all(cfg.log_dir())?;
     if !detach {

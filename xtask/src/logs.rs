@@ -52,7 +52,10 @@ pub(crate) fn run(
         }
         offsets.push(text.len() as u64);
     }
-    while follow {
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
         std::thread::sleep(Duration::from_millis(200));
         for ((name, path), offset) in files.iter().zip(offsets.iter_mut()) {
             let Ok(mut file) = File::open(path) else {
@@ -73,7 +76,6 @@ pub(crate) fn run(
             *offset += complete as u64;
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_line(service: &str, line: &str, prefix: bool) {

@@ -189,7 +189,11 @@ fn is_zombie(_pid: i32) -> bool {
 }
 
 /// The short command name of a running process (`postgres`, `nginx`), where the OS tells.
+/// None for a zombie: an init that does not reap keeps dead processes listed.
 pub(crate) fn command_name(pid: i32) -> Option<String> {
+    if is_zombie(pid) {
+        return None;
+    }
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
         .map(|s| s.trim().to_owned())

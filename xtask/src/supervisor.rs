@@ -256,9 +256,9 @@ impl<'a> Supervisor<'a> {
                 .iter()
                 .map(|slot| {
                     scope.spawn(move || match &slot.unit.kind {
-                        Kind::Daemon(daemon) => (daemon.locate)(cfg)
-                            .map(Some)
-                            .with_context(|| format!("{}", slot.unit.name)),
+                        Kind::Daemon(daemon) => {
+                            (daemon.locate)(cfg).map(Some).context(slot.unit.name)
+                        }
                         Kind::Task(_) => Ok(None),
                     })
                 })

@@ -118,9 +118,11 @@ fn verify_reports_exactly_the_setting_changed_at_run_time() {
         .arg("noeviction")
         .query(&mut valkey)
         .unwrap();
+    // Not ALTER SYSTEM: the documented flags are `-c` options, which outrank
+    // postgresql.auto.conf. A per-database setting outranks them for every new session.
     stack
         .postgres()
-        .batch_execute("ALTER SYSTEM SET work_mem = '4MB'; SELECT pg_reload_conf()")
+        .batch_execute("ALTER DATABASE amtp SET work_mem = '4MB'")
         .unwrap();
 
     let output = stack.xtask(&["verify", "--json"]);

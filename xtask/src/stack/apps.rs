@@ -23,8 +23,7 @@ const STANDIN_INSTALLATION_ID: &str = "1";
 
 /// A binary built next to the running xtask (same target dir and profile).
 fn workspace_binary(name: &str) -> anyhow::Result<Installed> {
-    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
-    let path = exe.with_file_name(name);
+    let path = crate::binaries::built_by_workspace(name)?;
     anyhow::ensure!(
         path.is_file(),
         "{} is not built; run `cargo build --workspace` (or `cargo xtask up`, which builds it)",

@@ -41,7 +41,12 @@ pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Resul
     if !data.join("PG_VERSION").exists() {
         initdb(cfg, installed, &data)?;
     }
-    remove_stale_pid_file(&data)?;
+    let socket_lock = cfg
+        .runtime_dir
+        .join(format!(".s.PGSQL.{}.lock", cfg.ports.postgres));
+    for lock in [data.join("postmaster.pid"), socket_lock] {
+        remove_stale_lock(&lock, &data)?;
+    }
 
     let mut launch = Launch::new(&installed.path, stop_signal())
         .arg("-D")
@@ -117,11 +122,11 @@ fn initdb(cfg: &StackConfig, installed: &Installed, data: &Path) -> anyhow::Resu
     Ok(())
 }
 
-/// After a crash or reboot `postmaster.pid` may name a pid that now belongs to another
-/// program; Postgres would refuse to start if that program runs as the same user.
-fn remove_stale_pid_file(data: &Path) -> anyhow::Result<()> {
-    let pid_file = data.join("postmaster.pid");
-    let Ok(text) = fs::read_to_string(&pid_file) else {
+/// After a crash or reboot `postmaster.pid` and the socket's lock file may name a pid that is
+/// now a zombie (an init that does not reap) or belongs to another program; Postgres would
+/// refuse to start while that pid exists.
+fn remove_stale_lock(lock: &Path, data: &Path) -> anyhow::Result<()> {
+    let Ok(text) = fs::read_to_string(lock) else {
         return Ok(());
     };
     let pid: Option<i32> = text.lines().next().and_then(|l| l.trim().parse().ok());
@@ -135,7 +140,7 @@ fn remove_stale_pid_file(data: &Path) -> anyhow::Result<()> {
             data.display()
         );
     }
-    fs::remove_file(&pid_file).with_context(|| format!("cannot remove {}", pid_file.display()))
+    fs::remove_file(lock).with_context(|| format!("cannot remove {}", lock.display()))
 }
 
 /// Connects straight to Postgres (not through PgBouncer) as the stack's role.
