@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::config::StackConfig;
 use crate::stack::{self, Kind};
 use crate::supervisor::{RunState, Status};
+use crate::verify;
 
 /// Exit code when the stack is not running at all (distinct from "running but unhealthy").
 const NOT_RUNNING: u8 = 3;
@@ -47,8 +48,10 @@ pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    // Probe every daemon at once: a dead one may take a timeout to answer.
-    let services: Vec<ServiceStatus> = std::thread::scope(|scope| {
+    // Probe every daemon at once, beside the contract checks: a dead one may take a timeout
+    // to answer.
+    let (services, contract) = std::thread::scope(|scope| {
+        let contract = scope.spawn(|| verify::Summary::of(&verify::collect(cfg, state)));
         let handles: Vec<_> = state
             .units
             .iter()
@@ -76,10 +79,11 @@ pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::
                 })
             })
             .collect();
-        handles
+        let services: Vec<ServiceStatus> = handles
             .into_iter()
             .map(|h| h.join().expect("status probe panicked"))
-            .collect()
+            .collect();
+        (services, contract.join().expect("contract checks panicked"))
     });
     let all_healthy = services.iter().all(|s| s.healthy);
     if json {
@@ -89,6 +93,7 @@ pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::
             "supervisor_pid": state.supervisor.pid,
             "github": if stack::apps::uses_github_standin(cfg) { "stand-in" } else { "github app" },
             "services": services,
+            "contract": contract,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -112,6 +117,7 @@ pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::
                 },
             );
         }
+        println!("contract: {contract} (details: `cargo xtask verify`)");
         if stack::apps::uses_github_standin(cfg) {
             println!("github-mcp talks to the local GitHub stand-in (no GITHUB_APP_ID set)");
         }

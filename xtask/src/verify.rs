@@ -65,18 +65,46 @@ pub(crate) fn run(cfg: &StackConfig, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print_table(&checks);
     }
-    let drift = checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Drift)
-        .count();
+    let summary = Summary::of(&checks);
     if !json {
-        println!("{} checks, {drift} drift", checks.len());
+        println!("{summary}");
     }
-    Ok(if drift == 0 {
+    Ok(if summary.drift == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Counts by verdict: `status` shows them, `verify` ends with them.
+#[derive(Debug, Default, serde::Serialize)]
+pub(crate) struct Summary {
+    pub(crate) checks: usize,
+    pub(crate) drift: usize,
+    pub(crate) unsupported: usize,
+    pub(crate) unpinned: usize,
+}
+
+impl Summary {
+    pub(crate) fn of(checks: &[Check]) -> Summary {
+        let count = |verdict| checks.iter().filter(|c| c.verdict == verdict).count();
+        Summary {
+            checks: checks.len(),
+            drift: count(Verdict::Drift),
+            unsupported: count(Verdict::Unsupported),
+            unpinned: count(Verdict::Unpinned),
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} checks, {} drift, {} unsupported by this binary, {} versions off the pins",
+            self.checks, self.drift, self.unsupported, self.unpinned
+        )
+    }
 }
 
 /// All checks against the running stack.
