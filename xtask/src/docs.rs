@@ -36,10 +36,11 @@ const SITE_TITLE: &str = "AMTP native dev stack";
 const GENERATOR_META: &str = "<meta name=\"generator\" content=\"cargo xtask docs\">";
 
 /// Pages in this order first in the navigation; any other page follows, by name.
-const NAV_ORDER: [&str; 10] = [
+const NAV_ORDER: [&str; 11] = [
     "index",
     "configuration",
     "runbook",
+    "decisions",
     "flags",
     "valkey-keys",
     "healthcheck",
