@@ -222,6 +222,20 @@ fn authorized_repo<'a>(
         .ok_or((StatusCode::NOT_FOUND, "Not Found"))
 }
 
+/// The Git data API (trees, blobs) answers 409 for a repository without commits.
+fn git_data_repo<'a>(
+    state: &'a SharedState,
+    headers: &HeaderMap,
+    owner: &str,
+    repo: &str,
+) -> Result<&'a Repository, (StatusCode, &'static str)> {
+    let repo = authorized_repo(state, headers, owner, repo)?;
+    if repo.is_empty() {
+        return Err((StatusCode::CONFLICT, "Git Repository is empty."));
+    }
+    Ok(repo)
+}
+
 fn wants_raw(headers: &HeaderMap) -> bool {
     headers
         .get(ACCEPT)
@@ -270,13 +284,10 @@ async fn get_tree(
     truncate: Option<axum::Extension<TruncateTree>>,
     headers: HeaderMap,
 ) -> Response {
-    let repo = match authorized_repo(&state, &headers, &owner, &name) {
+    let repo = match git_data_repo(&state, &headers, &owner, &name) {
         Ok(repo) => repo,
         Err((status, message)) => return github_error(status, message),
     };
-    if repo.is_empty() {
-        return github_error(StatusCode::CONFLICT, "Git Repository is empty.");
-    }
     let Some(tree_sha) = repo.resolve_tree(&tree_ref) else {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     };
@@ -338,13 +349,10 @@ async fn get_blob(
     Path((owner, name, sha)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let repo = match authorized_repo(&state, &headers, &owner, &name) {
+    let repo = match git_data_repo(&state, &headers, &owner, &name) {
         Ok(repo) => repo,
         Err((status, message)) => return github_error(status, message),
     };
-    if repo.is_empty() {
-        return github_error(StatusCode::CONFLICT, "Git Repository is empty.");
-    }
     let Some(bytes) = repo.blobs.get(&sha) else {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     };

@@ -189,7 +189,10 @@ mod tests {
 
     #[test]
     fn resp_encoding_counts_bytes() {
-        assert_eq!(resp_command(&["SET", "k", ""]), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+        assert_eq!(
+            resp_command(&["SET", "k", ""]),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+        );
     }
 
     #[test]
