@@ -23,8 +23,8 @@ pub(crate) struct Account {
     pub(crate) gid: Gid,
 }
 
-/// When running as root, the account Postgres and PgBouncer run as (Debian's `postgres`);
-/// otherwise none: they run as the current user.
+/// When running as root, the account Postgres, PgBouncer and nginx run as (Debian's
+/// `postgres`); otherwise none: they run as the current user.
 pub(crate) fn unprivileged_account() -> anyhow::Result<Option<Account>> {
     if !Uid::effective().is_root() {
         return Ok(None);

@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use crate::binaries::{self, Installed, Wanted};
 use crate::config::StackConfig;
 use crate::contract;
-use crate::process::Launch;
+use crate::process::{Launch, give_to, unprivileged_account};
 
 pub(crate) const WANTED: Wanted = Wanted {
     names: &["nginx"],
@@ -29,18 +29,40 @@ pub(crate) fn docs_root(cfg: &StackConfig) -> PathBuf {
     cfg.state_dir.join("docs-site")
 }
 
+/// As root, nginx runs as the unprivileged account too: with `master_process off` there are no
+/// workers to drop privileges to, and a file server has no business running as root.
 pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+    let account = unprivileged_account()?;
     let dir = cfg.service_dir("nginx");
     let temp_dir = dir.join("temp");
     fs::create_dir_all(&temp_dir)
         .with_context(|| format!("cannot create {}", temp_dir.display()))?;
+    let access_log = cfg.log_file("nginx-access");
+    fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&access_log)
+        .with_context(|| format!("cannot create {}", access_log.display()))?;
+    let temp_kinds = temp_path_kinds(&installed.path)?;
+    // Also what an earlier run as another user left (nginx makes the temp dirs at start).
+    let temp_paths = temp_kinds.iter().map(|kind| temp_dir.join(kind));
+    for path in [dir.clone(), temp_dir.clone(), access_log]
+        .into_iter()
+        .chain(temp_paths)
+    {
+        if path.exists() {
+            give_to(&path, account.as_ref())?;
+        }
+    }
+    // A pid file left by a killed nginx may belong to another user; nobody else writes it.
+    let _ = fs::remove_file(dir.join("nginx.pid"));
     crate::docs::build_site(&cfg.repo_root, &docs_root(cfg))?;
 
     let server_block = contract::nginx_server_block(&cfg.repo_root)?;
     let conf = render_main_conf(
         cfg,
         &fill_placeholders(&server_block, cfg.ports.docs, &docs_root(cfg)),
-        &temp_path_kinds(&installed.path)?,
+        &temp_kinds,
     );
     let conf_path = dir.join("nginx.conf");
     fs::write(&conf_path, conf).with_context(|| format!("cannot write {}", conf_path.display()))?;
@@ -52,7 +74,8 @@ pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Resul
         .arg("-e")
         .arg("stderr")
         .arg("-c")
-        .arg(conf_path))
+        .arg(conf_path)
+        .run_as(account))
 }
 
 /// SIGQUIT is nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
