@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,12 +44,42 @@ pub(crate) fn unprivileged_account() -> anyhow::Result<Option<Account>> {
 }
 
 /// Gives `path` to `account` (no-op without one), so a daemon running as it can write there.
+/// Refuses, naming the directory and the fix, when the account could not even reach `path`.
 pub(crate) fn give_to(path: &Path, account: Option<&Account>) -> anyhow::Result<()> {
     if let Some(account) = account {
+        for dir in path.ancestors().skip(1) {
+            let Ok(meta) = fs::metadata(dir) else {
+                continue;
+            };
+            if !may_enter(meta.mode(), meta.uid(), meta.gid(), account) {
+                anyhow::bail!(
+                    "user {} cannot enter {} (mode {:o}), so the services running as it cannot \
+                     reach {}; `chmod o+x {}`, or put the state elsewhere \
+                     (AMTP_STATE_DIR=/var/tmp/amtp)",
+                    account.name,
+                    dir.display(),
+                    meta.mode() & 0o7777,
+                    path.display(),
+                    dir.display()
+                );
+            }
+        }
         chown(path, Some(account.uid), Some(account.gid))
             .with_context(|| format!("cannot give {} to user {}", path.display(), account.name))?;
     }
     Ok(())
+}
+
+/// Whether `account` may pass through a directory with this mode and owner.
+fn may_enter(mode: u32, uid: u32, gid: u32, account: &Account) -> bool {
+    let bit = if uid == account.uid.as_raw() {
+        0o100
+    } else if gid == account.gid.as_raw() {
+        0o010
+    } else {
+        0o001
+    };
+    mode & bit != 0
 }
 
 /// How to start one daemon.
@@ -282,5 +313,21 @@ mod tests {
         assert!(!id.is_alive());
         assert_eq!(live_members_of_group(id.pid), 0, "group still has members");
         fs::remove_file(log).unwrap();
+    }
+
+    #[test]
+    fn an_account_enters_by_the_bit_of_its_class_only() {
+        let account = Account {
+            name: "postgres".into(),
+            uid: Uid::from_raw(100),
+            gid: Gid::from_raw(200),
+        };
+        // Owner, group, others: each is judged by its own bit alone.
+        assert!(may_enter(0o700, 100, 0, &account));
+        assert!(!may_enter(0o077, 100, 200, &account));
+        assert!(may_enter(0o710, 0, 200, &account));
+        assert!(!may_enter(0o701, 0, 200, &account));
+        assert!(may_enter(0o701, 0, 0, &account));
+        assert!(!may_enter(0o750, 0, 0, &account), "root's 0750 home");
     }
 }
