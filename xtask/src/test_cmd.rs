@@ -97,7 +97,7 @@ impl IsolatedStack {
         unsafe {
             std::env::set_var("AMTP_STATE_DIR", &state_dir);
             for (key, _) in PORT_KEYS {
-                std::env::set_var(key, free_port()?.to_string());
+                std::env::set_var(key, amtp_testkit::free_port().to_string());
             }
             // The isolated stack always uses generated passwords and the GitHub stand-in.
             for key in ["POSTGRES_PASSWORD", "VALKEY_PASSWORD", "GITHUB_APP_ID"] {
@@ -137,10 +137,4 @@ impl Drop for IsolatedStack {
             let _ = lifecycle::down(&self.cfg, false);
         }
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Environment variable through which `cargo xtask test` names the Valkey (or redis-server)
@@ -26,12 +27,25 @@ pub fn stack_env(name: &str) -> String {
     })
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now.
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768–60999), where the
+/// kernel picks the local ports of outgoing connections.
+const TEST_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A port on 127.0.0.1 that nothing uses right now, distinct from the ports this process got
+/// before.
+///
+/// Not `bind(127.0.0.1:0)`: that port comes from the ephemeral range, where any outgoing
+/// connection of a test running in parallel may take it before the server binds it. The walk
+/// starts at an offset of the pid, so that test processes running at once pick apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    (0..span)
+        .map(|_| NEXT.fetch_add(1, Ordering::Relaxed))
+        .map(|n| TEST_PORTS.start + ((offset + n) % span) as u16)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("no free port on 127.0.0.1 in 20000..32000")
 }
 
 /// The valkey-server (or redis-server) binary the tests should run.
