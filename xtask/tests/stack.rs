@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -94,6 +95,35 @@ fn killing_the_supervisor_leaves_no_orphan_and_the_next_up_recovers() {
     // Stale state file and postmaster.pid: the next `up` must cope without help.
     stack.up();
     assert!(stack.xtask(&["status"]).status.success());
+}
+
+#[test]
+fn ctrl_c_on_an_attached_up_stops_everything() {
+    let stack = TestStack::new("attach");
+    let mut attached = stack
+        .command(&["up", "--attach"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = wait_for(Duration::from_secs(60), || {
+        stack.xtask(&["status"]).status.success()
+    });
+    assert!(ready, "{}", describe(&stack.xtask(&["status"])));
+    let pids = stack.all_pids();
+
+    // What a terminal's Ctrl-C does: SIGINT to the foreground process group, here just `up`.
+    kill(Pid::from_raw(attached.id() as i32), Signal::SIGINT).unwrap();
+    let exited = wait_for(Duration::from_secs(20), || {
+        attached.try_wait().unwrap().is_some()
+    });
+    assert!(exited, "up --attach ignored Ctrl-C");
+    let survivors: Vec<i32> = pids.into_iter().filter(|p| is_alive(*p)).collect();
+    assert!(
+        survivors.is_empty(),
+        "processes outlived Ctrl-C: {survivors:?}"
+    );
+    assert_eq!(stack.xtask(&["status"]).status.code(), Some(3));
 }
 
 #[test]

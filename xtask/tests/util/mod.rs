@@ -45,8 +45,8 @@ impl TestStack {
         self.env[var].parse().unwrap()
     }
 
-    /// Runs `xtask <args>` with this stack's environment.
-    pub fn xtask(&self, args: &[&str]) -> Output {
+    /// `xtask <args>` with this stack's environment, to run or spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         command.args(args).envs(&self.env);
         for secret in ["POSTGRES_PASSWORD", "VALKEY_PASSWORD", "GITHUB_APP_ID"] {
@@ -54,7 +54,12 @@ impl TestStack {
                 command.env_remove(secret);
             }
         }
-        command.output().expect("run xtask")
+        command
+    }
+
+    /// Runs `xtask <args>` with this stack's environment.
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run xtask")
     }
 
     /// Runs `xtask <args>` and fails the test with its output unless it succeeds.
