@@ -52,9 +52,11 @@ pub(crate) fn up(root: &Path, attach: bool) -> anyhow::Result<ExitCode> {
 /// fingerprints every dependency), which would double a warm `up`; a scan of the workspace's
 /// own sources takes milliseconds. Cargo stays the judge whenever anything is newer.
 pub(crate) fn build_apps(root: &Path) -> anyhow::Result<()> {
-    if apps_are_fresh(root) {
+    let stamp = crate::binaries::built_by_workspace(APPS_BUILT_STAMP)?;
+    if apps_are_fresh(root, &stamp) {
         return Ok(());
     }
+    let began = std::time::SystemTime::now();
     let sh = xshell::Shell::new()?;
     sh.change_dir(root);
     let packages: Vec<String> = apps::PACKAGES
@@ -64,17 +66,24 @@ pub(crate) fn build_apps(root: &Path) -> anyhow::Result<()> {
     xshell::cmd!(sh, "cargo build --quiet {packages...}")
         .run()
         .context("cannot build the stack's services")?;
-    Ok(())
+    // Dated from before the build: a file saved while it ran still counts as newer.
+    fs::File::create(&stamp)
+        .and_then(|file| file.set_modified(began))
+        .with_context(|| format!("cannot write {}", stamp.display()))
 }
 
-fn apps_are_fresh(root: &Path) -> bool {
+/// Written next to the binaries after each successful build of the services.
+const APPS_BUILT_STAMP: &str = "amtp-apps-built.stamp";
+
+/// True when the services are built and no source of the workspace changed since.
+fn apps_are_fresh(root: &Path, stamp: &Path) -> bool {
     let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
-    let built = apps::BINARIES
+    let binaries_exist = apps::BINARIES
         .iter()
-        .map(|name| modified(&crate::binaries::built_by_workspace(name).ok()?))
-        .collect::<Option<Vec<_>>>()
-        .and_then(|times| times.into_iter().min());
-    let Some(built) = built else { return false };
+        .all(|name| crate::binaries::built_by_workspace(name).is_ok_and(|path| path.is_file()));
+    let Some(built) = modified(stamp).filter(|_| binaries_exist) else {
+        return false;
+    };
     let sources = ["apps", "crates"]
         .iter()
         .flat_map(|dir| ignore::WalkBuilder::new(root.join(dir)).build().flatten())
