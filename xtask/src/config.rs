@@ -65,6 +65,24 @@ pub(crate) const PORT_KEYS: [(&str, u16); 7] = [
     ("GITHUB_STANDIN_PORT", 8091),
 ];
 
+/// A secret that is neither set nor generated yet: `up` never ran with this state dir.
+#[derive(Debug)]
+pub(crate) struct NeverStarted {
+    key: &'static str,
+}
+
+impl std::fmt::Display for NeverStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is not set and the stack was never started; run `cargo xtask up` first",
+            self.key
+        )
+    }
+}
+
+impl std::error::Error for NeverStarted {}
+
 impl StackConfig {
     /// Reads `.env`, the environment and the state dir's secrets. Missing secrets are an error
     /// unless `generate_secrets` is set (only `up` creates state).
@@ -76,6 +94,16 @@ impl StackConfig {
         let mut vars = read_dotenv(&env_file)?;
         vars.extend(std::env::vars());
         Self::from_vars(repo_root, vars, generate_secrets)
+    }
+
+    /// For `down` and `status`: `None` when the stack was never started, which is simply a
+    /// stack that is not running.
+    pub(crate) fn load_existing(repo_root: &Path) -> anyhow::Result<Option<StackConfig>> {
+        match Self::load(repo_root, false) {
+            Ok(cfg) => Ok(Some(cfg)),
+            Err(err) if err.is::<NeverStarted>() => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     pub(crate) fn from_vars(
@@ -116,10 +144,9 @@ impl StackConfig {
             docs: port("DOCS_HOST_PORT")?,
             github_standin: port("GITHUB_STANDIN_PORT")?,
         };
-        let password = |key: &str| -> anyhow::Result<String> {
-            vars.get(key).filter(|v| !v.is_empty()).cloned().with_context(|| {
-                format!("{key} is not set and the stack was never started; run `cargo xtask up` first")
-            })
+        let password = |key: &'static str| -> anyhow::Result<String> {
+            let value = vars.get(key).filter(|v| !v.is_empty()).cloned();
+            value.ok_or_else(|| NeverStarted { key }.into())
         };
         let github = match (
             vars.get("GITHUB_APP_ID"),
@@ -304,6 +331,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("VALKEY_PORT=\"x\""), "{err}");
+    }
+
+    #[test]
+    fn a_stack_never_started_is_told_apart_from_a_broken_config() {
+        let never = StackConfig::from_vars(
+            Path::new("/repo"),
+            vars(&[("AMTP_STATE_DIR", "/nonexistent/state")]),
+            false,
+        )
+        .unwrap_err();
+        assert!(never.is::<NeverStarted>(), "{never}");
+        assert!(never.to_string().contains("cargo xtask up"), "{never}");
     }
 
     #[test]

@@ -41,9 +41,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     let root = root.as_path();
     match command {
         Command::Up { attach } => lifecycle::up(root, attach),
-        Command::Down { volumes } => lifecycle::down(&StackConfig::load(root, false)?, volumes),
-        Command::Reset => lifecycle::down(&StackConfig::load(root, false)?, true),
-        Command::Status { json } => status::run(&StackConfig::load(root, false)?, json),
+        Command::Down { volumes } => down(root, volumes),
+        Command::Reset => down(root, true),
+        Command::Status { json } => match StackConfig::load_existing(root)? {
+            Some(cfg) => status::run(&cfg, json),
+            None => Ok(status::not_running(None, json)),
+        },
         Command::Logs {
             service,
             follow,
@@ -66,6 +69,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Supervise => {
             supervisor::run(&StackConfig::load(root, false)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn down(root: &Path, volumes: bool) -> anyhow::Result<ExitCode> {
+    match StackConfig::load_existing(root)? {
+        Some(cfg) => lifecycle::down(&cfg, volumes),
+        None => {
+            println!("the stack is not running (it was never started): nothing to stop");
             Ok(ExitCode::SUCCESS)
         }
     }

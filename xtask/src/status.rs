@@ -1,5 +1,6 @@
 //! `cargo xtask status`: each service's pid, port, live health, uptime, version and drift.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::StackConfig;
@@ -26,21 +27,25 @@ struct ServiceStatus {
 pub(crate) fn run(cfg: &StackConfig, json: bool) -> anyhow::Result<ExitCode> {
     match RunState::read_live(&cfg.state_dir) {
         Some(state) => print(cfg, &state, json),
-        None => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "running": false, "services": [] })
-                );
-            } else {
-                println!(
-                    "the stack is not running (state dir {}); start it with `cargo xtask up`",
-                    cfg.state_dir.display()
-                );
-            }
-            Ok(ExitCode::from(NOT_RUNNING))
-        }
+        None => Ok(not_running(Some(&cfg.state_dir), json)),
     }
+}
+
+/// Says that nothing runs (in `state_dir`, if the stack was ever started there).
+pub(crate) fn not_running(state_dir: Option<&Path>, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "running": false, "services": [] })
+        );
+    } else {
+        let place = state_dir.map_or_else(
+            || "never started".to_owned(),
+            |dir| format!("state dir {}", dir.display()),
+        );
+        println!("the stack is not running ({place}); start it with `cargo xtask up`");
+    }
+    ExitCode::from(NOT_RUNNING)
 }
 
 pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::Result<ExitCode> {
