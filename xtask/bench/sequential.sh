@@ -45,6 +45,7 @@ if [[ $action == down ]]; then
         while kill -0 "$pid" 2>/dev/null && [[ $(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) != Z ]]; do sleep 0.1; done
         rm -f "$pidfile"
     done
+    rm -rf "$run"
     exit 0
 fi
 

@@ -274,6 +274,8 @@ pub(crate) fn down(cfg: &StackConfig, volumes: bool) -> anyhow::Result<ExitCode>
             );
         }
     }
+    // The sockets' dir in /tmp, empty once the servers are gone (kept if anything is left).
+    let _ = fs::remove_dir(&cfg.runtime_dir);
     if volumes {
         delete_state(cfg)?;
     }

@@ -4,7 +4,9 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use amtp_github_mcp::config::Config;
@@ -28,13 +30,21 @@ pub fn app_key() -> &'static AppKey {
     KEY.get_or_init(|| AppKey::generate().expect("generate the App key"))
 }
 
-/// The App's private key written to a file, as `GITHUB_APP_KEY_FILE` expects.
+/// The App's private key written to a file (mode 0600), as `GITHUB_APP_KEY_FILE` expects.
+/// It lives in Cargo's scratch dir for tests, not in /tmp: nothing deletes it at exit.
 pub fn key_file() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let path =
-            std::env::temp_dir().join(format!("github-mcp-test-key-{}.pem", std::process::id()));
-        std::fs::write(&path, app_key().private_pem().expect("private pem"))
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("github-mcp-test-key-{}.pem", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("create the key file");
+        file.write_all(app_key().private_pem().expect("private pem").as_bytes())
             .expect("write the key file");
         path
     })
