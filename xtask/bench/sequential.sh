@@ -21,6 +21,7 @@ health_port=$((base + 3)) mcp_port=$((base + 4)) docs_port=$((base + 5)) standin
 pg_bin=$(dirname "$(command -v postgres || echo /usr/lib/postgresql/15/bin/postgres)")
 [[ -x $pg_bin/postgres ]] || pg_bin=/usr/lib/postgresql/15/bin
 valkey=$(command -v valkey-server || command -v redis-server)
+valkey_cli=$(command -v valkey-cli || command -v redis-cli)
 run=/tmp/amtp-seq-$base
 as_pg=()
 [[ $(id -u) == 0 ]] && as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups)
@@ -86,7 +87,7 @@ wait_for pgbouncer psql -qAt -h 127.0.0.1 -p "$bouncer_port" -U amtp -d amtp -c 
 "$valkey" --bind 127.0.0.1 --port "$valkey_port" --save "" --appendonly no \
     --requirepass "$valkey_password" --maxmemory 512mb --maxmemory-policy allkeys-lru \
     --daemonize yes --pidfile "$state/valkey.pid" --logfile "$state/valkey.log" --dir "$state"
-wait_for valkey redis-cli -p "$valkey_port" -a "$valkey_password" --no-auth-warning ping
+wait_for valkey "$valkey_cli" -p "$valkey_port" -a "$valkey_password" --no-auth-warning ping
 
 # nginx, serving the built docs site.
 sed -e "s|\${AMTP_DOCS_LISTEN}|127.0.0.1:$docs_port|" -e "s|\${AMTP_DOCS_ROOT}|$repo/docs|" \

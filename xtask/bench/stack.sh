@@ -4,7 +4,7 @@
 #
 #   xtask/bench/stack.sh            # from anywhere in the repository; RUNS=10 by default
 #
-# Needs hyperfine (apt-get install hyperfine), curl, psql/createdb, redis-cli and the stack's
+# Needs hyperfine (apt-get install hyperfine), curl, psql/createdb, valkey-cli or redis-cli and the stack's
 # servers. Everything listens on 127.0.0.1 (ports 17400-17416) under /tmp, and is stopped and
 # deleted on exit. Results go to docs/benchmarks.md by hand.
 set -euo pipefail
