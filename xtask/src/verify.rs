@@ -466,16 +466,28 @@ fn quantity(text: &str) -> Option<(f64, Option<f64>)> {
     Some((value, Some(multiplier)))
 }
 
+/// Verdict first and the live value last, so long values never push a column out of line.
 fn print_table(checks: &[Check]) {
-    let width = checks
-        .iter()
-        .map(|c| c.check.len())
-        .max()
-        .unwrap_or(10)
-        .min(60);
+    let shown = |value: &str| {
+        if value.is_empty() {
+            "\"\"".to_owned()
+        } else {
+            value.to_owned()
+        }
+    };
+    let width = |column: fn(&Check) -> &str, most: usize| {
+        checks
+            .iter()
+            .map(|c| column(c).len())
+            .max()
+            .unwrap_or(0)
+            .min(most)
+    };
+    let check_width = width(|c| &c.check, 52);
+    let expected_width = width(|c| &c.expected, 32);
     println!(
-        "{:<width$}  {:<28}  {:<28}  VERDICT",
-        "CHECK", "EXPECTED", "LIVE"
+        "{:<11}  {:<check_width$}  {:<expected_width$}  LIVE",
+        "VERDICT", "CHECK", "EXPECTED"
     );
     for c in checks {
         let verdict = match c.verdict {
@@ -485,8 +497,10 @@ fn print_table(checks: &[Check]) {
             Verdict::Unpinned => "unpinned",
         };
         println!(
-            "{:<width$}  {:<28}  {:<28}  {verdict}",
-            c.check, c.expected, c.live
+            "{verdict:<11}  {:<check_width$}  {:<expected_width$}  {}",
+            c.check,
+            shown(&c.expected),
+            shown(&c.live)
         );
     }
 }
