@@ -307,7 +307,7 @@ fn nginx_checks(cfg: &StackConfig) -> Vec<Check> {
                     .iter()
                     .all(|h| response.header(&h.key) == Some(h.value.as_str()));
                 Check::new(
-                    format!("{name} ({path}) with security headers"),
+                    format!("{name} + headers: {path}"),
                     "200, gzip, 3 headers",
                     format!(
                         "{}, {encoding}, headers {}",
