@@ -32,6 +32,9 @@ pub(crate) fn up(root: &Path, attach: bool) -> anyhow::Result<ExitCode> {
             "the stack is already running (supervisor pid {}); nothing changed",
             state.supervisor.pid
         );
+        for change in changes_since_start(root, &cfg, &state) {
+            eprintln!("warning: {change}; `cargo xtask down && cargo xtask up` applies it");
+        }
         return crate::status::print(&cfg, &state, false);
     }
     clean_leftovers(&cfg)?;
@@ -44,6 +47,33 @@ pub(crate) fn up(root: &Path, attach: bool) -> anyhow::Result<ExitCode> {
     let supervisor = start_supervisor(&cfg, true)?;
     watch_start(&cfg, supervisor, began)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a second `up` would do differently from the running stack: ports set otherwise since,
+/// services whose sources changed since they were built.
+fn changes_since_start(root: &Path, cfg: &StackConfig, state: &RunState) -> Vec<String> {
+    let mut changes: Vec<String> = state
+        .units
+        .iter()
+        .filter_map(|running| {
+            let Some(crate::stack::Kind::Daemon(daemon)) =
+                crate::stack::unit(&running.name).map(|u| &u.kind)
+            else {
+                return None;
+            };
+            let wanted = (daemon.port)(&cfg.ports);
+            let port = running.port.filter(|port| *port != wanted)?;
+            Some(format!(
+                "{} runs on port {port}, but {} now says {wanted}",
+                running.name, daemon.port_var
+            ))
+        })
+        .collect();
+    let stamp = crate::binaries::built_by_workspace(APPS_BUILT_STAMP);
+    if !stamp.is_ok_and(|stamp| apps_are_fresh(root, &stamp)) {
+        changes.push("the services' sources changed since they were built".to_owned());
+    }
+    changes
 }
 
 /// Builds the workspace's services when their sources changed since the last build.

@@ -24,6 +24,17 @@ fn data_survives_down_and_up_and_a_second_up_changes_nothing() {
         Some(postgres_pid),
         "a second up restarted postgres"
     );
+    let moved = stack
+        .command(&["up"])
+        .env("VALKEY_PORT", amtp_testkit::free_port().to_string())
+        .output()
+        .unwrap();
+    let warning = String::from_utf8_lossy(&moved.stderr);
+    assert!(
+        warning.contains("but VALKEY_PORT now says"),
+        "{}",
+        describe(&moved)
+    );
 
     stack
         .postgres()
