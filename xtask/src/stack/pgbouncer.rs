@@ -97,13 +97,14 @@ fn render_ini(cfg: &StackConfig, settings: &[Setting]) -> String {
          [pgbouncer]\n\
          listen_addr = 127.0.0.1\n\
          listen_port = {port}\n\
-         unix_socket_dir = {socket_dir}\n\
+         ; TCP only: with no other address to fall back on, PgBouncer exits at once when the\n\
+         ; port is taken instead of running without it.\n\
+         unix_socket_dir =\n\
          auth_file = {auth_file}\n\
          admin_users = {user}\n",
         db = cfg.postgres_db,
         pg_port = cfg.ports.postgres,
         port = cfg.ports.pgbouncer,
-        socket_dir = cfg.runtime_dir.display(),
         auth_file = auth_file(cfg).display(),
         user = cfg.postgres_user,
     );
