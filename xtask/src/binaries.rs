@@ -8,20 +8,23 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// A program built by this workspace, in the target dir (and profile) the running xtask was
-/// built into.
+/// The target dir (and profile) the running xtask was built into, where the workspace's other
+/// programs are built too.
 ///
 /// Not `current_exe()` itself: `cargo test` relinks the xtask binary with the tests' features
 /// while `cargo xtask test` runs, and the running file then reads as `xtask (deleted)`. Its
 /// directory stays right, and the fresh file at the same name is the same program.
-pub(crate) fn built_by_workspace(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn workspace_target_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the xtask binary")?;
     let dir = exe
         .parent()
         .with_context(|| format!("{} has no directory", exe.display()))?;
-    Ok(dir
-        .join(name)
-        .with_extension(std::env::consts::EXE_EXTENSION))
+    Ok(dir.to_owned())
+}
+
+/// A program built by this workspace, in [`workspace_target_dir`].
+pub(crate) fn built_by_workspace(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(workspace_target_dir()?.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
 }
 
 /// Directories searched after PATH.

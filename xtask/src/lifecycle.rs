@@ -69,7 +69,7 @@ fn changes_since_start(root: &Path, cfg: &StackConfig, state: &RunState) -> Vec<
             ))
         })
         .collect();
-    let stamp = crate::binaries::built_by_workspace(APPS_BUILT_STAMP);
+    let stamp = crate::binaries::workspace_target_dir().map(|dir| dir.join(APPS_BUILT_STAMP));
     if !stamp.is_ok_and(|stamp| apps_are_fresh(root, &stamp)) {
         changes.push("the services' sources changed since they were built".to_owned());
     }
@@ -82,7 +82,7 @@ fn changes_since_start(root: &Path, cfg: &StackConfig, state: &RunState) -> Vec<
 /// fingerprints every dependency), which would double a warm `up`; a scan of the workspace's
 /// own sources takes milliseconds. Cargo stays the judge whenever anything is newer.
 pub(crate) fn build_apps(root: &Path) -> anyhow::Result<()> {
-    let stamp = crate::binaries::built_by_workspace(APPS_BUILT_STAMP)?;
+    let stamp = crate::binaries::workspace_target_dir()?.join(APPS_BUILT_STAMP);
     if apps_are_fresh(root, &stamp) {
         return Ok(());
     }

@@ -55,7 +55,7 @@ pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Resul
         }
     }
     // A pid file left by a killed nginx may belong to another user; nobody else writes it.
-    let _ = fs::remove_file(dir.join("nginx.pid"));
+    let _ = fs::remove_file(pid_file(cfg));
     crate::docs::build_site(&cfg.repo_root, &docs_root(cfg))?;
 
     let server_block = contract::nginx_server_block(&cfg.repo_root)?;
@@ -76,6 +76,10 @@ pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Resul
         .arg("-c")
         .arg(conf_path)
         .run_as(account))
+}
+
+fn pid_file(cfg: &StackConfig) -> PathBuf {
+    cfg.service_dir("nginx").join("nginx.pid")
 }
 
 /// SIGQUIT is nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
@@ -139,7 +143,7 @@ fn render_main_conf(cfg: &StackConfig, server_block: &str, temp_kinds: &[String]
          {temp_paths}\
          {server_block}\
          }}\n",
-        pid = dir.join("nginx.pid").display(),
+        pid = pid_file(cfg).display(),
         access_log = cfg.log_file("nginx-access").display(),
     )
 }
