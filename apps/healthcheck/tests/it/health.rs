@@ -1,14 +1,12 @@
 //! `GET /health` and `GET /metrics` through the in-process router, against real Valkey servers
 //! that each test starts (and breaks) on its own.
 
-mod util;
-
 use std::net::TcpListener;
 
+use crate::util::{assert_degraded, get, health, state};
 use amtp_testkit::{ValkeyServer, free_port};
 use axum::http::StatusCode;
 use tokio::task::JoinSet;
-use util::{assert_degraded, get, health, state};
 
 const PASSWORD: &str = "probe-test-pw";
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use amtp_valkey::keys;
 
-const DOC: &str = include_str!("../../../infra/valkey/NAMESPACES.md");
-const KEYS_SOURCE: &str = include_str!("../src/keys.rs");
+const DOC: &str = include_str!("../../../../infra/valkey/NAMESPACES.md");
+const KEYS_SOURCE: &str = include_str!("../../src/keys.rs");
 
 const NAMESPACE_HEADER: &str = "| Purpose | Key pattern | TTL |";
 const BUILDER_HEADER: &str = "| Key pattern | Builder | TTL constant |";

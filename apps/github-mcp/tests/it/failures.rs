@@ -1,12 +1,10 @@
 //! Every failure is a tool error (`isError: true`) that says what to do, a JSON-RPC error or an
 //! HTTP refusal: never a crash or a hang.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{Harness, is_error, text};
 use amtp_github_standin::{Fault, FaultKind};
-use common::{Harness, is_error, text};
 use serde_json::{Value, json};
 
 const TREE_PATH: &str = "/repos/amtp/sample/git/trees";

@@ -1,8 +1,6 @@
 //! A github-mcp server in-process on 127.0.0.1:0, wired to a GitHub stand-in and a throwaway
 //! Valkey, plus an rmcp client to talk to it. Each test gets its own of all three.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

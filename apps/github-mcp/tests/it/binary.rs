@@ -1,7 +1,5 @@
 //! The real `github-mcp` binary: refuses to start without its App id, serves, exits 0 on SIGTERM.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,15 +40,15 @@ fn start_is_refused_without_github_app_id() {
 async fn serves_with_an_unreachable_collector_and_exits_zero_on_sigterm() {
     amtp_github_mcp::github::install_crypto_providers();
     let standin = StandIn::spawn(StandInConfig::new(
-        common::APP_ID,
-        common::INSTALLATION_ID,
-        common::app_key(),
+        crate::common::APP_ID,
+        crate::common::INSTALLATION_ID,
+        crate::common::app_key(),
     ))
     .await
     .expect("spawn the stand-in");
-    let valkey = ValkeyServer::start(common::VALKEY_PASSWORD);
+    let valkey = ValkeyServer::start(crate::common::VALKEY_PASSWORD);
     let port = amtp_testkit::free_port();
-    let mut env = common::env(&standin, &valkey);
+    let mut env = crate::common::env(&standin, &valkey);
     // Telemetry on, towards a port where nothing listens: requests must not notice.
     env.remove("OTEL_SDK_DISABLED");
     let collector = format!("http://127.0.0.1:{}", amtp_testkit::free_port());
@@ -128,7 +126,7 @@ async fn serves_with_an_unreachable_collector_and_exits_zero_on_sigterm() {
             .unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
     }
     assert!(
-        !stderr.contains(common::VALKEY_PASSWORD),
+        !stderr.contains(crate::common::VALKEY_PASSWORD),
         "a log line shows the Valkey password"
     );
 }

@@ -1,13 +1,11 @@
 //! The real `healthcheck` binary: environment, logs and signals.
 
-mod util;
-
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::util::{Service, http_get};
 use amtp_testkit::{ValkeyServer, free_port};
-use util::{Service, http_get};
 
 const PASSWORD: &str = "binary-test-secret";
 

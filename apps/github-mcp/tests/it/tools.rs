@@ -1,11 +1,9 @@
 //! repo.tree and repo.read_file through a real MCP client, with a real Valkey and the stand-in.
 
-mod common;
-
+use crate::common::{Harness, is_error, text, tree_paths};
 use amtp_github_standin::fixture::SAMPLE_LARGE_FILE_BYTES;
 use amtp_github_standin::{Fault, FaultKind};
 use amtp_valkey::keys::{mcp_blob, mcp_null_gitignore, mcp_tree};
-use common::{Harness, is_error, text, tree_paths};
 use serde_json::json;
 
 const TREE_PATH: &str = "/repos/amtp/sample/git/trees";

@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: a config pointing at a test Valkey, one probe
 //! through the in-process router, and the real binary run as a child process.
 
-#![allow(dead_code)] // each test crate uses its own subset
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};

@@ -1,7 +1,0 @@
-//! The primitives against a real server: a throwaway Valkey per test (`amtp_testkit`), so the
-//! races and TTLs are the server's own and no test sees another's keys.
-
-mod concurrency;
-mod pr_lock;
-mod rate_limit;
-mod util;
