@@ -216,9 +216,7 @@ fn authorized_repo<'a>(
     if !state.tokens.is_valid(token, Utc::now()) {
         return Err((StatusCode::UNAUTHORIZED, "Bad credentials"));
     }
-    state
-        .repos
-        .get(&format!("{owner}/{repo}"))
+    crate::fixture::repository(&format!("{owner}/{repo}"))
         .ok_or((StatusCode::NOT_FOUND, "Not Found"))
 }
 

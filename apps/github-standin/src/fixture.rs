@@ -4,7 +4,7 @@
 //! ids exactly as they would against GitHub (a `.gitignore` blob cached by id stays valid).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sha1::{Digest, Sha1};
 
@@ -386,17 +386,23 @@ pub fn large_repository(entries: usize) -> Repository {
     Repository::from_files(1002, "amtp", "large", files)
 }
 
-/// Every repository the stand-in serves, by `owner/name`.
-pub fn default_repositories() -> HashMap<String, Repository> {
-    [
-        sample_repository(),
-        large_repository(LARGE_TREE_ENTRIES),
-        Repository::empty(1003, "amtp", "empty"),
-    ]
-    .into_iter()
-    .map(|repo| (format!("{}/{}", repo.owner, repo.name), repo))
-    .collect()
+/// The repository the stand-in serves as `owner/name`, built once per process on first use:
+/// building `amtp/large` hashes 20,000 git objects, which must not delay the stand-in's start
+/// (nor every in-process stand-in of a test that never asks for it).
+pub fn repository(full_name: &str) -> Option<&'static Repository> {
+    static SAMPLE: OnceLock<Repository> = OnceLock::new();
+    static LARGE: OnceLock<Repository> = OnceLock::new();
+    static EMPTY: OnceLock<Repository> = OnceLock::new();
+    match full_name {
+        "amtp/sample" => Some(SAMPLE.get_or_init(sample_repository)),
+        "amtp/large" => Some(LARGE.get_or_init(|| large_repository(LARGE_TREE_ENTRIES))),
+        "amtp/empty" => Some(EMPTY.get_or_init(|| Repository::empty(1003, "amtp", "empty"))),
+        _ => None,
+    }
 }
+
+/// The names [`repository`] knows.
+pub const REPOSITORIES: [&str; 3] = ["amtp/sample", "amtp/large", "amtp/empty"];
 
 #[cfg(test)]
 mod tests {
@@ -414,6 +420,15 @@ mod tests {
             git_object_id("tree", b""),
             "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
         );
+    }
+
+    #[test]
+    fn every_listed_repository_resolves_to_itself() {
+        for name in REPOSITORIES {
+            let repo = repository(name).expect(name);
+            assert_eq!(format!("{}/{}", repo.owner, repo.name), name);
+        }
+        assert!(repository("amtp/missing").is_none());
     }
 
     #[test]

@@ -19,7 +19,6 @@ pub mod auth;
 pub mod control;
 pub mod fixture;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -33,7 +32,6 @@ pub use control::{Fault, FaultKind, RecordedCall};
 
 use auth::{JwtVerifier, TokenStore};
 use control::Control;
-use fixture::Repository;
 
 /// Errors of the stand-in library.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +66,6 @@ pub struct StandInState {
     pub(crate) installation_id: u64,
     pub(crate) verifier: JwtVerifier,
     pub(crate) tokens: TokenStore,
-    pub(crate) repos: HashMap<String, Repository>,
     pub(crate) control: Control,
     pub(crate) rate_limit: RateLimit,
 }
@@ -83,7 +80,6 @@ impl StandInState {
             installation_id: config.installation_id,
             verifier: JwtVerifier::new(config.app_id, &config.app_public_key),
             tokens: TokenStore::default(),
-            repos: fixture::default_repositories(),
             control: Control::default(),
             rate_limit: RateLimit::default(),
         }

@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 
-use amtp_github_standin::{AppKey, StandInConfig, StandInState, app};
+use amtp_github_standin::{AppKey, StandInConfig, StandInState, app, fixture};
 
 /// A local stand-in for the GitHub REST API (App auth, trees, contents, blobs).
 #[derive(Parser)]
@@ -27,6 +28,9 @@ struct Cli {
     app_key: PathBuf,
 }
 
+/// Longest wait for open requests after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -34,6 +38,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let shutdown =
+        amtp_graceful::shutdown_signal().context("install the SIGTERM/SIGINT handlers")?;
     let key = AppKey::load_or_generate(&cli.app_key)
         .with_context(|| format!("load or create the app key at {}", cli.app_key.display()))?;
     let config = StandInConfig::new(cli.app_id, cli.installation_id, &key);
@@ -44,26 +50,15 @@ async fn main() -> anyhow::Result<()> {
         .local_addr()
         .context("read the listening address")?;
     let state = Arc::new(StandInState::new(&config, format!("http://{addr}")));
+    // The port is bound already; the fixtures are built meanwhile, so the first tree call is fast too.
+    std::thread::spawn(|| {
+        for name in fixture::REPOSITORIES {
+            fixture::repository(name);
+        }
+    });
     tracing::info!(%addr, app_id = cli.app_id, installation_id = cli.installation_id, "github stand-in listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+    amtp_graceful::serve(listener, app(state), shutdown, SHUTDOWN_GRACE)
         .await
         .context("serve the github stand-in")?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }
