@@ -36,42 +36,21 @@ fn run() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let signal = amtp_graceful::shutdown_signal().context("install the SIGTERM/SIGINT handlers")?;
     let state = Arc::new(AppState::new(&config)?);
     let addr = SocketAddr::new(config.bind_addr, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listen on {addr}; set MCP_HTTP_PORT or BIND_ADDR"))?;
     tracing::info!(%addr, github = %config.github.api_url, valkey_host = %config.valkey.host, valkey_port = config.valkey.port, "github-mcp listening");
-    let shutdown = CancellationToken::new();
-    let server = axum::serve(listener, app(state, shutdown.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(joined) => joined
-            .context("join the server task")?
-            .context("serve HTTP")?,
-        Err(_) => {
-            tracing::warn!("open requests did not finish within {SHUTDOWN_GRACE:?}; exiting anyway")
-        }
-    }
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    // Cancelling the token ends open MCP streams, which would otherwise hold the drain open.
+    let streams = CancellationToken::new();
+    let router = app(state, streams.clone());
+    let shutdown = async move {
+        signal.await;
+        streams.cancel();
+    };
+    amtp_graceful::serve(listener, router, shutdown, SHUTDOWN_GRACE)
+        .await
+        .context("serve HTTP")
 }

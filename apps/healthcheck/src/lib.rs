@@ -31,7 +31,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 pub use config::{Config, ConfigError};
@@ -73,49 +72,6 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
-}
-
-/// Serves `app(state)` on `listener` until `shutdown` completes, then stops accepting, lets
-/// in-flight requests finish, and returns (after at most [`SHUTDOWN_GRACE`]).
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down");
-        let _ = signalled.send(());
-    });
-    let grace_expired = async {
-        match on_signal.await {
-            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
-            // The server finished without a signal; let its own result win the race.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = server.into_future() => result,
-        () = grace_expired => {
-            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "connections still open after the grace period; closing them");
-            Ok(())
-        }
-    }
-}
-
-/// Completes on the first SIGTERM or SIGINT. Installed before serving, so a signal that arrives
-/// early is not lost.
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
-            _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "signal received"),
-        }
-    })
 }
 
 #[derive(Serialize)]

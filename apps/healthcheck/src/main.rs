@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use amtp_healthcheck::{AppState, Config, serve, shutdown_signal};
+use amtp_graceful::shutdown_signal;
+use amtp_healthcheck::{AppState, Config, SHUTDOWN_GRACE, app};
 use anyhow::Context;
 
 /// Exit status for a configuration the service refuses to start with.
@@ -47,7 +48,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         valkey = format!("{}:{}", config.valkey_host, config.valkey_port),
         "listening"
     );
-    serve(listener, state, shutdown)
+    amtp_graceful::serve(listener, app(state), shutdown, SHUTDOWN_GRACE)
         .await
         .context("serve HTTP")?;
     tracing::info!("stopped");
