@@ -188,6 +188,7 @@ fn read_migration(location: &Path, path: &Path) -> Result<Migration, Error> {
             reason: format!("{reason}; {NAME_HINT}"),
         })?;
     let sql = read_utf8(path)?;
+    // Flyway's reader drops one byte-order mark; the checksum and the executed SQL see the rest.
     let sql = sql.strip_prefix('\u{feff}').unwrap_or(&sql).to_owned();
     if let Some((line, placeholder)) = find_placeholder(&sql) {
         return Err(Error::Placeholder {
@@ -327,6 +328,27 @@ mod tests {
             Some((2, "${schema}".to_owned()))
         );
         assert_eq!(find_placeholder("SELECT $$ {x} $$; SELECT '$1'"), None);
+    }
+
+    #[test]
+    fn one_byte_order_mark_is_dropped_as_flyway_does_and_a_second_is_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, text) in [
+            ("V1__none.sql", "SELECT 1;\n"),
+            ("V2__one.sql", "\u{feff}SELECT 1;\n"),
+            ("V3__two.sql", "\u{feff}\u{feff}SELECT 1;\n"),
+        ] {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        let checksums: Vec<i32> = load(dir.path())
+            .expect("load")
+            .iter()
+            .map(|m| m.checksum)
+            .collect();
+        // 78787420 is Flyway's checksum of `SELECT 1;`.
+        assert_eq!(checksums[..2], [78787420, 78787420]);
+        assert_eq!(checksums[2], checksum("\u{feff}SELECT 1;\n"));
+        assert_ne!(checksums[2], 78787420);
     }
 
     #[test]
