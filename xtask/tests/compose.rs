@@ -107,7 +107,16 @@ fn compose_config() -> Value {
         .env("GITHUB_APP_INSTALLATION_ID", "2")
         .arg("--env-file")
         .arg(&env_file)
-        .args(["-f", FILES[0], "-f", FILES[1], "config"]);
+        // Compose v2 prints only the services of active profiles.
+        .args([
+            "--profile",
+            "migrate",
+            "-f",
+            FILES[0],
+            "-f",
+            FILES[1],
+            "config",
+        ]);
     let output = match command.output() {
         Ok(output) => output,
         Err(err) if err.kind() == ErrorKind::NotFound => panic!(
@@ -170,6 +179,10 @@ fn assert_env(config: &Value, service: &str, expected: &[(&str, &str)]) {
     }
 }
 
+// Compose v1 (`docker-compose` 1.29, as Debian and Ubuntu package it) prints ports and
+// volumes in short syntax where it can; Compose v2 always prints the long syntax. The two
+// readers below accept both.
+
 /// Each host port of a service as `IP:HOST:CONTAINER`, `*` for every interface.
 fn host_ports(config: &Value, service: &str) -> Vec<String> {
     at(config, &["services", service, "ports"])
@@ -183,6 +196,28 @@ fn host_ports(config: &Value, service: &str) -> Vec<String> {
                 long.get("host_ip").map_or("*".to_owned(), text),
                 text(at(long, &["published"])),
                 text(at(long, &["target"]))
+            ),
+        })
+        .collect()
+}
+
+/// Each volume of a service as `SOURCE:TARGET`, with `:ro` when read-only.
+fn volumes(config: &Value, service: &str) -> Vec<String> {
+    at(config, &["services", service, "volumes"])
+        .as_sequence()
+        .expect("volumes is a list")
+        .iter()
+        .map(|volume| match volume {
+            Value::String(short) => short.trim_end_matches(":rw").to_owned(),
+            long => format!(
+                "{}:{}{}",
+                text(at(long, &["source"])),
+                text(at(long, &["target"])),
+                if long.get("read_only") == Some(&Value::Bool(true)) {
+                    ":ro"
+                } else {
+                    ""
+                }
             ),
         })
         .collect()
@@ -275,8 +310,8 @@ fn docker_compose_reads_every_documented_value() {
         ],
     );
     assert_eq!(
-        texts(at(&config, &["services", "postgres", "volumes"])),
-        ["amtp_pgdata:/var/lib/postgresql/data:rw"]
+        volumes(&config, "postgres"),
+        ["amtp_pgdata:/var/lib/postgresql/data"]
     );
     let healthcheck = at(&config, &["services", "postgres", "healthcheck"]);
     assert_eq!(
@@ -323,7 +358,7 @@ fn docker_compose_reads_every_documented_value() {
         ["migrate"]
     );
     assert_eq!(
-        texts(at(&config, &["services", "flyway", "volumes"])),
+        volumes(&config, "flyway"),
         [format!("{root}/migrations/sql:/flyway/sql:ro")]
     );
     assert_env(
@@ -392,8 +427,13 @@ fn docker_compose_reads_every_documented_value() {
 
     // The docs service: the contract's server block as the image's template.
     assert_eq!(
-        texts(at(&config, &["services", "docs", "volumes"]))[0],
-        format!("{root}/infra/nginx/default.conf:/etc/nginx/templates/default.conf.template:ro")
+        volumes(&config, "docs"),
+        [
+            format!(
+                "{root}/infra/nginx/default.conf:/etc/nginx/templates/default.conf.template:ro"
+            ),
+            format!("{root}/docs/site:/usr/share/nginx/html:ro"),
+        ]
     );
     assert!(
         texts(at(&config, &["services", "docs", "healthcheck", "test"]))
