@@ -27,10 +27,10 @@ use anyhow::{Context, bail};
 use crate::contract::{self, Setting};
 
 /// The generated files, in the order Compose reads them.
-pub(crate) const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
+const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
 
 /// What `infra/` says, read once.
-pub(crate) struct Contract {
+struct Contract {
     postgres: Vec<Setting>,
     initdb_args: Vec<String>,
     pgbouncer: Vec<Setting>,
@@ -38,7 +38,7 @@ pub(crate) struct Contract {
 }
 
 impl Contract {
-    pub(crate) fn read(root: &Path) -> anyhow::Result<Self> {
+    fn read(root: &Path) -> anyhow::Result<Self> {
         Ok(Self {
             postgres: contract::postgres(root)?,
             initdb_args: contract::initdb_args(root)?,
@@ -76,7 +76,7 @@ pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCo
 }
 
 /// Both files, rendered from the contract.
-pub(crate) fn render(contract: &Contract) -> [(&'static str, String); 2] {
+fn render(contract: &Contract) -> [(&'static str, String); 2] {
     [
         (
             FILES[0],
