@@ -65,13 +65,13 @@ nix_flake flake check --no-build . || fail "flake check failed"
 check_report='{ expectOverridden }: report:
   let
     accepts = want: version: version == want || builtins.substring 0 (builtins.stringLength want + 1) version == "${want}.";
-    pins = { postgresql = "15"; pgbouncer = "1.22.1"; valkey = "8.0"; nginx = "1.27"; };
+    pins = { postgresql = "15"; pgbouncer = "1.22.1"; valkey = "8.0.10"; nginx = "1.27.5"; };
     problems =
       builtins.concatMap (name:
         (if accepts pins.${name} report.versions.${name} then [ ]
-         else [ "${name} is ${report.versions.${name}}, the Compose stack runs ${pins.${name}}" ])
+         else [ "${name} is ${report.versions.${name}}, the flake pins ${pins.${name}}" ])
         ++ (if report.wanted.${name} == pins.${name} then [ ]
-            else [ "nix/pins.nix wants ${name} ${report.wanted.${name}}, the Compose stack runs ${pins.${name}}" ])
+            else [ "nix/pins.nix wants ${name} ${report.wanted.${name}}, the flake pins ${pins.${name}}" ])
       ) (builtins.attrNames pins)
       ++ builtins.concatMap (name:
         if report.overridden.${name} == expectOverridden then [ ]
@@ -128,4 +128,4 @@ echo "== flake.lock: $lock"
 [[ $(git hash-object flake.lock) == "$lock_before" ]] || fail "flake.lock was modified"
 
 echo "check-flake: ok: flake parsed and evaluated for $checked systems against the stand-in;" \
-    "pins resolve to postgres 15, pgbouncer 1.22.1, valkey 8.0.x, nginx 1.27.x; nothing was built"
+    "pins resolve to postgres 15, pgbouncer 1.22.1, valkey 8.0.10, nginx 1.27.5; nothing was built"

@@ -2,12 +2,16 @@
 # valkey/valkey:8.0, nginx:1.27-alpine, PostgreSQL 15), and the release to build when the
 # pinned nixpkgs carries another version.
 #
-# `want` is a version or a version prefix of whole components: "8.0" accepts 8.0.3 but not
-# 8.1.0; "1.22.1" accepts only 1.22.1. xtask/src/binaries.rs applies the same rule at `up`.
+# `want` is a version or a version prefix of whole components: "8.0" would accept 8.0.3 but
+# not 8.1.0; "1.22.1" accepts only 1.22.1. The three servers want their exact release: the
+# Compose tags `valkey/valkey:8.0` and `nginx:1.27-alpine` float to the newest release of
+# their line, and an older release of that line from nixpkgs would lack its fixes (Valkey
+# 8.0.3: CVE-2025-32023, CVE-2025-48367, CVE-2025-49844; nginx 1.27.2 with zlib-ng: nixpkgs
+# #357522). xtask/src/binaries.rs applies the same rule at `up`, with the Compose tags' prefixes.
 #
-# Every hash below is copied from a nixpkgs expression that carried exactly that release
-# (repository + path + commit in the comment); none was computed or invented here.
-{ fetchurl, fetchFromGitHub }:
+# Every hash below is copied from a public file that names that exact release and its source
+# (repository, path and commit in the comment); none was computed or invented here.
+{ fetchurl }:
 {
   # nixpkgs has one attribute per PostgreSQL major; `postgresql_15` is the pin.
   postgresql.want = "15";
@@ -16,8 +20,9 @@
     want = "1.22.1";
     release = {
       version = "1.22.1";
-      # NixOS/nixpkgs, pkgs/servers/sql/pgbouncer/default.nix at `version = "1.22.1"`
-      # (the 2024 expression with `--with-systemd`, before the move to pkgs/by-name).
+      # NixOS/nixpkgs @ 3b1f8297eafd95bbc1cf1cad8129817ef5e386f5,
+      # pkgs/servers/sql/pgbouncer/default.nix (`version = "1.22.1"`, the 2024 expression with
+      # `--with-systemd`, before the move to pkgs/by-name).
       src = fetchurl {
         url = "https://www.pgbouncer.org/downloads/files/1.22.1/pgbouncer-1.22.1.tar.gz";
         hash = "sha256-KwGKps5/WSyYkrueD9kCYkhOtzk3/Sr5KXcKRTc7ohU=";
@@ -26,31 +31,32 @@
   };
 
   valkey = {
-    want = "8.0";
+    want = "8.0.10";
     release = {
-      version = "8.0.3";
-      # pkgs/by-name/va/valkey/package.nix at `version = "8.0.3"`, identical in two nixpkgs
-      # trees: NuschtOS/nuschtpkgs @ 54b4e54e30156ca9990dfb2daa0ee37e9ebde6b6 and
-      # onny/nixpkgs @ 4b2cd736e584609531be81633ba4ad9f46c4a792.
-      src = fetchFromGitHub {
-        owner = "valkey-io";
-        repo = "valkey";
-        rev = "8.0.3";
-        hash = "sha256-IzerctJUc478dJu2AH20s/A3psiAZWDjQG3USQWqpos=";
+      version = "8.0.10";
+      # The tag's GitHub tarball, as microsoft/azurelinux @ 0ca3c997442fa1f2b633d601f8f704a100d63c78
+      # fetches it: SPECS/valkey/valkey.spec (`Version: 8.0.10`, Source0 this URL) and the
+      # sha256 of that Source0 in SPECS/valkey/valkey.signatures.json. Not a nixpkgs hash:
+      # nixpkgs carried 8.0.x up to 8.0.6 (release-25.05, NixOS/nixpkgs#448625), but no
+      # nixpkgs expression past 8.0.3 could be read here.
+      src = fetchurl {
+        url = "https://github.com/valkey-io/valkey/archive/refs/tags/8.0.10.tar.gz";
+        sha256 = "3bf957a99d375a0b594db7c52026041c4bfad8ad3711fc00418ccd21dc4632a4";
       };
     };
   };
 
   nginx = {
-    want = "1.27";
+    want = "1.27.5";
     release = {
-      version = "1.27.2";
-      # NixOS/nixpkgs @ 00ed845c1e2614deeb230f4d6197baf190df7d5d,
-      # pkgs/servers/http/nginx/mainline.nix (`version = "1.27.2"`), fetched by generic.nix
-      # from nginx.org/download.
+      # The last 1.27 release, which `nginx:1.27-alpine` runs.
+      version = "1.27.5";
+      # faukah/nixpkgs (a nixpkgs tree) @ 3b20077cd82fd1f099e92e2792d73e3176d4869d,
+      # pkgs/servers/http/nginx/mainline.nix (`version = "1.27.5"`), fetched by generic.nix
+      # from nginx.org/download; NixOS/nixpkgs#399387 made the same bump in nixpkgs itself.
       src = fetchurl {
-        url = "https://nginx.org/download/nginx-1.27.2.tar.gz";
-        hash = "sha256-qR7Pw6CzosFBOvymJ72IbXbgQUuBytD7eHKpZVobJfo=";
+        url = "https://nginx.org/download/nginx-1.27.5.tar.gz";
+        hash = "sha256-6WrOu5wqbbigAMPdGzLsuhuBDwzVhiMtTZIeN2Z03Q4=";
       };
     };
   };

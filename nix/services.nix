@@ -6,7 +6,7 @@
 { pkgs }:
 let
   inherit (pkgs) lib;
-  pins = import ./pins.nix { inherit (pkgs) fetchurl fetchFromGitHub; };
+  pins = import ./pins.nix { inherit (pkgs) fetchurl; };
 
   accepts = want: version: version == want || lib.hasPrefix "${want}." version;
 
@@ -36,17 +36,25 @@ let
   packages = {
     inherit (fromNixpkgs) postgresql;
     pgbouncer = pin "pgbouncer" fromNixpkgs.pgbouncer (_old: { });
-    # The recipe's security patches and test-suite tweaks are written for the release nixpkgs
-    # carries, not for an older one; only its build patch (link the system jemalloc, the same
-    # file since Valkey 7.2) applies to every release. The pinned release is upstream's tested tag.
+    # nixos-25.11's recipe is written for Valkey 8.1 (NixOS/nixpkgs,
+    # pkgs/by-name/va/valkey/package.nix, e.g. its 8.1.4 expression at
+    # 0148e16d1446003704803ecabb5a00cfea7d8568): its only patch is `use_system_jemalloc.patch` (link
+    # the system jemalloc, the same file since Valkey 7.2), and its check phase edits test files
+    # with `--replace-fail` and skips test units chosen for 8.1. The filter keeps that build
+    # patch alone, so a fix a later recipe adds for its own release is never applied to 8.0;
+    # the CVE-2025-27151 patch that an 8.0.3 recipe carried is upstream in 8.0.6 and later
+    # (microsoft/azurelinux dropped its copy at 8.0.6). The check phase is skipped rather than
+    # run with edits made for another release.
     valkey = pin "valkey" fromNixpkgs.valkey (old: {
       patches = builtins.filter (patch: lib.hasSuffix "use_system_jemalloc.patch" "${patch}") (
         old.patches or [ ]
       );
       doCheck = false;
     });
-    # The recipe also records the version as `nginxVersion` (nginx module builds read it);
-    # keep it true to the source.
+    # The recipe (generic.nix) also sets the derivation attribute `nginxVersion` to its own
+    # version; keep that attribute true to the source. The recipe's module check
+    # (`supports nginxVersion`) reads its function argument instead, which an override cannot
+    # reach; this shell builds nginx without extra modules, so no check applies.
     nginx = pin "nginx" fromNixpkgs.nginx (_old: { nginxVersion = pins.nginx.release.version; });
   };
 in

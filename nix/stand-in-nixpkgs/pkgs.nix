@@ -9,14 +9,14 @@ let
     if system == "aarch64-darwin" then
       {
         pgbouncer = "1.22.1";
-        valkey = "8.0.2";
-        nginx = "1.27.4";
+        valkey = "8.0.10";
+        nginx = "1.27.5";
       }
     else
       {
         pgbouncer = "1.25.1";
-        valkey = "8.1.4";
-        nginx = "1.29.3";
+        valkey = "8.1.6";
+        nginx = "1.29.7";
       };
 
   # Instantiates to a .drv; building it fails on purpose.
@@ -49,26 +49,29 @@ let
 
   package = pname: version: mkPackage { inherit pname version; };
 
-  # Fixed-output derivations, as the real fetchers make: instantiating one parses its hash.
+  # A fixed-output derivation, as the real fetcher makes: instantiating one parses its hash,
+  # given as `hash` (SRI) or `sha256` (hex), as nixpkgs' fetchurl takes either.
   fetchurl =
-    { url, hash }:
-    unbuildable (baseNameOf url) {
-      inherit url;
-      outputHashMode = "flat";
-      outputHash = hash;
-    };
-  fetchFromGitHub =
     {
-      owner,
-      repo,
-      rev,
-      hash,
+      url,
+      hash ? null,
+      sha256 ? null,
     }:
-    unbuildable "source" {
-      url = "https://github.com/${owner}/${repo}/archive/${rev}.tar.gz";
-      outputHashMode = "recursive";
-      outputHash = hash;
-    };
+    unbuildable (baseNameOf url) (
+      {
+        inherit url;
+        outputHashMode = "flat";
+      }
+      // (
+        if hash != null then
+          { outputHash = hash; }
+        else
+          {
+            outputHashAlgo = "sha256";
+            outputHash = sha256;
+          }
+      )
+    );
 
   mkShell =
     {
@@ -83,7 +86,6 @@ in
   inherit
     lib
     fetchurl
-    fetchFromGitHub
     mkShell
     ;
 

@@ -76,6 +76,16 @@ pub(crate) enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Write docker-compose.yml and docker-compose.override.yml, the Compose stack, from infra/.
+    Compose {
+        /// Compare the files with what infra/ gives instead of writing them; exits non-zero and
+        /// names each differing line when they differ.
+        #[arg(long)]
+        check: bool,
+        /// Directory of the two files (default: the repository root).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// The background supervisor that `up` starts (internal).
     #[command(name = "__supervise", hide = true)]
     Supervise,

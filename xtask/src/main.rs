@@ -3,6 +3,7 @@
 
 mod binaries;
 mod cli;
+mod compose;
 mod config;
 mod contract;
 mod docs;
@@ -66,6 +67,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             docs::build_site(root, &out)?;
             println!("docs site written to {}", out.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Compose { check, out } => {
+            compose::run(root, out.as_deref().unwrap_or(root), check)
         }
         Command::Supervise => {
             supervisor::run(&StackConfig::load(root, false)?)?;
