@@ -39,7 +39,8 @@ pub(crate) enum Command {
     },
     /// Print the services' logs (all of them, or one).
     Logs {
-        /// postgres, pgbouncer, valkey, nginx, healthcheck, github-mcp, github-standin or supervisor.
+        /// The service whose log to show (default: all).
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::logs::names()))]
         service: Option<String>,
         /// Keep printing new lines as they are written.
         #[arg(short, long)]
@@ -76,6 +77,10 @@ pub(crate) enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// The port variables of the services with their defaults, one `VAR=port` a line (internal:
+    /// the integration tests give each a free port).
+    #[command(name = "__port-vars", hide = true)]
+    PortVars,
     /// The background supervisor that `up` starts (internal).
     #[command(name = "__supervise", hide = true)]
     Supervise,

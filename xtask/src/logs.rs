@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::config::StackConfig;
-use crate::stack::UNITS;
+use crate::stack::{Kind, UNITS};
 
 pub(crate) fn run(
     cfg: &StackConfig,
@@ -17,12 +17,7 @@ pub(crate) fn run(
     follow: bool,
     lines: usize,
 ) -> anyhow::Result<ExitCode> {
-    let names: Vec<&str> = UNITS
-        .iter()
-        .map(|u| u.name)
-        .filter(|name| *name != "migrations")
-        .chain(["supervisor"])
-        .collect();
+    let names = names();
     let chosen: Vec<&str> = match service {
         Some(name) if names.contains(&name) => vec![name],
         Some(name) => bail!(
@@ -76,6 +71,16 @@ pub(crate) fn run(
             *offset += complete as u64;
         }
     }
+}
+
+/// What has a log: every daemon of the table, and the supervisor.
+pub(crate) fn names() -> Vec<&'static str> {
+    UNITS
+        .iter()
+        .filter(|unit| matches!(unit.kind, Kind::Daemon(_)))
+        .map(|unit| unit.name)
+        .chain(["supervisor"])
+        .collect()
 }
 
 fn print_line(service: &str, line: &str, prefix: bool) {

@@ -14,12 +14,12 @@
 //! only prepare files and probe readiness; they report back over a channel. Progress is
 //! published in `<state>/run/state.json`, which `up`, `status` and `down` read.
 
-use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
@@ -27,7 +27,8 @@ use nix::sys::signal::Signal;
 use crate::binaries::Installed;
 use crate::config::StackConfig;
 use crate::process::{self, Launch, ProcessId};
-use crate::stack::{self, Kind, Unit};
+use crate::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
+use crate::stack::{self, Kind, RunAs, Unit};
 
 /// How long a service may take from start to ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,96 +40,11 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Phase {
-    Starting,
-    Running,
-    Failed,
-    Stopping,
-    Stopped,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    Waiting,
-    Starting,
-    Ready,
-    Restarting,
-    Failed,
-    Stopped,
-}
-
-/// What the supervisor publishes about one unit.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct UnitState {
-    pub(crate) name: String,
-    pub(crate) status: Status,
-    pub(crate) daemon: bool,
-    pub(crate) pid: Option<ProcessId>,
-    pub(crate) port: Option<u16>,
-    pub(crate) installed: Option<Installed>,
-    /// Unix time of the current process's start.
-    pub(crate) started_at: Option<u64>,
-    /// Milliseconds from the start of this unit's preparation to ready.
-    pub(crate) ready_ms: Option<u64>,
-    pub(crate) restarts: u32,
-    /// The task's result, or the last error.
-    pub(crate) message: Option<String>,
-}
-
-/// `<state>/run/state.json`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct RunState {
-    pub(crate) supervisor: ProcessId,
-    pub(crate) phase: Phase,
-    pub(crate) error: Option<String>,
-    pub(crate) started_at: u64,
-    pub(crate) units: Vec<UnitState>,
-}
-
-impl RunState {
-    pub(crate) fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("run/state.json")
-    }
-
-    pub(crate) fn read(state_dir: &Path) -> Option<RunState> {
-        let text = std::fs::read_to_string(Self::path(state_dir)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// The state of a supervisor that is running now (not a stale file from a crash).
-    pub(crate) fn read_live(state_dir: &Path) -> Option<RunState> {
-        Self::read(state_dir).filter(|state| state.supervisor.is_alive())
-    }
-
-    fn write(&self, state_dir: &Path) -> anyhow::Result<()> {
-        let path = Self::path(state_dir);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
-    }
-
-    /// Every process the state names, the supervisor first.
-    pub(crate) fn processes(&self) -> impl Iterator<Item = ProcessId> + '_ {
-        std::iter::once(self.supervisor).chain(self.units.iter().filter_map(|u| u.pid))
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A unit while the supervisor runs it.
 struct Slot {
     unit: &'static Unit,
     state: UnitState,
     child: Option<Child>,
-    launch: Option<Launch>,
     /// Bumped at each start, so that reports about an earlier instance are ignored.
     generation: u32,
     began: Option<Instant>,
@@ -161,6 +77,13 @@ pub(crate) struct Supervisor<'a> {
     me: ProcessId,
     reports: Receiver<Report>,
     sender: Sender<Report>,
+    /// The threads that prepare, probe and run units; all joined before the supervisor exits.
+    helpers: Vec<JoinHandle<()>>,
+    /// Set when the stack stops: probes give up at once.
+    stopping: Arc<AtomicBool>,
+    contract: Option<ContractSummary>,
+    /// The contract check started once the stack was ready, until it reports.
+    contract_check: Option<Receiver<ContractSummary>>,
 }
 
 /// Runs the stack until a stop signal; returns an error if it could not start.
@@ -200,10 +123,7 @@ impl<'a> Supervisor<'a> {
                     status: Status::Waiting,
                     daemon: matches!(unit.kind, Kind::Daemon(_)),
                     pid: None,
-                    port: match &unit.kind {
-                        Kind::Daemon(daemon) => Some((daemon.port)(&cfg.ports)),
-                        Kind::Task(_) => None,
-                    },
+                    port: unit.port().map(|port| cfg.port(port)),
                     installed: None,
                     started_at: None,
                     ready_ms: None,
@@ -211,7 +131,6 @@ impl<'a> Supervisor<'a> {
                     message: None,
                 },
                 child: None,
-                launch: None,
                 generation: 0,
                 began: None,
                 not_before: None,
@@ -229,21 +148,53 @@ impl<'a> Supervisor<'a> {
                 .context("cannot read the supervisor's own pid")?,
             reports,
             sender,
+            helpers: Vec::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+            contract: None,
+            contract_check: None,
         };
         supervisor.publish();
         Ok(supervisor)
     }
 
-    fn publish(&self) {
-        let state = RunState {
+    fn run_state(&self) -> RunState {
+        RunState {
             supervisor: self.me,
             phase: self.phase,
             error: self.error.clone(),
             started_at: self.started_at,
             units: self.slots.iter().map(|s| s.state.clone()).collect(),
-        };
-        if let Err(err) = state.write(&self.cfg.state_dir) {
+            contract: self.contract.clone(),
+        }
+    }
+
+    fn publish(&self) {
+        if let Err(err) = self.run_state().write(&self.cfg.state_dir) {
             eprintln!("supervisor: {err:#}");
+        }
+    }
+
+    /// Runs `verify`'s checks once, beside the running stack (not before `up` returns).
+    fn check_contract(&mut self) {
+        let (sender, receiver) = mpsc::channel();
+        let (cfg, state) = (self.cfg.clone(), self.run_state());
+        // Not joined at the stop, so that `down` never waits for it: it only reads (queries,
+        // HTTP requests), starts no process and writes no file.
+        std::thread::spawn(move || {
+            let _ = sender.send(crate::verify::summary(&crate::verify::collect(
+                &cfg, &state,
+            )));
+        });
+        self.contract_check = Some(receiver);
+    }
+
+    fn contract_checked(&mut self) {
+        let summary = self.contract_check.as_ref().map(Receiver::try_recv);
+        if let Some(Ok(summary)) = summary {
+            println!("contract: {summary}");
+            self.contract = Some(summary);
+            self.contract_check = None;
+            self.publish();
         }
     }
 
@@ -254,14 +205,7 @@ impl<'a> Supervisor<'a> {
             let handles: Vec<_> = self
                 .slots
                 .iter()
-                .map(|slot| {
-                    scope.spawn(move || match &slot.unit.kind {
-                        Kind::Daemon(daemon) => {
-                            (daemon.locate)(cfg).map(Some).context(slot.unit.name)
-                        }
-                        Kind::Task(_) => Ok(None),
-                    })
-                })
+                .map(|slot| scope.spawn(move || slot.unit.locate(cfg).context(slot.unit.name)))
                 .collect();
             handles
                 .into_iter()
@@ -283,13 +227,10 @@ impl<'a> Supervisor<'a> {
             }
         }
         for slot in &self.slots {
-            if let Some(port) = slot.state.port
+            if let (Some(port), Some(port_var)) = (slot.state.port, slot.unit.port())
                 && let Err(holder) = crate::ports::check_free(port)
             {
-                let Kind::Daemon(daemon) = &slot.unit.kind else {
-                    continue;
-                };
-                let key = daemon.port_var;
+                let key = port_var.var;
                 errors.push(format!(
                     "port {port} for {} is already in use{holder}; stop it or set {key}",
                     slot.unit.name
@@ -308,6 +249,7 @@ impl<'a> Supervisor<'a> {
                 return Ok(());
             }
             self.start_due_units();
+            self.helpers.retain(|helper| !helper.is_finished());
             if let Ok(report) = self.reports.recv_timeout(PROBE_INTERVAL) {
                 self.handle(report)?;
             }
@@ -318,7 +260,9 @@ impl<'a> Supervisor<'a> {
                 self.phase = Phase::Running;
                 println!("stack ready");
                 self.publish();
+                self.check_contract();
             }
+            self.contract_checked();
         }
     }
 
@@ -354,7 +298,7 @@ impl<'a> Supervisor<'a> {
         slot.began = Some(Instant::now());
         slot.state.status = Status::Starting;
         let generation = slot.generation;
-        match &slot.unit.kind {
+        let helper = match &slot.unit.kind {
             Kind::Daemon(daemon) => {
                 let prepare = daemon.prepare;
                 let installed = slot.state.installed.clone().expect("located in preflight");
@@ -365,7 +309,7 @@ impl<'a> Supervisor<'a> {
                         generation,
                         event,
                     });
-                });
+                })
             }
             Kind::Task(task) => {
                 let task = *task;
@@ -376,9 +320,10 @@ impl<'a> Supervisor<'a> {
                         generation,
                         event,
                     });
-                });
+                })
             }
-        }
+        };
+        self.helpers.push(helper);
         self.publish();
     }
 
@@ -429,6 +374,13 @@ impl<'a> Supervisor<'a> {
             unreachable!("only daemons are prepared")
         };
         let log = cfg.log_file(slot.unit.name);
+        let launch = match daemon.run_as {
+            RunAs::Invoker => launch,
+            RunAs::UnprivilegedWhenRoot => match process::unprivileged_account() {
+                Ok(account) => launch.run_as(account),
+                Err(err) => return self.failed(index, err),
+            },
+        };
         let child = match process::spawn(&launch, &log) {
             Ok(child) => child,
             Err(err) => return self.failed(index, err),
@@ -437,13 +389,13 @@ impl<'a> Supervisor<'a> {
         slot.state.pid = id;
         slot.state.started_at = Some(unix_now());
         slot.child = Some(child);
-        slot.launch = Some(launch);
         let (probe, on_ready, generation) = (daemon.probe, daemon.on_ready, slot.generation);
-        std::thread::spawn(move || {
+        let stopping = Arc::clone(&self.stopping);
+        let helper = std::thread::spawn(move || {
             let deadline = Instant::now() + READY_TIMEOUT;
             let mut last_error = anyhow::anyhow!("no answer yet");
             let result = loop {
-                if id.is_some_and(|id| !id.is_alive()) {
+                if stopping.load(Ordering::Relaxed) || id.is_some_and(|id| !id.is_alive()) {
                     // The exit is reported by `reap_exited`, with the log.
                     return;
                 }
@@ -462,6 +414,7 @@ impl<'a> Supervisor<'a> {
                 event: Event::Ready(result),
             });
         });
+        self.helpers.push(helper);
         self.publish();
         Ok(())
     }
@@ -488,8 +441,8 @@ impl<'a> Supervisor<'a> {
 
     fn schedule_restart(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        if let (Some(child), Some(launch)) = (slot.child.as_mut(), slot.launch.as_ref()) {
-            process::stop_child(child, launch.stop_signal, STOP_GRACE);
+        if let Some(child) = slot.child.as_mut() {
+            process::stop_child(child, stop_signal(slot.unit), STOP_GRACE);
         }
         slot.child = None;
         slot.busy = false;
@@ -526,6 +479,9 @@ impl<'a> Supervisor<'a> {
     /// Stops every running daemon in reverse dependency order: the units that depend on
     /// others first, each level's daemons in parallel.
     fn stop_all(&mut self) {
+        // A one-shot program (initdb) still running would go on writing into the state dir.
+        self.stopping.store(true, Ordering::Relaxed);
+        process::kill_one_shots();
         if self.slots.iter().all(|s| s.child.is_none()) {
             self.finish();
             return;
@@ -542,9 +498,8 @@ impl<'a> Supervisor<'a> {
                     .zip(&depths)
                     .filter(|(_, d)| **d == depth)
                 {
-                    if let (Some(child), Some(launch)) = (slot.child.as_mut(), slot.launch.as_ref())
-                    {
-                        let signal: Signal = launch.stop_signal;
+                    if let Some(child) = slot.child.as_mut() {
+                        let signal = stop_signal(slot.unit);
                         scope.spawn(move || process::stop_child(child, signal, STOP_GRACE));
                     }
                 }
@@ -562,6 +517,10 @@ impl<'a> Supervisor<'a> {
     }
 
     fn finish(&mut self) {
+        // Each helper ends soon: its one-shot program is killed, its daemon stopped.
+        for helper in self.helpers.drain(..) {
+            let _ = helper.join();
+        }
         for slot in &mut self.slots {
             slot.child = None;
             slot.state.pid = None;
@@ -573,6 +532,15 @@ impl<'a> Supervisor<'a> {
             self.phase = Phase::Stopped;
         }
         self.publish();
+    }
+}
+
+/// The signal that asks a unit's program for a graceful stop.
+fn stop_signal(unit: &Unit) -> Signal {
+    match &unit.kind {
+        Kind::Daemon(daemon) => daemon.stop_signal,
+        // A task runs inside the supervisor; nothing to signal.
+        Kind::Task(_) => Signal::SIGTERM,
     }
 }
 

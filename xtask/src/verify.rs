@@ -14,8 +14,8 @@ use std::process::ExitCode;
 
 use crate::config::StackConfig;
 use crate::contract::{self, Setting};
-use crate::stack::{self, nginx, pgbouncer, postgres, valkey};
-use crate::supervisor::RunState;
+use crate::run_state::{ContractSummary, RunState};
+use crate::stack::{self, Program, healthcheck, nginx, pgbouncer, postgres, valkey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,7 +65,7 @@ pub(crate) fn run(cfg: &StackConfig, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print_table(&checks);
     }
-    let summary = Summary::of(&checks);
+    let summary = summary(&checks);
     if !json {
         println!("{summary}");
     }
@@ -76,34 +76,15 @@ pub(crate) fn run(cfg: &StackConfig, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Counts by verdict: `status` shows them, `verify` ends with them.
-#[derive(Debug, Default, serde::Serialize)]
-pub(crate) struct Summary {
-    pub(crate) checks: usize,
-    pub(crate) drift: usize,
-    pub(crate) unsupported: usize,
-    pub(crate) unpinned: usize,
-}
-
-impl Summary {
-    pub(crate) fn of(checks: &[Check]) -> Summary {
-        let count = |verdict| checks.iter().filter(|c| c.verdict == verdict).count();
-        Summary {
-            checks: checks.len(),
-            drift: count(Verdict::Drift),
-            unsupported: count(Verdict::Unsupported),
-            unpinned: count(Verdict::Unpinned),
-        }
-    }
-}
-
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} checks, {} drift, {} unsupported by this binary, {} versions off the pins",
-            self.checks, self.drift, self.unsupported, self.unpinned
-        )
+/// Counts by verdict: `status` shows them (as the supervisor recorded them at the start),
+/// `verify` ends with them.
+pub(crate) fn summary(checks: &[Check]) -> ContractSummary {
+    let count = |verdict| checks.iter().filter(|c| c.verdict == verdict).count();
+    ContractSummary {
+        checks: checks.len(),
+        drift: count(Verdict::Drift),
+        unsupported: count(Verdict::Unsupported),
+        unpinned: count(Verdict::Unpinned),
     }
 }
 
@@ -127,12 +108,8 @@ fn versions(state: &RunState) -> Vec<Check> {
         .units
         .iter()
         .filter_map(|unit| {
-            let pin = match unit.name.as_str() {
-                "postgres" => &postgres::WANTED,
-                "pgbouncer" => &pgbouncer::WANTED,
-                "valkey" => &valkey::WANTED,
-                "nginx" => &nginx::WANTED,
-                _ => return None,
+            let Program::External(pin) = &stack::unit(&unit.name)?.program else {
+                return None;
             };
             let installed = unit.installed.as_ref()?;
             let program = installed.path.file_name()?.to_string_lossy().into_owned();
@@ -261,7 +238,7 @@ fn nginx_checks(cfg: &StackConfig) -> Vec<Check> {
         Ok(block) => block,
         Err(err) => return vec![Check::failed("nginx default.conf", "readable", &err)],
     };
-    let port = cfg.ports.docs;
+    let port = cfg.port(nginx::PORT);
     let mut checks = Vec::new();
     match nginx::get(port, "/healthz", false) {
         Ok(response) => {
@@ -354,7 +331,7 @@ fn site_file_of_type(cfg: &StackConfig, content_type: &str) -> Option<String> {
 
 fn migrations_check(cfg: &StackConfig) -> Check {
     let check = "migration history matches migrations/sql";
-    match amtp_migrate::validate(&postgres::migration_settings(cfg)) {
+    match amtp_migrate::validate(&stack::migrations::settings(cfg)) {
         Ok(()) => Check::new(check, "valid", "valid", true),
         Err(err) => Check::failed(check, "valid", &err.into()),
     }
@@ -363,7 +340,7 @@ fn migrations_check(cfg: &StackConfig) -> Check {
 fn healthcheck_check(cfg: &StackConfig) -> Check {
     let check = "healthcheck /health";
     let expected = r#"200 {"status":"ok","valkey":"up","latency_ms":<n>}"#;
-    match stack::http_ok(cfg.ports.healthcheck, "/health") {
+    match stack::http_ok(cfg.port(healthcheck::PORT), "/health") {
         Ok(body) => {
             let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             let keys: BTreeSet<&str> = value

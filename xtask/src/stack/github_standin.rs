@@ -1,0 +1,66 @@
+//! The GitHub stand-in (`apps/github-standin`), which `github-mcp` talks to when no GitHub App
+//! is configured: it checks the App JWT against a key it generates and answers like GitHub.
+
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+
+use super::{Daemon, Kind, Program, RunAs, Unit};
+use crate::binaries::Installed;
+use crate::config::{GithubApp, PortVar, StackConfig};
+use crate::process::Launch;
+
+pub(crate) const PORT: PortVar = PortVar {
+    var: "GITHUB_STANDIN_PORT",
+    default: 8091,
+};
+
+pub(crate) const UNIT: Unit = Unit {
+    name: "github-standin",
+    program: Program::Workspace {
+        package: "amtp-github-standin",
+        binary: "github-standin",
+    },
+    depends_on: &[],
+    enabled: in_use,
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        // The apps' graceful shutdown (axum's `with_graceful_shutdown`).
+        stop_signal: Signal::SIGTERM,
+        run_as: RunAs::Invoker,
+        drift: super::no_drift,
+        prepare,
+        probe,
+        on_ready: super::nothing,
+    }),
+};
+
+/// The stand-in's App and installation ids (any number works; these are the stand-in's own).
+pub(crate) const APP_ID: &str = "1";
+pub(crate) const INSTALLATION_ID: &str = "1";
+
+/// Only without GitHub App credentials.
+pub(crate) fn in_use(cfg: &StackConfig) -> bool {
+    matches!(cfg.github, GithubApp::StandIn)
+}
+
+/// The App key the stand-in generates and `github-mcp` signs with.
+pub(crate) fn key_file(cfg: &StackConfig) -> PathBuf {
+    cfg.service_dir(UNIT.name).join("app_key.pem")
+}
+
+fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+    super::create_service_dir(cfg, UNIT.name)?;
+    Ok(Launch::new(&installed.path)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", cfg.port(PORT)))
+        .arg("--app-id")
+        .arg(APP_ID)
+        .arg("--installation-id")
+        .arg(INSTALLATION_ID)
+        .arg("--app-key")
+        .arg(key_file(cfg)))
+}
+
+fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+    super::http_ok(cfg.port(PORT), "/_standin/health").map(drop)
+}

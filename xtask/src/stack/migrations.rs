@@ -1,0 +1,36 @@
+//! The Flyway migrations of `migrations/sql`, applied once per `up` straight to Postgres (not
+//! through PgBouncer), as `flyway.url` does.
+
+use anyhow::Context;
+
+use super::{Kind, Program, Unit, postgres};
+use crate::config::StackConfig;
+
+pub(crate) const UNIT: Unit = Unit {
+    name: "migrations",
+    program: Program::Xtask {
+        crate_name: "amtp-migrate",
+    },
+    depends_on: &["postgres"],
+    enabled: super::always,
+    kind: Kind::Task(migrate),
+};
+
+/// Flyway's rules, applied directly.
+fn migrate(cfg: &StackConfig) -> anyhow::Result<String> {
+    let settings = settings(cfg);
+    let report = amtp_migrate::migrate(&settings).context("migrations failed")?;
+    let version = report.schema_version.as_deref().unwrap_or("none");
+    Ok(match report.applied.len() {
+        0 => format!("schema up to date at version {version}"),
+        n => format!("applied {n} migrations, schema now at version {version}"),
+    })
+}
+
+/// Where `cargo xtask migrate` and `up` apply the migrations from, and to.
+pub(crate) fn settings(cfg: &StackConfig) -> amtp_migrate::Settings {
+    amtp_migrate::Settings {
+        url: postgres::url(cfg, cfg.port(postgres::PORT)),
+        location: cfg.repo_root.join("migrations/sql"),
+    }
+}
