@@ -26,7 +26,8 @@ use nix::sys::signal::Signal;
 
 use crate::binaries::Installed;
 use crate::config::StackConfig;
-use crate::process::{self, Launch, ProcessId};
+use crate::contract::Contract;
+use crate::process::{self, ProcessId};
 use crate::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
 use crate::stack::{self, Kind, RunAs, Unit};
 
@@ -57,7 +58,7 @@ struct Slot {
 
 /// What the helper threads report.
 enum Event {
-    Prepared(anyhow::Result<Launch>),
+    Prepared(anyhow::Result<()>),
     Ready(anyhow::Result<()>),
     TaskDone(anyhow::Result<String>),
 }
@@ -81,6 +82,8 @@ pub(crate) struct Supervisor<'a> {
     helpers: Vec<JoinHandle<()>>,
     /// Set when the stack stops: probes give up at once.
     stopping: Arc<AtomicBool>,
+    /// `infra/`, read once before anything starts.
+    infra: Arc<Contract>,
     contract: Option<ContractSummary>,
     /// The contract check started once the stack was ready, until it reports.
     contract_check: Option<Receiver<ContractSummary>>,
@@ -113,8 +116,13 @@ pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
 
 impl<'a> Supervisor<'a> {
     fn new(cfg: &'a StackConfig) -> anyhow::Result<Supervisor<'a>> {
+        Self::of(cfg, stack::enabled_units(cfg))
+    }
+
+    /// A supervisor of `units` (the stack's, or a test's).
+    fn of(cfg: &'a StackConfig, units: Vec<&'static Unit>) -> anyhow::Result<Supervisor<'a>> {
         let (sender, reports) = mpsc::channel();
-        let slots = stack::enabled_units(cfg)
+        let slots = units
             .into_iter()
             .map(|unit| Slot {
                 unit,
@@ -150,6 +158,7 @@ impl<'a> Supervisor<'a> {
             sender,
             helpers: Vec::new(),
             stopping: Arc::new(AtomicBool::new(false)),
+            infra: Arc::new(Contract::default()),
             contract: None,
             contract_check: None,
         };
@@ -198,9 +207,11 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Finds every program (in parallel) and checks every port, before anything starts.
+    /// Reads `infra/`, finds every program (in parallel) and checks every port, before anything
+    /// starts.
     fn preflight(&mut self) -> anyhow::Result<()> {
         let cfg = self.cfg;
+        self.infra = Arc::new(Contract::read(&cfg.repo_root)?);
         let found: Vec<anyhow::Result<Option<Installed>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .slots
@@ -244,26 +255,32 @@ impl<'a> Supervisor<'a> {
 
     /// Starts what can start, reacts to reports and exits, until asked to stop.
     fn supervise(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            self.start_due_units();
-            self.helpers.retain(|helper| !helper.is_finished());
-            if let Ok(report) = self.reports.recv_timeout(PROBE_INTERVAL) {
-                self.handle(report)?;
-            }
-            self.reap_exited()?;
-            if self.phase == Phase::Starting
-                && self.slots.iter().all(|s| s.state.status == Status::Ready)
-            {
-                self.phase = Phase::Running;
-                println!("stack ready");
-                self.publish();
+        while !stop.load(Ordering::Relaxed) {
+            if self.step()? {
                 self.check_contract();
             }
             self.contract_checked();
         }
+        Ok(())
+    }
+
+    /// One turn of the state machine: start what is due, handle one report, notice exits.
+    /// True when this turn made the whole stack ready.
+    fn step(&mut self) -> anyhow::Result<bool> {
+        self.start_due_units();
+        self.helpers.retain(|helper| !helper.is_finished());
+        if let Ok(report) = self.reports.recv_timeout(PROBE_INTERVAL) {
+            self.handle(report)?;
+        }
+        self.reap_exited()?;
+        let ready = self.phase == Phase::Starting
+            && self.slots.iter().all(|s| s.state.status == Status::Ready);
+        if ready {
+            self.phase = Phase::Running;
+            println!("stack ready");
+            self.publish();
+        }
+        Ok(ready)
     }
 
     fn is_ready(&self, name: &str) -> bool {
@@ -302,8 +319,9 @@ impl<'a> Supervisor<'a> {
             Kind::Daemon(daemon) => {
                 let prepare = daemon.prepare;
                 let installed = slot.state.installed.clone().expect("located in preflight");
+                let infra = Arc::clone(&self.infra);
                 std::thread::spawn(move || {
-                    let event = Event::Prepared(prepare(&cfg, &installed));
+                    let event = Event::Prepared(prepare(&cfg, &installed, &infra));
                     let _ = sender.send(Report {
                         slot: index,
                         generation,
@@ -333,7 +351,7 @@ impl<'a> Supervisor<'a> {
         }
         let name = self.slots[report.slot].unit.name;
         match report.event {
-            Event::Prepared(Ok(launch)) => self.spawn(report.slot, launch)?,
+            Event::Prepared(Ok(())) => self.spawn(report.slot)?,
             Event::Prepared(Err(err)) => {
                 return self.failed(report.slot, err.context(format!("{name}: cannot prepare")));
             }
@@ -366,13 +384,15 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Spawns a prepared daemon (on this, the main, thread) and probes it on a helper thread.
-    fn spawn(&mut self, index: usize, launch: Launch) -> anyhow::Result<()> {
+    fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let cfg = self.cfg.clone();
         let sender = self.sender.clone();
         let slot = &mut self.slots[index];
         let Kind::Daemon(daemon) = &slot.unit.kind else {
             unreachable!("only daemons are prepared")
         };
+        let installed = slot.state.installed.as_ref().expect("located in preflight");
+        let launch = (daemon.launch)(&cfg, installed, &self.infra);
         let log = cfg.log_file(slot.unit.name);
         let launch = match daemon.run_as {
             RunAs::Invoker => launch,
@@ -447,9 +467,7 @@ impl<'a> Supervisor<'a> {
         slot.child = None;
         slot.busy = false;
         slot.generation += 1;
-        let delay = FIRST_RESTART_DELAY
-            .saturating_mul(1 << slot.failures.min(5))
-            .min(MAX_RESTART_DELAY);
+        let delay = restart_delay(slot.failures);
         slot.failures += 1;
         slot.state.restarts += 1;
         slot.state.status = Status::Restarting;
@@ -488,30 +506,18 @@ impl<'a> Supervisor<'a> {
         }
         self.phase = Phase::Stopping;
         self.publish();
-        let depths = dependency_depths(&self.slots);
-        let deepest = depths.iter().copied().max().unwrap_or(0);
-        for depth in (0..=deepest).rev() {
+        for level in stop_levels(&self.slots) {
             std::thread::scope(|scope| {
-                for (slot, _) in self
-                    .slots
-                    .iter_mut()
-                    .zip(&depths)
-                    .filter(|(_, d)| **d == depth)
-                {
-                    if let Some(child) = slot.child.as_mut() {
+                for (index, slot) in self.slots.iter_mut().enumerate() {
+                    if !level.contains(&index) {
+                        continue;
+                    }
+                    if let Some(mut child) = slot.child.take() {
                         let signal = stop_signal(slot.unit);
-                        scope.spawn(move || process::stop_child(child, signal, STOP_GRACE));
+                        scope.spawn(move || process::stop_child(&mut child, signal, STOP_GRACE));
                     }
                 }
             });
-            for (slot, _) in self
-                .slots
-                .iter_mut()
-                .zip(&depths)
-                .filter(|(_, d)| **d == depth)
-            {
-                slot.child = None;
-            }
         }
         self.finish();
     }
@@ -535,6 +541,13 @@ impl<'a> Supervisor<'a> {
     }
 }
 
+/// The wait before restart number `failures + 1`: doubling from the first delay, capped.
+fn restart_delay(failures: u32) -> Duration {
+    FIRST_RESTART_DELAY
+        .saturating_mul(1 << failures.min(5))
+        .min(MAX_RESTART_DELAY)
+}
+
 /// The signal that asks a unit's program for a graceful stop.
 fn stop_signal(unit: &Unit) -> Signal {
     match &unit.kind {
@@ -542,6 +555,17 @@ fn stop_signal(unit: &Unit) -> Signal {
         // A task runs inside the supervisor; nothing to signal.
         Kind::Task(_) => Signal::SIGTERM,
     }
+}
+
+/// The order of the stop: the units that depend on others first, each level stopped in
+/// parallel; a unit's dependencies only after it.
+fn stop_levels(slots: &[Slot]) -> Vec<Vec<usize>> {
+    let depths = dependency_depths(slots);
+    let deepest = depths.iter().copied().max().unwrap_or(0);
+    (0..=deepest)
+        .rev()
+        .map(|depth| (0..slots.len()).filter(|i| depths[*i] == depth).collect())
+        .collect()
 }
 
 /// Length of the longest dependency chain below each unit (0 for units that need nothing).
@@ -560,4 +584,168 @@ fn dependency_depths(slots: &[Slot]) -> Vec<usize> {
         depths.push(depth);
     }
     depths
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state machine driven by tasks that only record that they ran: no program starts.
+
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::stack::Program;
+
+    /// The tasks that ran, in order (each test uses names of its own).
+    static RAN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    fn ran(name: &'static str) -> anyhow::Result<String> {
+        RAN.lock().unwrap().push(name);
+        Ok(format!("{name} done"))
+    }
+
+    fn ran_before(names: &[&str]) -> Vec<&'static str> {
+        let ran = RAN.lock().unwrap();
+        ran.iter().copied().filter(|n| names.contains(n)).collect()
+    }
+
+    fn runs(_: &StackConfig) -> bool {
+        true
+    }
+
+    const fn task(
+        name: &'static str,
+        depends_on: &'static [&'static str],
+        run: fn(&StackConfig) -> anyhow::Result<String>,
+    ) -> Unit {
+        Unit {
+            name,
+            program: Program::Xtask { crate_name: "test" },
+            depends_on,
+            enabled: runs,
+            kind: Kind::Task(run),
+        }
+    }
+
+    static BASE: Unit = task("order-base", &[], |_| ran("order-base"));
+    static MIDDLE: Unit = task("order-middle", &["order-base"], |_| ran("order-middle"));
+    static TOP: Unit = task("order-top", &["order-middle"], |_| ran("order-top"));
+    static ALONE: Unit = task("order-alone", &[], |_| ran("order-alone"));
+
+    static BROKEN: Unit = task("broken-base", &[], |_| anyhow::bail!("broken-base refuses"));
+    static ABOVE_BROKEN: Unit = task("broken-above", &["broken-base"], |_| ran("broken-above"));
+
+    fn state_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("amtp-supervisor-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        dir
+    }
+
+    /// Turns the machine until the stack is ready or a start failed.
+    fn start(supervisor: &mut Supervisor) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if supervisor.step()? {
+                return Ok(());
+            }
+        }
+        panic!("the stack neither started nor failed within 10 s");
+    }
+
+    #[test]
+    fn units_start_once_their_dependencies_are_ready() {
+        let dir = state_dir("order");
+        let cfg = crate::config::tests::config_in(&dir);
+        let mut supervisor = Supervisor::of(&cfg, vec![&TOP, &MIDDLE, &BASE, &ALONE]).unwrap();
+        start(&mut supervisor).unwrap();
+        let order = ran_before(&["order-base", "order-middle", "order-top"]);
+        assert_eq!(order, ["order-base", "order-middle", "order-top"]);
+        assert_eq!(ran_before(&["order-alone"]), ["order-alone"]);
+        assert!(
+            supervisor
+                .slots
+                .iter()
+                .all(|s| s.state.status == Status::Ready),
+            "every unit is ready"
+        );
+        let state = RunState::read(&dir).expect("the state is published");
+        assert_eq!(state.phase, Phase::Running);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_dependency_stops_the_start_before_its_dependents() {
+        let dir = state_dir("broken");
+        let cfg = crate::config::tests::config_in(&dir);
+        let mut supervisor = Supervisor::of(&cfg, vec![&BROKEN, &ABOVE_BROKEN]).unwrap();
+        let err = start(&mut supervisor).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("broken-base refuses"),
+            "{err:#}"
+        );
+        assert_eq!(supervisor.slots[0].state.status, Status::Failed);
+        assert_eq!(supervisor.slots[1].state.status, Status::Waiting);
+        assert!(ran_before(&["broken-above"]).is_empty(), "a dependent ran");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_unit_failing_while_the_stack_runs_is_restarted_with_a_growing_delay() {
+        let delays: Vec<u64> = (0..8)
+            .map(|n| restart_delay(n).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
+
+        let dir = state_dir("restart");
+        let cfg = crate::config::tests::config_in(&dir);
+        let mut supervisor = Supervisor::of(&cfg, vec![&ALONE]).unwrap();
+        supervisor.phase = Phase::Running;
+        for (failures, delay) in [(1, 500), (2, 1000), (3, 2000)] {
+            let before = Instant::now();
+            supervisor.failed(0, anyhow::anyhow!("exited")).unwrap();
+            let slot = &supervisor.slots[0];
+            assert_eq!(slot.state.status, Status::Restarting);
+            assert_eq!(slot.state.restarts, failures);
+            let wait = slot.not_before.unwrap().duration_since(before);
+            assert!(
+                wait >= Duration::from_millis(delay) && wait < Duration::from_millis(delay + 500),
+                "restart {failures} after {wait:?}, wanted {delay} ms"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_stop_walks_the_dependencies_backwards() {
+        let dir = state_dir("stop");
+        let cfg = crate::config::tests::config_in(&dir);
+        let supervisor = Supervisor::of(&cfg, vec![&BASE, &MIDDLE, &TOP, &ALONE]).unwrap();
+        // Indices: base 0, middle 1, top 2, alone 3.
+        assert_eq!(
+            stop_levels(&supervisor.slots),
+            [vec![2], vec![1], vec![0, 3]]
+        );
+
+        let stack = Supervisor::new(&cfg).unwrap();
+        let names: Vec<Vec<&str>> = stop_levels(&stack.slots)
+            .into_iter()
+            .map(|level| {
+                level
+                    .into_iter()
+                    .map(|i| stack.slots[i].unit.name)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                vec!["healthcheck", "github-mcp"],
+                vec!["pgbouncer", "migrations"],
+                vec!["postgres", "valkey", "nginx", "github-standin"],
+            ]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::Installed;
 use crate::config::{GithubApp, PortVar, StackConfig};
+use crate::contract::Contract;
 use crate::process::Launch;
 
 pub(crate) const PORT: PortVar = PortVar {
@@ -29,6 +30,7 @@ pub(crate) const UNIT: Unit = Unit {
         run_as: RunAs::Invoker,
         drift: super::no_drift,
         prepare,
+        launch,
         probe,
         on_ready: super::nothing,
     }),
@@ -48,9 +50,13 @@ pub(crate) fn key_file(cfg: &StackConfig) -> PathBuf {
     cfg.service_dir(UNIT.name).join("app_key.pem")
 }
 
-fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
-    super::create_service_dir(cfg, UNIT.name)?;
-    Ok(Launch::new(&installed.path)
+/// Its directory, where it generates the App key.
+fn prepare(cfg: &StackConfig, _: &Installed, _: &Contract) -> anyhow::Result<()> {
+    super::create_service_dir(cfg, UNIT.name).map(drop)
+}
+
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    Launch::new(&installed.path)
         .arg("--listen")
         .arg(format!("127.0.0.1:{}", cfg.port(PORT)))
         .arg("--app-id")
@@ -58,9 +64,37 @@ fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
         .arg("--installation-id")
         .arg(INSTALLATION_ID)
         .arg("--app-key")
-        .arg(key_file(cfg)))
+        .arg(key_file(cfg))
 }
 
 fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     super::http_ok(cfg.port(PORT), "/_standin/health").map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::stack::tests::{args, installed};
+
+    #[test]
+    fn the_stand_in_listens_on_loopback_with_its_own_ids_and_key() {
+        let cfg = crate::config::tests::config_in(Path::new("/s t"));
+        let launch = launch(&cfg, &installed("/t/github-standin"), &Contract::default());
+        let listen = format!("127.0.0.1:{}", cfg.port(PORT));
+        assert_eq!(
+            args(&launch),
+            [
+                "--listen",
+                listen.as_str(),
+                "--app-id",
+                "1",
+                "--installation-id",
+                "1",
+                "--app-key",
+                "/s t/github-standin/app_key.pem",
+            ]
+        );
+    }
 }

@@ -5,6 +5,7 @@ use nix::sys::signal::Signal;
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::Installed;
 use crate::config::{PortVar, StackConfig};
+use crate::contract::Contract;
 use crate::process::Launch;
 
 pub(crate) const PORT: PortVar = PortVar {
@@ -26,17 +27,48 @@ pub(crate) const UNIT: Unit = Unit {
         stop_signal: Signal::SIGTERM,
         run_as: RunAs::Invoker,
         drift: super::no_drift,
-        prepare,
+        prepare: super::no_files,
+        launch,
         probe,
         on_ready: super::nothing,
     }),
 };
 
-fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
-    Ok(super::with_valkey(Launch::new(&installed.path), cfg)
-        .env("PORT", cfg.port(PORT).to_string()))
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    super::with_valkey(Launch::new(&installed.path), cfg).env("PORT", cfg.port(PORT).to_string())
 }
 
 fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     super::http_ok(cfg.port(PORT), "/health").map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::stack::{tests::installed, valkey};
+
+    #[test]
+    fn the_service_gets_its_port_and_valkey_in_the_environment() {
+        let cfg = crate::config::tests::config_in(Path::new("/s"));
+        let launch = launch(&cfg, &installed("/t/healthcheck"), &Contract::default());
+        assert_eq!(launch.program, Path::new("/t/healthcheck"));
+        assert!(launch.args.is_empty());
+        let port = cfg.port(PORT).to_string();
+        let valkey_port = cfg.port(valkey::PORT).to_string();
+        let expected = [
+            ("VALKEY_HOST", "127.0.0.1"),
+            ("VALKEY_PORT", valkey_port.as_str()),
+            ("VALKEY_PASSWORD", "v"),
+            ("BIND_ADDR", "127.0.0.1"),
+            ("PORT", port.as_str()),
+        ];
+        let env: Vec<(&str, &str)> = launch
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(env, expected);
+    }
 }

@@ -19,6 +19,7 @@ use nix::sys::signal::Signal;
 
 use crate::binaries::{self, Installed, Wanted};
 use crate::config::{PortVar, StackConfig};
+use crate::contract::Contract;
 use crate::process::Launch;
 
 /// One row of the stack: a daemon or a one-shot task, started once its dependencies are ready.
@@ -69,8 +70,10 @@ pub(crate) struct Daemon {
     pub(crate) run_as: RunAs,
     /// Differences from the contract that come with the installed version, beyond its pin.
     pub(crate) drift: fn(&StackConfig, &Installed) -> anyhow::Result<Vec<String>>,
-    /// Idempotent: renders config files, creates data dirs; returns the command to run.
-    pub(crate) prepare: fn(&StackConfig, &Installed) -> anyhow::Result<Launch>,
+    /// Idempotent, files only: renders config files, creates data dirs (runs initdb).
+    pub(crate) prepare: fn(&StackConfig, &Installed, &Contract) -> anyhow::Result<()>,
+    /// The command to run, from the configuration alone: no I/O, unit-tested.
+    pub(crate) launch: fn(&StackConfig, &Installed, &Contract) -> Launch,
     /// One readiness/health probe: `Ok` when the service answers as it should.
     pub(crate) probe: fn(&StackConfig) -> anyhow::Result<()>,
     /// Runs once the probe first succeeds after a start (e.g. create the database).
@@ -148,6 +151,11 @@ fn nothing(_: &StackConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For a daemon that has no files of its own.
+fn no_files(_: &StackConfig, _: &Installed, _: &Contract) -> anyhow::Result<()> {
+    Ok(())
+}
+
 fn no_drift(_: &StackConfig, _: &Installed) -> anyhow::Result<Vec<String>> {
     Ok(Vec::new())
 }
@@ -200,8 +208,26 @@ fn create_service_dir(cfg: &StackConfig, name: &str) -> anyhow::Result<std::path
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A program found at `path`, for the tests of each `launch`.
+    pub(crate) fn installed(path: &str) -> Installed {
+        Installed {
+            path: path.into(),
+            version: "1.0".into(),
+            drift: Vec::new(),
+        }
+    }
+
+    /// `launch`'s arguments as text.
+    pub(crate) fn args(launch: &Launch) -> Vec<String> {
+        launch
+            .args
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
 
     #[test]
     fn every_dependency_is_an_earlier_unit() {

@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::{Installed, Wanted};
 use crate::config::{PortVar, StackConfig};
-use crate::contract;
+use crate::contract::Contract;
 use crate::process::{Launch, give_to, unprivileged_account};
 
 pub(crate) const PORT: PortVar = PortVar {
@@ -39,6 +39,7 @@ pub(crate) const UNIT: Unit = Unit {
         run_as: RunAs::UnprivilegedWhenRoot,
         drift: super::no_drift,
         prepare,
+        launch,
         probe,
         on_ready: super::nothing,
     }),
@@ -49,7 +50,11 @@ pub(crate) fn docs_root(cfg: &StackConfig) -> PathBuf {
     cfg.state_dir.join("docs-site")
 }
 
-fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+fn conf_file(cfg: &StackConfig) -> PathBuf {
+    cfg.service_dir(UNIT.name).join("nginx.conf")
+}
+
+fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> anyhow::Result<()> {
     let account = unprivileged_account()?;
     let dir = cfg.service_dir("nginx");
     let temp_dir = dir.join("temp");
@@ -79,23 +84,27 @@ fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
     let root = docs_root(cfg);
     fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
 
-    let server_block = contract::nginx_server_block(&cfg.repo_root)?;
     let conf = render_main_conf(
         cfg,
-        &fill_placeholders(&server_block, cfg.port(PORT), &docs_root(cfg))?,
+        &fill_placeholders(&contract.nginx_server_block, cfg.port(PORT), &root)?,
         &temp_kinds,
     )?;
-    let conf_path = dir.join("nginx.conf");
-    fs::write(&conf_path, conf).with_context(|| format!("cannot write {}", conf_path.display()))?;
-    let mut prefix = dir.into_os_string();
+    let conf_path = conf_file(cfg);
+    fs::write(&conf_path, conf).with_context(|| format!("cannot write {}", conf_path.display()))
+}
+
+/// In the foreground (`daemon off` in the config), its prefix in the state dir, errors on
+/// stderr (its log) from the first line on.
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    let mut prefix = cfg.service_dir(UNIT.name).into_os_string();
     prefix.push("/");
-    Ok(Launch::new(&installed.path)
+    Launch::new(&installed.path)
         .arg("-p")
         .arg(prefix)
         .arg("-e")
         .arg("stderr")
         .arg("-c")
-        .arg(conf_path))
+        .arg(conf_file(cfg))
 }
 
 fn pid_file(cfg: &StackConfig) -> PathBuf {
@@ -264,6 +273,27 @@ mod tests {
         ] {
             assert!(conf.contains(line), "{line} not in\n{conf}");
         }
+    }
+
+    #[test]
+    fn nginx_runs_with_its_prefix_and_config() {
+        let cfg = crate::config::tests::config_in(Path::new("/s t"));
+        let launch = launch(
+            &cfg,
+            &crate::stack::tests::installed("/usr/sbin/nginx"),
+            &Contract::default(),
+        );
+        assert_eq!(
+            crate::stack::tests::args(&launch),
+            [
+                "-p",
+                "/s t/nginx/",
+                "-e",
+                "stderr",
+                "-c",
+                "/s t/nginx/nginx.conf"
+            ]
+        );
     }
 
     #[test]

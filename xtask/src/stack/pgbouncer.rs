@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use super::{Daemon, Kind, Program, RunAs, Unit, postgres};
 use crate::binaries::{Installed, Wanted};
 use crate::config::{PortVar, StackConfig, write_private};
-use crate::contract::{self, Setting};
+use crate::contract::{self, Contract, Setting};
 use crate::process::{Account, Launch, give_to, unprivileged_account};
 
 pub(crate) const PORT: PortVar = PortVar {
@@ -38,6 +38,7 @@ pub(crate) const UNIT: Unit = Unit {
         run_as: RunAs::UnprivilegedWhenRoot,
         drift: left_out,
         prepare,
+        launch,
         probe,
         on_ready: super::nothing,
     }),
@@ -94,21 +95,29 @@ fn auth_line(user: &str, verifier: &str) -> String {
     format!("{} {}\n", quoted(user), quoted(verifier))
 }
 
-fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+fn ini_file(cfg: &StackConfig) -> PathBuf {
+    cfg.service_dir(UNIT.name).join("pgbouncer.ini")
+}
+
+fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> anyhow::Result<()> {
     let account = unprivileged_account()?;
     super::create_service_dir(cfg, UNIT.name)?;
     write_auth_file(cfg, account.as_ref())?;
-    let path = cfg.service_dir("pgbouncer").join("pgbouncer.ini");
-    let settings = contract::pgbouncer(&cfg.repo_root)?;
-    let skipped = unsupported(&settings, &installed.version);
-    let kept: Vec<Setting> = settings
-        .into_iter()
+    let path = ini_file(cfg);
+    let skipped = unsupported(&contract.pgbouncer, &installed.version);
+    let kept: Vec<Setting> = contract
+        .pgbouncer
+        .iter()
         .filter(|s| !skipped.contains(s))
+        .cloned()
         .collect();
     fs::write(&path, render_ini(cfg, &kept)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    give_to(&path, account.as_ref())?;
-    Ok(Launch::new(&installed.path).arg(&path))
+    give_to(&path, account.as_ref())
+}
+
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    Launch::new(&installed.path).arg(ini_file(cfg))
 }
 
 fn render_ini(cfg: &StackConfig, settings: &[Setting]) -> anyhow::Result<String> {
@@ -223,6 +232,20 @@ mod tests {
             cfg.port(postgres::PORT)
         );
         assert!(ini.contains(&db), "{ini}");
+    }
+
+    #[test]
+    fn pgbouncer_gets_only_its_ini() {
+        let cfg = crate::config::tests::config_in(std::path::Path::new("/s t"));
+        let launch = launch(
+            &cfg,
+            &crate::stack::tests::installed("/usr/sbin/pgbouncer"),
+            &Contract::default(),
+        );
+        assert_eq!(
+            crate::stack::tests::args(&launch),
+            ["/s t/pgbouncer/pgbouncer.ini"]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::{Installed, Wanted};
 use crate::config::{PortVar, StackConfig, write_private};
-use crate::contract::{self, Setting};
+use crate::contract::{self, Contract, Setting};
 use crate::process::{self, Launch, give_to, unprivileged_account};
 
 pub(crate) const PORT: PortVar = PortVar {
@@ -39,16 +39,17 @@ pub(crate) const UNIT: Unit = Unit {
         run_as: RunAs::UnprivilegedWhenRoot,
         drift: super::no_drift,
         prepare,
+        launch,
         probe,
         on_ready,
     }),
 };
 
 fn data_dir(cfg: &StackConfig) -> PathBuf {
-    cfg.service_dir("postgres").join("data")
+    cfg.service_dir(UNIT.name).join("data")
 }
 
-fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> anyhow::Result<()> {
     let account = unprivileged_account()?;
     let dir = cfg.service_dir("postgres");
     for path in [&dir, &cfg.runtime_dir] {
@@ -57,7 +58,7 @@ fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
     }
     let data = data_dir(cfg);
     if !data.join("PG_VERSION").exists() {
-        initdb(cfg, installed, &data)?;
+        initdb(cfg, installed, &data, &contract.initdb_args)?;
     }
     let socket_lock = cfg
         .runtime_dir
@@ -65,22 +66,26 @@ fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
     for lock in [data.join("postmaster.pid"), socket_lock] {
         remove_stale_lock(&lock, &data)?;
     }
+    Ok(())
+}
 
-    let mut launch = Launch::new(&installed.path)
+/// Loopback only, its sockets in the short runtime dir, each documented setting as a `-c`
+/// flag (as the Compose `command:` gives them: they outrank `ALTER SYSTEM`).
+fn launch(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> Launch {
+    let launch = Launch::new(&installed.path)
         .arg("-D")
-        .arg(&data)
+        .arg(data_dir(cfg))
         .arg("-p")
         .arg(cfg.port(PORT).to_string())
         .arg("-h")
         .arg("127.0.0.1")
         .arg("-k")
         .arg(socket_directories(&cfg.runtime_dir));
-    for setting in contract::postgres(&cfg.repo_root)? {
-        launch = launch
+    contract.postgres.iter().fold(launch, |launch, setting| {
+        launch
             .arg("-c")
-            .arg(format!("{}={}", setting.key, setting.value));
-    }
-    Ok(launch)
+            .arg(format!("{}={}", setting.key, setting.value))
+    })
 }
 
 /// `-k` sets `unix_socket_directories`, a comma-separated list: a directory with a comma,
@@ -102,7 +107,12 @@ fn socket_directories(dir: &Path) -> OsString {
 
 /// Creates the cluster in a scratch dir and renames it into place only when initdb succeeded,
 /// so a failed initdb never leaves a half-made data dir: the next `up` simply starts over.
-fn initdb(cfg: &StackConfig, installed: &Installed, data: &Path) -> anyhow::Result<()> {
+fn initdb(
+    cfg: &StackConfig,
+    installed: &Installed,
+    data: &Path,
+    contract_args: &[String],
+) -> anyhow::Result<()> {
     let account = unprivileged_account()?;
     let dir = cfg.service_dir(UNIT.name);
     let scratch = dir.join("data.initdb");
@@ -115,14 +125,7 @@ fn initdb(cfg: &StackConfig, installed: &Installed, data: &Path) -> anyhow::Resu
     write_private(&pwfile, cfg.postgres_password.as_bytes())?;
     give_to(&pwfile, account.as_ref())?;
 
-    let launch = initdb_launch(
-        cfg,
-        installed,
-        &scratch,
-        &pwfile,
-        &contract::initdb_args(&cfg.repo_root)?,
-    )
-    .run_as(account);
+    let launch = initdb_launch(cfg, installed, &scratch, &pwfile, contract_args).run_as(account);
     let log = cfg.log_file(UNIT.name);
     // A one-shot child of the supervisor: a failed start of another service kills it.
     let status = process::run_once(&launch, &log);
@@ -338,6 +341,44 @@ mod tests {
                 "--no-sync",
                 "--encoding=UTF8",
                 "--locale=C",
+            ]
+        );
+        assert!(
+            launch.env.is_empty(),
+            "the password never goes in the environment"
+        );
+    }
+
+    #[test]
+    fn postgres_gets_loopback_the_runtime_dir_and_every_setting_as_a_flag() {
+        let cfg = crate::config::tests::config_in(Path::new("/s t"));
+        let contract = Contract {
+            postgres: vec![Setting {
+                key: "work_mem".into(),
+                value: "16MB".into(),
+            }],
+            ..Contract::default()
+        };
+        let launch = launch(
+            &cfg,
+            &crate::stack::tests::installed("/pg/postgres"),
+            &contract,
+        );
+        let port = cfg.port(PORT).to_string();
+        let runtime = cfg.runtime_dir.display().to_string();
+        assert_eq!(
+            crate::stack::tests::args(&launch),
+            [
+                "-D",
+                "/s t/postgres/data",
+                "-p",
+                port.as_str(),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                runtime.as_str(),
+                "-c",
+                "work_mem=16MB",
             ]
         );
         assert!(

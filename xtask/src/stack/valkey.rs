@@ -3,6 +3,7 @@
 //! Where no `valkey-server` exists (Debian bookworm has none), `redis-server` runs instead: same
 //! protocol and the same flags, and `up` and `status` say so.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +12,7 @@ use nix::sys::signal::Signal;
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::{Installed, Wanted};
 use crate::config::{PortVar, StackConfig, write_private};
-use crate::contract::{self, Setting};
+use crate::contract::{self, Contract, Setting};
 use crate::process::Launch;
 
 pub(crate) const PORT: PortVar = PortVar {
@@ -37,20 +38,27 @@ pub(crate) const UNIT: Unit = Unit {
         run_as: RunAs::Invoker,
         drift: super::no_drift,
         prepare,
+        launch,
         probe,
         on_ready: super::nothing,
     }),
 };
 
-fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
-    let dir = super::create_service_dir(cfg, UNIT.name)?;
-    let path = dir.join("valkey.conf");
+fn conf_file(cfg: &StackConfig) -> PathBuf {
+    cfg.service_dir(UNIT.name).join("valkey.conf")
+}
+
+fn prepare(cfg: &StackConfig, _: &Installed, contract: &Contract) -> anyhow::Result<()> {
+    super::create_service_dir(cfg, UNIT.name)?;
     // The file holds requirepass, so the password never shows on a command line; mode 0600.
     write_private(
-        &path,
-        render_conf(cfg, &contract::valkey(&cfg.repo_root)?).as_bytes(),
-    )?;
-    Ok(Launch::new(&installed.path).arg(&path))
+        &conf_file(cfg),
+        render_conf(cfg, &contract.valkey).as_bytes(),
+    )
+}
+
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    Launch::new(&installed.path).arg(conf_file(cfg))
 }
 
 fn render_conf(cfg: &StackConfig, settings: &[Setting]) -> String {
@@ -174,6 +182,22 @@ mod tests {
             conf.contains(&format!("\nport {}\n", cfg.port(PORT))),
             "{conf}"
         );
+    }
+
+    #[test]
+    fn the_server_gets_only_its_config_file() {
+        let cfg = crate::config::tests::config_in(Path::new("/s t"));
+        let launch = launch(
+            &cfg,
+            &crate::stack::tests::installed("/bin/valkey-server"),
+            &Contract::default(),
+        );
+        assert_eq!(launch.program, Path::new("/bin/valkey-server"));
+        assert_eq!(
+            crate::stack::tests::args(&launch),
+            ["/s t/valkey/valkey.conf"]
+        );
+        assert!(launch.env.is_empty(), "the password stays in the 0600 file");
     }
 
     #[test]
