@@ -290,9 +290,11 @@ pub(crate) fn write_private(path: &Path, body: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(body)?;
+    file.write_all(body)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     // An existing file keeps its mode through `open`; force 0600.
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

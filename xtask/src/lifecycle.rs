@@ -197,7 +197,10 @@ pub(crate) fn start_supervisor(
                 .arg("__supervise")
                 .envs(overrides.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
-                .stdout(out.try_clone()?)
+                .stdout(
+                    out.try_clone()
+                        .with_context(|| format!("cannot open {}", log.display()))?,
+                )
                 .stderr(out);
             // SAFETY: setsid is async-signal-safe.
             unsafe {

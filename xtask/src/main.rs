@@ -2,6 +2,7 @@
 //! the one context, run the command.
 
 mod binaries;
+mod check;
 mod cli;
 mod config;
 mod contract;
@@ -62,12 +63,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => lifecycle::migrate(repo, &args),
         Command::Verify { json } => verify::run(&repo.config()?, json),
         Command::Docs { out } => docs::run(repo, out),
-        Command::PortVars => {
-            for port in stack::port_vars() {
-                println!("{}={}", port.var, port.default);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::PortVars => Ok(env::print_port_vars()),
         Command::Supervise => {
             supervisor::run(&repo.config()?)?;
             Ok(ExitCode::SUCCESS)

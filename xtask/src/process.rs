@@ -128,7 +128,9 @@ pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
         .append(true)
         .open(log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
-    let err = out.try_clone()?;
+    let err = out
+        .try_clone()
+        .with_context(|| format!("cannot open log {}", log.display()))?;
     let mut command = Command::new(&launch.program);
     command
         .args(&launch.args)

@@ -99,7 +99,8 @@ impl RunState {
     pub(crate) fn write(&self, state_dir: &Path) -> anyhow::Result<()> {
         let path = Self::path(state_dir);
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
 

@@ -99,8 +99,10 @@ pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
     ] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    std::fs::create_dir_all(cfg.state_dir.join("run"))?;
-    std::fs::create_dir_all(cfg.log_dir())?;
+    for dir in [cfg.state_dir.join("run"), cfg.log_dir()] {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut supervisor = Supervisor::new(cfg)?;
     let result = supervisor
         .preflight()
@@ -623,6 +625,7 @@ mod tests {
             program: Program::Xtask { crate_name: "test" },
             depends_on,
             enabled: runs,
+            checks: |_, _| Vec::new(),
             kind: Kind::Task(run),
         }
     }

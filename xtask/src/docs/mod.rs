@@ -215,7 +215,8 @@ fn write_if_changed(path: &Path, body: &str) -> anyhow::Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     fs::write(&tmp, body).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot make {} readable", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -249,7 +250,8 @@ fn make_world_readable(out: &Path) -> anyhow::Result<()> {
         .build()
     {
         let path = entry.context("cannot list the docs site")?.into_path();
-        let metadata = fs::symlink_metadata(&path)?;
+        let metadata = fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if metadata.is_symlink() {
             continue;
         }

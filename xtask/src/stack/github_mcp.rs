@@ -22,6 +22,7 @@ pub(crate) const UNIT: Unit = Unit {
     },
     depends_on: &["valkey", "migrations", "github-standin"],
     enabled: super::always,
+    checks: super::no_checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // The apps' graceful shutdown (axum's `with_graceful_shutdown`).

@@ -23,6 +23,7 @@ pub(crate) const UNIT: Unit = Unit {
     },
     depends_on: &[],
     enabled: in_use,
+    checks: super::no_checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // The apps' graceful shutdown (axum's `with_graceful_shutdown`).

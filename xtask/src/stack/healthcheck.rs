@@ -3,7 +3,10 @@
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
+use std::collections::BTreeSet;
+
 use crate::binaries::Installed;
+use crate::check::Check;
 use crate::config::{PortVar, StackConfig};
 use crate::contract::Contract;
 use crate::process::Launch;
@@ -21,6 +24,7 @@ pub(crate) const UNIT: Unit = Unit {
     },
     depends_on: &["valkey", "migrations"],
     enabled: super::always,
+    checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // The apps' graceful shutdown (axum's `with_graceful_shutdown`).
@@ -40,6 +44,27 @@ fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
 
 fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     super::http_ok(cfg.port(PORT), "/health").map(drop)
+}
+
+/// `/health` answers with exactly the documented fields.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let check = "healthcheck /health";
+    let expected = r#"200 {"status":"ok","valkey":"up","latency_ms":<n>}"#;
+    vec![match super::http_ok(cfg.port(PORT), "/health") {
+        Ok(body) => {
+            let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let keys: BTreeSet<&str> = value
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let ok = value["status"] == "ok"
+                && value["valkey"] == "up"
+                && value["latency_ms"].is_number()
+                && keys == BTreeSet::from(["status", "valkey", "latency_ms"]);
+            Check::new(check, expected, body, ok)
+        }
+        Err(err) => Check::failed(check, expected, &err),
+    }]
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use anyhow::Context;
 
 use super::{Kind, Program, Unit, postgres};
+use crate::binaries::Installed;
+use crate::check::Check;
 use crate::config::StackConfig;
 
 pub(crate) const UNIT: Unit = Unit {
@@ -13,6 +15,7 @@ pub(crate) const UNIT: Unit = Unit {
     },
     depends_on: &["postgres"],
     enabled: super::always,
+    checks,
     kind: Kind::Task(migrate),
 };
 
@@ -33,4 +36,13 @@ pub(crate) fn settings(cfg: &StackConfig) -> amtp_migrate::Settings {
         url: postgres::url(cfg, cfg.port(postgres::PORT)),
         location: cfg.repo_root.join("migrations/sql"),
     }
+}
+
+/// The history table matches `migrations/sql` (Flyway's validate).
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let check = "migration history matches migrations/sql";
+    vec![match amtp_migrate::validate(&settings(cfg)) {
+        Ok(()) => Check::new(check, "valid", "valid", true),
+        Err(err) => Check::failed(check, "valid", &err.into()),
+    }]
 }

@@ -18,6 +18,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use crate::binaries::{self, Installed, Wanted};
+use crate::check::Check;
 use crate::config::{PortVar, StackConfig};
 use crate::contract::Contract;
 use crate::process::Launch;
@@ -29,6 +30,9 @@ pub(crate) struct Unit {
     pub(crate) depends_on: &'static [&'static str],
     /// Whether this stack runs the unit at all (the GitHub stand-in only without App credentials).
     pub(crate) enabled: fn(&StackConfig) -> bool,
+    /// `verify`'s checks of this unit: its live settings read back and compared with infra/
+    /// (the installed program, when it has one, tells which settings its version knows).
+    pub(crate) checks: fn(&StackConfig, Option<&Installed>) -> Vec<Check>,
     pub(crate) kind: Kind,
 }
 
@@ -154,6 +158,11 @@ fn nothing(_: &StackConfig) -> anyhow::Result<()> {
 /// For a daemon that has no files of its own.
 fn no_files(_: &StackConfig, _: &Installed, _: &Contract) -> anyhow::Result<()> {
     Ok(())
+}
+
+/// For a unit whose contract is its probe alone.
+fn no_checks(_: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    Vec::new()
 }
 
 fn no_drift(_: &StackConfig, _: &Installed) -> anyhow::Result<Vec<String>> {

@@ -10,8 +10,9 @@ use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::{Installed, Wanted};
+use crate::check::{Check, Verdict};
 use crate::config::{PortVar, StackConfig};
-use crate::contract::Contract;
+use crate::contract::{self, Contract};
 use crate::process::{Launch, give_to, unprivileged_account};
 
 pub(crate) const PORT: PortVar = PortVar {
@@ -32,6 +33,7 @@ pub(crate) const UNIT: Unit = Unit {
     }),
     depends_on: &[],
     enabled: super::always,
+    checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
@@ -194,14 +196,14 @@ fn render_main_conf(
 
 /// A response as the contract checks see it: status, headers, body (still compressed if the
 /// server compressed it).
-pub(crate) struct Response {
-    pub(crate) status: u16,
+struct Response {
+    status: u16,
     headers: Vec<(String, String)>,
-    pub(crate) body: String,
+    body: String,
 }
 
 impl Response {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -210,7 +212,7 @@ impl Response {
 }
 
 /// `GET http://127.0.0.1:<port><path>`, asking for gzip when `gzip` is set.
-pub(crate) fn get(port: u16, path: &str, gzip: bool) -> anyhow::Result<Response> {
+fn get(port: u16, path: &str, gzip: bool) -> anyhow::Result<Response> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(2)))
         .http_status_as_error(false)
@@ -243,6 +245,104 @@ fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     let body = super::http_ok(cfg.port(PORT), "/healthz")?;
     anyhow::ensure!(body == "ok", "/healthz answered {body:?}");
     Ok(())
+}
+
+/// `/healthz`, the documented headers on it, and gzip with the headers for a file of each
+/// compressed content type.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let block = match contract::nginx_server_block(&cfg.repo_root) {
+        Ok(block) => block,
+        Err(err) => return vec![Check::failed("nginx default.conf", "readable", &err)],
+    };
+    let port = cfg.port(PORT);
+    let mut checks = Vec::new();
+    match get(port, "/healthz", false) {
+        Ok(response) => {
+            checks.push(Check::new(
+                "nginx /healthz",
+                "200 ok",
+                format!("{} {}", response.status, response.body),
+                response.status == 200 && response.body == "ok",
+            ));
+            for header in contract::nginx_headers(&block) {
+                let live = response
+                    .header(&header.key)
+                    .unwrap_or("(missing)")
+                    .to_owned();
+                checks.push(Check::new(
+                    format!("nginx header {} on /healthz", header.key),
+                    &header.value,
+                    &live,
+                    live == header.value,
+                ));
+            }
+        }
+        Err(err) => checks.push(Check::failed("nginx /healthz", "200 ok", &err)),
+    }
+    for content_type in contract::nginx_gzip_types(&block) {
+        let name = format!("nginx gzip {content_type}");
+        let Some(path) = site_file_of_type(cfg, &content_type) else {
+            checks.push(Check {
+                check: name,
+                expected: "Content-Encoding: gzip".into(),
+                live: "(the site has no such file to check)".into(),
+                verdict: Verdict::Unsupported,
+            });
+            continue;
+        };
+        checks.push(match get(port, &path, true) {
+            Ok(response) => {
+                let encoding = response
+                    .header("content-encoding")
+                    .unwrap_or("(none)")
+                    .to_owned();
+                let headers_ok = contract::nginx_headers(&block)
+                    .iter()
+                    .all(|h| response.header(&h.key) == Some(h.value.as_str()));
+                Check::new(
+                    format!("{name} + headers: {path}"),
+                    "200, gzip, 3 headers",
+                    format!(
+                        "{}, {encoding}, headers {}",
+                        response.status,
+                        if headers_ok { "present" } else { "missing" }
+                    ),
+                    response.status == 200 && encoding == "gzip" && headers_ok,
+                )
+            }
+            Err(err) => Check::failed(name, "gzip", &err),
+        });
+    }
+    checks
+}
+
+/// A file of the served site with the given content type, as a URL path.
+fn site_file_of_type(cfg: &StackConfig, content_type: &str) -> Option<String> {
+    let extension = match content_type {
+        "text/html" => "html",
+        "text/css" => "css",
+        "application/javascript" => "js",
+        "application/json" => "json",
+        "image/svg+xml" => "svg",
+        _ => return None,
+    };
+    let root = docs_root(cfg);
+    let mut files: Vec<PathBuf> = ignore::WalkBuilder::new(&root)
+        .build()
+        .flatten()
+        .map(|e| e.into_path())
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        // nginx compresses only responses of gzip_min_length (20 bytes) or more.
+        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() >= 64))
+        .collect();
+    files.sort();
+    let relative = files
+        .first()?
+        .strip_prefix(&root)
+        .ok()?
+        .to_string_lossy()
+        .into_owned();
+    Some(format!("/{relative}"))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit, postgres};
 use crate::binaries::{Installed, Wanted};
+use crate::check::{Check, Verdict, equivalent};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Contract, Setting};
 use crate::process::{Account, Launch, give_to, unprivileged_account};
@@ -31,6 +32,7 @@ pub(crate) const UNIT: Unit = Unit {
     }),
     depends_on: &["postgres"],
     enabled: super::always,
+    checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // PgBouncer's safe shutdown: it waits for running queries, then exits.
@@ -63,7 +65,7 @@ fn left_out(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Vec<Stri
 }
 
 /// The contract's settings this PgBouncer version does not know (it refuses to start on them).
-pub(crate) fn unsupported(settings: &[Setting], version: &str) -> Vec<Setting> {
+fn unsupported(settings: &[Setting], version: &str) -> Vec<Setting> {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     settings
@@ -169,7 +171,7 @@ fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
 
 /// Each documented key as the admin console's `SHOW CONFIG` reports it (`None`: not known to
 /// this version).
-pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, Option<String>)>> {
+fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, Option<String>)>> {
     let mut admin = postgres::connect(cfg, cfg.port(PORT), "pgbouncer")?;
     let live: Vec<(String, String)> = admin
         .simple_query("SHOW CONFIG")?
@@ -192,6 +194,41 @@ pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, O
             (setting, value)
         })
         .collect())
+}
+
+/// Each documented key as `SHOW CONFIG` reports it; one this version lacks is `unsupported`.
+fn checks(cfg: &StackConfig, installed: Option<&Installed>) -> Vec<Check> {
+    let version = installed.map(|i| i.version.clone()).unwrap_or_default();
+    let live = match live_settings(cfg) {
+        Ok(live) => live,
+        Err(err) => {
+            return vec![Check::failed(
+                "pgbouncer SHOW CONFIG",
+                "the contract's keys",
+                &err,
+            )];
+        }
+    };
+    let settings: Vec<Setting> = live.iter().map(|(s, _)| s.clone()).collect();
+    let unsupported = unsupported(&settings, &version);
+    live.into_iter()
+        .map(|(setting, value)| {
+            let name = format!("pgbouncer {}", setting.key);
+            match value {
+                None if unsupported.contains(&setting) => Check {
+                    check: name,
+                    expected: setting.value,
+                    live: format!("(not in PgBouncer {version})"),
+                    verdict: Verdict::Unsupported,
+                },
+                None => Check::new(name, setting.value, "(missing)", false),
+                Some(value) => {
+                    let ok = equivalent(&setting.value, &value);
+                    Check::new(name, setting.value, value, ok)
+                }
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::{Installed, Wanted};
+use crate::check::{Check, settings_checks};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Contract, Setting};
 use crate::process::{self, Launch, give_to, unprivileged_account};
@@ -31,6 +32,7 @@ pub(crate) const UNIT: Unit = Unit {
     }),
     depends_on: &[],
     enabled: super::always,
+    checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Postgres' "fast shutdown": roll back open transactions, checkpoint, exit. (SIGTERM
@@ -263,7 +265,7 @@ pub(crate) fn url(cfg: &StackConfig, port: u16) -> String {
 }
 
 /// Each documented setting as the running server reports it (`SHOW`).
-pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
+fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
     let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
     contract::postgres(&cfg.repo_root)?
         .into_iter()
@@ -277,7 +279,7 @@ pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, S
 }
 
 /// How the role's password is stored (`SCRAM-SHA-256` or `md5`), never the password itself.
-pub(crate) fn stored_password_kind(cfg: &StackConfig) -> anyhow::Result<String> {
+fn stored_password_kind(cfg: &StackConfig) -> anyhow::Result<String> {
     let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
     let stored: Option<String> = client
         .query_one(
@@ -294,7 +296,7 @@ pub(crate) fn stored_password_kind(cfg: &StackConfig) -> anyhow::Result<String> 
 }
 
 /// The auth methods in `pg_hba.conf` for host and local connections, as the server loaded them.
-pub(crate) fn live_auth_methods(cfg: &StackConfig) -> anyhow::Result<Vec<(String, String)>> {
+fn live_auth_methods(cfg: &StackConfig) -> anyhow::Result<Vec<(String, String)>> {
     let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
     Ok(client
         .query(
@@ -304,6 +306,33 @@ pub(crate) fn live_auth_methods(cfg: &StackConfig) -> anyhow::Result<Vec<(String
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect())
+}
+
+/// The documented settings, pg_hba's auth methods and how the role's password is stored,
+/// read back from the server.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let mut checks = settings_checks(UNIT.name, live_settings(cfg));
+    match live_auth_methods(cfg) {
+        Ok(rules) => checks.extend(rules.into_iter().map(|(kind, method)| {
+            Check::new(
+                format!("postgres pg_hba {kind} auth"),
+                "scram-sha-256",
+                &method,
+                method == "scram-sha-256",
+            )
+        })),
+        Err(err) => checks.push(Check::failed("postgres pg_hba auth", "scram-sha-256", &err)),
+    }
+    checks.push(match stored_password_kind(cfg) {
+        Ok(kind) => Check::new(
+            "postgres role password storage",
+            "SCRAM-SHA-256",
+            &kind,
+            kind == "SCRAM-SHA-256",
+        ),
+        Err(err) => Check::failed("postgres role password storage", "SCRAM-SHA-256", &err),
+    });
+    checks
 }
 
 #[cfg(test)]

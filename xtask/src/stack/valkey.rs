@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::{Installed, Wanted};
+use crate::check::{Check, settings_checks};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Contract, Setting};
 use crate::process::Launch;
@@ -31,6 +32,7 @@ pub(crate) const UNIT: Unit = Unit {
     }),
     depends_on: &[],
     enabled: super::always,
+    checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
@@ -120,7 +122,7 @@ fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
 }
 
 /// Each documented flag as `CONFIG GET` reports it.
-pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
+fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
     let mut connection = connect(&url(cfg))?;
     contract::valkey(&cfg.repo_root)?
         .into_iter()
@@ -136,7 +138,7 @@ pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, S
 }
 
 /// The reply to a command sent without the password (the contract wants `NOAUTH`).
-pub(crate) fn unauthenticated_reply(cfg: &StackConfig) -> anyhow::Result<String> {
+fn unauthenticated_reply(cfg: &StackConfig) -> anyhow::Result<String> {
     let mut connection = connect(&format!("redis://127.0.0.1:{}/", cfg.port(PORT)))?;
     Ok(
         match redis::cmd("GET")
@@ -147,6 +149,21 @@ pub(crate) fn unauthenticated_reply(cfg: &StackConfig) -> anyhow::Result<String>
             Err(err) => err.code().unwrap_or("error").to_owned(),
         },
     )
+}
+
+/// Each documented flag as `CONFIG GET` reports it, and a refusal without the password.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let mut checks = settings_checks(UNIT.name, live_settings(cfg));
+    checks.push(match unauthenticated_reply(cfg) {
+        Ok(reply) => Check::new(
+            "valkey unauthenticated access",
+            "NOAUTH",
+            &reply,
+            reply == "NOAUTH",
+        ),
+        Err(err) => Check::failed("valkey unauthenticated access", "NOAUTH", &err),
+    });
+    checks
 }
 
 #[cfg(test)]
