@@ -86,6 +86,37 @@ pub(crate) enum Command {
     Supervise,
 }
 
+/// How `status` and `verify` print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    Table,
+    Json,
+}
+
+impl Output {
+    /// From the `--json` flag.
+    pub(crate) fn json_if(json: bool) -> Output {
+        if json { Output::Json } else { Output::Table }
+    }
+}
+
+/// What `logs` does after the last lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Follow {
+    Stop,
+    /// Keep printing new lines (`-f`).
+    New,
+}
+
+/// Where `up` leaves the supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attach {
+    /// In the background, `up` returns once the stack is ready.
+    Detached,
+    /// In the foreground (`--attach`): Ctrl-C stops everything.
+    Attached,
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub(crate) enum EnvFormat {
     Shell,

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use nix::sys::signal::Signal;
 
+use crate::cli::{Attach, Output};
 use crate::config::{Overrides, Secrets, StackConfig};
 use crate::process::{self, ProcessId};
 use crate::repo::Repo;
@@ -25,7 +26,7 @@ const STATE_MARKER: &str = ".amtp-state";
 /// How long `down` waits for the supervisor to stop everything.
 const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(crate) fn up(repo: &Repo, attach: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn up(repo: &Repo, attach: Attach) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let root = repo.root.as_path();
     let cfg = repo.config_with(&[], Secrets::Generate)?;
@@ -37,14 +38,14 @@ pub(crate) fn up(repo: &Repo, attach: bool) -> anyhow::Result<ExitCode> {
         for change in changes_since_start(root, &cfg, &state) {
             eprintln!("warning: {change}; `cargo xtask down && cargo xtask up` applies it");
         }
-        return crate::status::print(&cfg, &state, false);
+        return crate::status::print(&cfg, &state, Output::Table);
     }
     clean_leftovers(&cfg)?;
     let marker = cfg.state_dir.join(STATE_MARKER);
     fs::write(&marker, "").with_context(|| format!("cannot write {}", marker.display()))?;
     build_apps(root)?;
     render_docs(&cfg);
-    if attach {
+    if attach == Attach::Attached {
         crate::supervisor::run(&cfg)?;
         return Ok(ExitCode::SUCCESS);
     }

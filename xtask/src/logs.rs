@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+use crate::cli::Follow;
 use crate::config::StackConfig;
 use crate::stack::{Kind, UNITS};
 
 pub(crate) fn run(
     cfg: &StackConfig,
     service: Option<&str>,
-    follow: bool,
+    follow: Follow,
     lines: usize,
 ) -> anyhow::Result<ExitCode> {
     let names = names();
@@ -47,7 +48,7 @@ pub(crate) fn run(
         }
         offsets.push(text.len() as u64);
     }
-    if !follow {
+    if follow == Follow::Stop {
         return Ok(ExitCode::SUCCESS);
     }
     loop {

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Attach, Cli, Command, Follow, Output};
 use crate::lifecycle::Volumes;
 use crate::repo::Repo;
 
@@ -42,7 +42,14 @@ fn main() -> ExitCode {
 
 fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { attach } => lifecycle::up(repo, attach),
+        Command::Up { attach } => lifecycle::up(
+            repo,
+            if attach {
+                Attach::Attached
+            } else {
+                Attach::Detached
+            },
+        ),
         Command::Down { volumes } => {
             let volumes = if volumes {
                 Volumes::Delete
@@ -52,16 +59,19 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             lifecycle::down_if_started(repo, volumes)
         }
         Command::Reset => lifecycle::down_if_started(repo, Volumes::Delete),
-        Command::Status { json } => status::run(repo, json),
+        Command::Status { json } => status::run(repo, Output::json_if(json)),
         Command::Logs {
             service,
             follow,
             lines,
-        } => logs::run(&repo.config()?, service.as_deref(), follow, lines),
+        } => {
+            let follow = if follow { Follow::New } else { Follow::Stop };
+            logs::run(&repo.config()?, service.as_deref(), follow, lines)
+        }
         Command::Env { format } => env::run(&repo.config()?, format),
         Command::Test { cargo_args } => test_cmd::run(repo, &cargo_args),
         Command::Migrate(args) => lifecycle::migrate(repo, &args),
-        Command::Verify { json } => verify::run(&repo.config()?, json),
+        Command::Verify { json } => verify::run(&repo.config()?, Output::json_if(json)),
         Command::Docs { out } => docs::run(repo, out),
         Command::PortVars => Ok(env::print_port_vars()),
         Command::Supervise => {

@@ -118,11 +118,9 @@ impl Launch {
     }
 }
 
-/// Starts a daemon with stdout and stderr appended to `log`.
-///
-/// Must be called from a thread that lives as long as the supervisor: the parent-death signal
-/// fires when the spawning *thread* exits.
-pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
+/// `launch` as a command in a process group of its own, as its account, output appended to
+/// `log`.
+fn command(launch: &Launch, log: &Path) -> anyhow::Result<Command> {
     let out = File::options()
         .create(true)
         .append(true)
@@ -142,6 +140,15 @@ pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
     if let Some(account) = &launch.run_as {
         command.uid(account.uid.as_raw()).gid(account.gid.as_raw());
     }
+    Ok(command)
+}
+
+/// Starts a daemon with stdout and stderr appended to `log`.
+///
+/// Must be called from a thread that lives as long as the supervisor: the parent-death signal
+/// fires when the spawning *thread* exits.
+pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
+    let mut command = command(launch, log)?;
     let supervisor = nix::unistd::getpid();
     // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
     unsafe {
@@ -178,25 +185,7 @@ struct OneShots {
 /// Runs a one-shot program to its end, output appended to `log`. Registered while it runs, so
 /// that [`kill_one_shots`] can end it from another thread.
 pub(crate) fn run_once(launch: &Launch, log: &Path) -> anyhow::Result<ExitStatus> {
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open log {}", log.display()))?;
-    let err = out
-        .try_clone()
-        .with_context(|| format!("cannot open log {}", log.display()))?;
-    let mut command = Command::new(&launch.program);
-    command
-        .args(&launch.args)
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0);
-    if let Some(account) = &launch.run_as {
-        command.uid(account.uid.as_raw()).gid(account.gid.as_raw());
-    }
+    let mut command = command(launch, log)?;
     let mut one_shots = ONE_SHOTS.lock().unwrap_or_else(PoisonError::into_inner);
     anyhow::ensure!(
         !one_shots.refused,

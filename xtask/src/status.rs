@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::cli::Output;
 use crate::config::StackConfig;
 use crate::repo::Repo;
 use crate::run_state::{RunState, Status, UnitState};
@@ -24,19 +25,19 @@ struct ServiceStatus {
     drift: Vec<String>,
 }
 
-pub(crate) fn run(repo: &Repo, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(repo: &Repo, output: Output) -> anyhow::Result<ExitCode> {
     let Some(cfg) = repo.existing_config()? else {
-        return Ok(not_running(None, json));
+        return Ok(not_running(None, output));
     };
     match RunState::read_live(&cfg.state_dir) {
-        Some(state) => print(&cfg, &state, json),
-        None => Ok(not_running(Some(&cfg.state_dir), json)),
+        Some(state) => print(&cfg, &state, output),
+        None => Ok(not_running(Some(&cfg.state_dir), output)),
     }
 }
 
 /// Says that nothing runs (in `state_dir`, if the stack was ever started there).
-fn not_running(state_dir: Option<&Path>, json: bool) -> ExitCode {
-    if json {
+fn not_running(state_dir: Option<&Path>, output: Output) -> ExitCode {
+    if output == Output::Json {
         println!(
             "{}",
             serde_json::json!({ "running": false, "services": [] })
@@ -51,7 +52,11 @@ fn not_running(state_dir: Option<&Path>, json: bool) -> ExitCode {
     ExitCode::from(NOT_RUNNING)
 }
 
-pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn print(
+    cfg: &StackConfig,
+    state: &RunState,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -94,7 +99,7 @@ pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::
     });
     let contract = &state.contract;
     let all_healthy = services.iter().all(|s| s.healthy);
-    if json {
+    if output == Output::Json {
         let report = serde_json::json!({
             "running": true,
             "phase": state.phase,

@@ -51,7 +51,7 @@ pub(crate) fn run(repo: &Repo, cargo_args: &[OsString]) -> anyhow::Result<ExitCo
     let tests = cargo_test(root, cargo_args, &vars)
         .status()
         .context("cannot run cargo test")?;
-    let verified = crate::verify::run(&stack.cfg, false)?;
+    let verified = crate::verify::run(&stack.cfg, crate::cli::Output::Table)?;
     let ok = tests.success() && verified == ExitCode::SUCCESS;
     stack.stop(if ok { Volumes::Delete } else { Volumes::Keep })?;
     Ok(if ok {

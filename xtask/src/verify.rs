@@ -11,22 +11,23 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::ExitCode;
 
 use crate::check::{Check, Verdict};
+use crate::cli::Output;
 use crate::config::StackConfig;
 use crate::run_state::{ContractSummary, RunState};
 use crate::stack::{self, Program};
 
-pub(crate) fn run(cfg: &StackConfig, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cfg: &StackConfig, output: Output) -> anyhow::Result<ExitCode> {
     let Some(state) = RunState::read_live(&cfg.state_dir) else {
         anyhow::bail!("the stack is not running; start it with `cargo xtask up`");
     };
     let checks = collect(cfg, &state);
-    if json {
+    if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
         print_table(&checks);
     }
     let summary = summary(&checks);
-    if !json {
+    if output == Output::Table {
         println!("{summary}");
     }
     Ok(if summary.drift == 0 {

@@ -211,15 +211,22 @@ impl Response {
     }
 }
 
-/// `GET http://127.0.0.1:<port><path>`, asking for gzip when `gzip` is set.
-fn get(port: u16, path: &str, gzip: bool) -> anyhow::Result<Response> {
+/// Which `Accept-Encoding` a request of the contract checks sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    Identity,
+    Gzip,
+}
+
+/// `GET http://127.0.0.1:<port><path>`, asking for gzip with [`Accept::Gzip`].
+fn get(port: u16, path: &str, accept: Accept) -> anyhow::Result<Response> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(2)))
         .http_status_as_error(false)
         .build()
         .into();
     let mut request = agent.get(&format!("http://127.0.0.1:{port}{path}"));
-    if gzip {
+    if accept == Accept::Gzip {
         request = request.header("Accept-Encoding", "gzip");
     }
     let mut response = request.call()?;
@@ -256,7 +263,7 @@ fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
     };
     let port = cfg.port(PORT);
     let mut checks = Vec::new();
-    match get(port, "/healthz", false) {
+    match get(port, "/healthz", Accept::Identity) {
         Ok(response) => {
             checks.push(Check::new(
                 "nginx /healthz",
@@ -290,7 +297,7 @@ fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
             });
             continue;
         };
-        checks.push(match get(port, &path, true) {
+        checks.push(match get(port, &path, Accept::Gzip) {
             Ok(response) => {
                 let encoding = response
                     .header("content-encoding")
