@@ -100,14 +100,6 @@ impl Output {
     }
 }
 
-/// What `logs` does after the last lines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Follow {
-    Stop,
-    /// Keep printing new lines (`-f`).
-    New,
-}
-
 /// Where `up` leaves the supervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Attach {

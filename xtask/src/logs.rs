@@ -8,9 +8,16 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::cli::Follow;
 use crate::config::StackConfig;
 use crate::stack::{Kind, UNITS};
+
+/// What `logs` does after the last lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Follow {
+    Stop,
+    /// Keep printing new lines (`-f`).
+    New,
+}
 
 pub(crate) fn run(
     cfg: &StackConfig,

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Attach, Cli, Command, Follow, Output};
+use crate::cli::{Attach, Cli, Command, Output};
 use crate::lifecycle::Volumes;
 use crate::repo::Repo;
 
@@ -65,7 +65,11 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             follow,
             lines,
         } => {
-            let follow = if follow { Follow::New } else { Follow::Stop };
+            let follow = if follow {
+                logs::Follow::New
+            } else {
+                logs::Follow::Stop
+            };
             logs::run(&repo.config()?, service.as_deref(), follow, lines)
         }
         Command::Env { format } => env::run(&repo.config()?, format),
