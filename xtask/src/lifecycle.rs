@@ -44,13 +44,21 @@ pub(crate) fn up(repo: &Repo, attach: Attach) -> anyhow::Result<ExitCode> {
     let marker = cfg.state_dir.join(STATE_MARKER);
     fs::write(&marker, "").with_context(|| format!("cannot write {}", marker.display()))?;
     build_apps(root)?;
-    render_docs(&cfg);
     if attach == Attach::Attached {
+        render_docs(&cfg);
         crate::supervisor::run(&cfg)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let supervisor = start_supervisor(&cfg, Supervision::Detached, &[])?;
-    watch_start(&cfg, supervisor, began)?;
+    // Beside the start, off its critical path (nginx answers its probe without the site;
+    // each page is written whole, by rename); done before `up` returns.
+    let docs = std::thread::spawn({
+        let cfg = cfg.clone();
+        move || render_docs(&cfg)
+    });
+    let started = start_supervisor(&cfg, Supervision::Detached, &[])
+        .and_then(|supervisor| watch_start(&cfg, supervisor, began));
+    let _ = docs.join();
+    started?;
     Ok(ExitCode::SUCCESS)
 }
 
