@@ -37,6 +37,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// Grace period between the stop signal and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long after the stack is ready the supervisor checks the contract.
+const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
 /// Restart delays grow from this, doubling, up to `MAX_RESTART_DELAY`.
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
@@ -189,12 +191,18 @@ impl<'a> Supervisor<'a> {
     fn check_contract(&mut self) {
         let (sender, receiver) = mpsc::channel();
         let (cfg, state) = (self.cfg.clone(), self.run_state());
+        let stopping = Arc::clone(&self.stopping);
         // Not joined at the stop, so that `down` never waits for it: it only reads (queries,
-        // HTTP requests), starts no process and writes no file.
+        // HTTP requests), starts no process and writes no file. It waits a moment first, so
+        // that a `down` right after `up` (scripts, the benchmark) never has its connections
+        // in the way of the services' graceful stops.
         std::thread::spawn(move || {
-            let _ = sender.send(crate::verify::summary(&crate::verify::collect(
-                &cfg, &state,
-            )));
+            let stopped =
+                process::wait_until(CONTRACT_CHECK_DELAY, || stopping.load(Ordering::Relaxed));
+            if !stopped {
+                let checks = crate::verify::collect(&cfg, &state);
+                let _ = sender.send(crate::verify::summary(&checks));
+            }
         });
         self.contract_check = Some(receiver);
     }
