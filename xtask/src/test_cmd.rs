@@ -130,10 +130,18 @@ impl IsolatedStack {
         for key in ["POSTGRES_PASSWORD", "VALKEY_PASSWORD", "GITHUB_APP_ID"] {
             overrides.push((key.to_owned(), String::new()));
         }
-        let cfg = repo.config_with(&overrides, Secrets::Generate)?;
         let marker = state_dir.join(".amtp-state");
-        std::fs::write(&marker, "")
-            .with_context(|| format!("cannot write {}", marker.display()))?;
+        let configured = repo
+            .config_with(&overrides, Secrets::Generate)
+            .and_then(|cfg| {
+                std::fs::write(&marker, "")
+                    .with_context(|| format!("cannot write {}", marker.display()))?;
+                Ok(cfg)
+            });
+        // Nothing ran yet: a configuration error leaves no state dir behind.
+        let cfg = configured.inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&state_dir);
+        })?;
         lifecycle::render_docs(&cfg);
         let mut stack = IsolatedStack {
             cfg,
