@@ -1,6 +1,10 @@
 //! One check of `verify`: what was checked, what the contract expects, what the live stack
 //! says, and the verdict. Each unit's row reads its own live settings into checks.
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
 use crate::contract::Setting;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -69,6 +73,19 @@ pub(crate) fn settings_checks(
             &err,
         )],
     }
+}
+
+/// A file that holds a secret is readable by its owner only (mode 0600); `None` while it does
+/// not exist. Shown relative to the state dir.
+pub(crate) fn private_file(state_dir: &Path, path: &Path) -> Option<Check> {
+    let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    let shown = path.strip_prefix(state_dir).unwrap_or(path).display();
+    Some(Check::new(
+        format!("secret file {shown} mode"),
+        "0600",
+        format!("{mode:04o}"),
+        mode == 0o600,
+    ))
 }
 
 /// Whether a live value means the documented one: the same text, or the same quantity once

@@ -189,6 +189,11 @@ impl StackConfig {
         self.ports.0.get(port.var).copied().unwrap_or(port.default)
     }
 
+    /// The passwords generated at the first `up` (mode 0600).
+    pub(crate) fn secrets_file(&self) -> PathBuf {
+        self.state_dir.join(SECRETS_FILE)
+    }
+
     pub(crate) fn log_dir(&self) -> PathBuf {
         self.state_dir.join("logs")
     }

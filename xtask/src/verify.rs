@@ -6,11 +6,9 @@
 //! `max_prepared_statements`); `unpinned` (the program's version differs from the flake's pin:
 //! reported, not failed, since only `nix develop` can provide the pinned builds).
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::process::ExitCode;
 
-use crate::check::{Check, Verdict};
+use crate::check::{Check, Verdict, private_file};
 use crate::cli::Output;
 use crate::config::StackConfig;
 use crate::run_state::{ContractSummary, RunState};
@@ -60,7 +58,7 @@ pub(crate) fn collect(cfg: &StackConfig, state: &RunState) -> Vec<Check> {
         }
     }
     checks.extend(listener_checks(state));
-    checks.extend(secret_file_checks(cfg));
+    checks.extend(private_file(&cfg.state_dir, &cfg.secrets_file()));
     checks
 }
 
@@ -106,31 +104,6 @@ fn listener_checks(state: &RunState) -> Vec<Check> {
                 "127.0.0.1",
                 listeners.join(", "),
                 ok,
-            )
-        })
-        .collect()
-}
-
-fn secret_file_checks(cfg: &StackConfig) -> Vec<Check> {
-    let files = [
-        cfg.state_dir.join("secrets.env"),
-        cfg.service_dir("valkey").join("valkey.conf"),
-        cfg.service_dir("pgbouncer").join("userlist.txt"),
-        cfg.service_dir("github-standin").join("app_key.pem"),
-    ];
-    files
-        .iter()
-        .filter(|path| path.exists())
-        .map(|path| {
-            let mode = fs::metadata(path)
-                .map(|m| m.permissions().mode() & 0o777)
-                .unwrap_or(0);
-            let shown = path.strip_prefix(&cfg.state_dir).unwrap_or(path).display();
-            Check::new(
-                format!("secret file {shown} mode"),
-                "0600",
-                format!("{mode:04o}"),
-                mode == 0o600,
             )
         })
         .collect()

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::Installed;
+use crate::check::{Check, private_file};
 use crate::config::{GithubApp, PortVar, StackConfig};
 use crate::contract::Contract;
 use crate::process::Launch;
@@ -23,7 +24,7 @@ pub(crate) const UNIT: Unit = Unit {
     },
     depends_on: &[],
     enabled: in_use,
-    checks: super::no_checks,
+    checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // The apps' graceful shutdown (axum's `with_graceful_shutdown`).
@@ -70,6 +71,13 @@ fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
 
 fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     super::http_ok(cfg.port(PORT), "/_standin/health").map(drop)
+}
+
+/// The App key it generated is readable by its owner only.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    private_file(&cfg.state_dir, &key_file(cfg))
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit, postgres};
 use crate::binaries::{Installed, Wanted};
-use crate::check::{Check, Verdict, equivalent};
+use crate::check::{Check, Verdict, equivalent, private_file};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Contract, Setting};
 use crate::process::{Account, Launch, give_to, unprivileged_account};
@@ -198,6 +198,13 @@ fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, Option<Strin
 
 /// Each documented key as `SHOW CONFIG` reports it; one this version lacks is `unsupported`.
 fn checks(cfg: &StackConfig, installed: Option<&Installed>) -> Vec<Check> {
+    let mut checks = show_config_checks(cfg, installed);
+    // It holds the role's SCRAM verifier.
+    checks.extend(private_file(&cfg.state_dir, &auth_file(cfg)));
+    checks
+}
+
+fn show_config_checks(cfg: &StackConfig, installed: Option<&Installed>) -> Vec<Check> {
     let version = installed.map(|i| i.version.clone()).unwrap_or_default();
     let live = match live_settings(cfg) {
         Ok(live) => live,

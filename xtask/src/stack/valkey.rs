@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::binaries::{Installed, Wanted};
-use crate::check::{Check, settings_checks};
+use crate::check::{Check, private_file, settings_checks};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Contract, Setting};
 use crate::process::Launch;
@@ -163,6 +163,8 @@ fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
         ),
         Err(err) => Check::failed("valkey unauthenticated access", "NOAUTH", &err),
     });
+    // It holds requirepass.
+    checks.extend(private_file(&cfg.state_dir, &conf_file(cfg)));
     checks
 }
 
