@@ -31,7 +31,7 @@ trap cleanup EXIT
 cleanup
 
 # Builds are not part of any measurement.
-cargo build --quiet --workspace
+cargo build --quiet --workspace --bins --examples  # the selection `up` builds
 cargo xtask up >/dev/null && cargo xtask down >/dev/null
 
 echo "== per-service time to ready, one cold up"

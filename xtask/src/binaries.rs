@@ -27,6 +27,28 @@ pub(crate) fn built_by_workspace(name: &str) -> anyhow::Result<PathBuf> {
     Ok(workspace_target_dir()?.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
 }
 
+/// `cargo` (the one running us, if any) in `root`, without the variables `cargo run` sets for
+/// the xtask itself (`CARGO_PKG_NAME=xtask`, …). Build scripts that read those (ring's does)
+/// would otherwise see them change between `cargo test` and `cargo xtask test`, and Cargo would
+/// compile them and everything above them again.
+pub(crate) fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root);
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_by_cargo_run = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_cargo_run {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// Directories searched after PATH.
 const EXTRA_DIRS: [&str; 6] = [
     "/usr/lib/postgresql/15/bin",

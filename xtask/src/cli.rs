@@ -39,7 +39,8 @@ pub(crate) enum Command {
     },
     /// Print the services' logs (all of them, or one).
     Logs {
-        /// postgres, pgbouncer, valkey, nginx, healthcheck, github-mcp, github-standin or supervisor.
+        /// The service whose log to show (default: all).
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::logs::names()))]
         service: Option<String>,
         /// Keep printing new lines as they are written.
         #[arg(short, long)]
@@ -86,9 +87,36 @@ pub(crate) enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// The port variables of the services with their defaults, one `VAR=port` a line (internal:
+    /// the integration tests give each a free port).
+    #[command(name = "__port-vars", hide = true)]
+    PortVars,
     /// The background supervisor that `up` starts (internal).
     #[command(name = "__supervise", hide = true)]
     Supervise,
+}
+
+/// How `status` and `verify` print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    Table,
+    Json,
+}
+
+impl Output {
+    /// From the `--json` flag.
+    pub(crate) fn json_if(json: bool) -> Output {
+        if json { Output::Json } else { Output::Table }
+    }
+}
+
+/// Where `up` leaves the supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Attach {
+    /// In the background, `up` returns once the stack is ready.
+    Detached,
+    /// In the foreground (`--attach`): Ctrl-C stops everything.
+    Attached,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]

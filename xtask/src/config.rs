@@ -29,16 +29,17 @@ pub(crate) struct StackConfig {
     pub(crate) github: GithubApp,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
-pub(crate) struct Ports {
-    pub(crate) postgres: u16,
-    pub(crate) pgbouncer: u16,
-    pub(crate) valkey: u16,
-    pub(crate) healthcheck: u16,
-    pub(crate) mcp: u16,
-    pub(crate) docs: u16,
-    pub(crate) github_standin: u16,
+/// The port a service listens on: the variable that sets it and its default (the Compose
+/// host port). Each row of the unit table names its own; this file knows none of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PortVar {
+    pub(crate) var: &'static str,
+    pub(crate) default: u16,
 }
+
+/// The ports of this configuration, by variable.
+#[derive(Clone, Debug)]
+pub(crate) struct Ports(BTreeMap<&'static str, u16>);
 
 /// Which GitHub the MCP server talks to.
 #[derive(Clone, Debug)]
@@ -53,17 +54,6 @@ pub(crate) enum GithubApp {
     /// No credentials: the workspace's GitHub stand-in with a generated App key.
     StandIn,
 }
-
-/// Port variables with their defaults (the Compose host ports; docs moved off port 80).
-pub(crate) const PORT_KEYS: [(&str, u16); 7] = [
-    ("POSTGRES_PORT", 5432),
-    ("PGBOUNCER_PORT", 6432),
-    ("VALKEY_PORT", 6379),
-    ("HEALTHCHECK_PORT", 8083),
-    ("MCP_HTTP_PORT", 8090),
-    ("DOCS_HOST_PORT", 8088),
-    ("GITHUB_STANDIN_PORT", 8091),
-];
 
 /// A secret that is neither set nor generated yet: `up` never ran with this state dir.
 #[derive(Debug)]
@@ -83,23 +73,46 @@ impl std::fmt::Display for NeverStarted {
 
 impl std::error::Error for NeverStarted {}
 
+/// What to do about a generated secret that is missing from the state dir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Secrets {
+    /// Create it (only `up` creates state).
+    Generate,
+    /// Fail with [`NeverStarted`].
+    MustExist,
+}
+
+/// Settings that win over `.env` and the environment: the isolated stack of `cargo xtask test`
+/// passes its own state dir and ports this way, to its supervisor too, instead of changing our
+/// own environment. An empty value unsets a key.
+pub(crate) type Overrides = [(String, String)];
+
 impl StackConfig {
-    /// Reads `.env`, the environment and the state dir's secrets. Missing secrets are an error
-    /// unless `generate_secrets` is set (only `up` creates state).
-    pub(crate) fn load(repo_root: &Path, generate_secrets: bool) -> anyhow::Result<StackConfig> {
+    /// Reads `.env`, the environment, then `overrides`, and the state dir's secrets; `ports`
+    /// are the variables of the services' ports.
+    pub(crate) fn load_with(
+        repo_root: &Path,
+        ports: &[PortVar],
+        overrides: &Overrides,
+        secrets: Secrets,
+    ) -> anyhow::Result<StackConfig> {
         // Like Compose's `--env-file`: another file instead of the repository's `.env`.
         let env_file = std::env::var_os("AMTP_ENV_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root.join(".env"));
         let mut vars = read_dotenv(&env_file)?;
         vars.extend(std::env::vars());
-        Self::from_vars(repo_root, vars, generate_secrets)
+        vars.extend(overrides.iter().cloned());
+        Self::from_vars(repo_root, vars, ports, secrets)
     }
 
     /// For `down` and `status`: `None` when the stack was never started, which is simply a
     /// stack that is not running.
-    pub(crate) fn load_existing(repo_root: &Path) -> anyhow::Result<Option<StackConfig>> {
-        match Self::load(repo_root, false) {
+    pub(crate) fn load_existing(
+        repo_root: &Path,
+        ports: &[PortVar],
+    ) -> anyhow::Result<Option<StackConfig>> {
+        match Self::load_with(repo_root, ports, &[], Secrets::MustExist) {
             Ok(cfg) => Ok(Some(cfg)),
             Err(err) if err.is::<NeverStarted>() => Ok(None),
             Err(err) => Err(err),
@@ -109,15 +122,18 @@ impl StackConfig {
     pub(crate) fn from_vars(
         repo_root: &Path,
         mut vars: BTreeMap<String, String>,
-        generate_secrets: bool,
+        port_vars: &[PortVar],
+        secrets: Secrets,
     ) -> anyhow::Result<StackConfig> {
         let state_dir = match vars.get("AMTP_STATE_DIR") {
             Some(dir) if !dir.is_empty() => absolute(repo_root, Path::new(dir)),
             _ => repo_root.join(".amtp"),
         };
-        let secrets = secrets_for(&state_dir, &vars, generate_secrets)?;
-        for (key, value) in secrets {
-            vars.entry(key).or_insert(value);
+        for (key, value) in secrets_for(&state_dir, &vars, secrets)? {
+            let set = vars.get(&key).is_some_and(|v| !v.is_empty());
+            if !set {
+                vars.insert(key, value);
+            }
         }
         let get = |key: &str, default: &str| -> String {
             vars.get(key)
@@ -125,25 +141,17 @@ impl StackConfig {
                 .cloned()
                 .unwrap_or_else(|| default.to_owned())
         };
-        let port = |key: &str| -> anyhow::Result<u16> {
-            let default = PORT_KEYS.iter().find(|(k, _)| *k == key).map(|(_, p)| *p);
+        let port = |port: &PortVar| -> anyhow::Result<(&'static str, u16)> {
+            let key = port.var;
             match vars.get(key).filter(|v| !v.is_empty()) {
-                None => Ok(default.expect("every port key has a default")),
+                None => Ok((key, port.default)),
                 Some(value) => match value.parse::<u16>() {
-                    Ok(p) if p > 0 => Ok(p),
+                    Ok(p) if p > 0 => Ok((key, p)),
                     _ => bail!("{key}={value:?} is not a port number; set it to 1-65535"),
                 },
             }
         };
-        let ports = Ports {
-            postgres: port("POSTGRES_PORT")?,
-            pgbouncer: port("PGBOUNCER_PORT")?,
-            valkey: port("VALKEY_PORT")?,
-            healthcheck: port("HEALTHCHECK_PORT")?,
-            mcp: port("MCP_HTTP_PORT")?,
-            docs: port("DOCS_HOST_PORT")?,
-            github_standin: port("GITHUB_STANDIN_PORT")?,
-        };
+        let ports = Ports(port_vars.iter().map(port).collect::<anyhow::Result<_>>()?);
         let password = |key: &'static str| -> anyhow::Result<String> {
             let value = vars.get(key).filter(|v| !v.is_empty()).cloned();
             value.ok_or_else(|| NeverStarted { key }.into())
@@ -176,6 +184,16 @@ impl StackConfig {
         })
     }
 
+    /// The port `port` is set to; its default when the unit table did not name it at load.
+    pub(crate) fn port(&self, port: PortVar) -> u16 {
+        self.ports.0.get(port.var).copied().unwrap_or(port.default)
+    }
+
+    /// The passwords generated at the first `up` (mode 0600).
+    pub(crate) fn secrets_file(&self) -> PathBuf {
+        self.state_dir.join(SECRETS_FILE)
+    }
+
     pub(crate) fn log_dir(&self) -> PathBuf {
         self.state_dir.join("logs")
     }
@@ -198,7 +216,8 @@ fn absolute(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
-/// Reads a Compose-style `.env`; a missing file is fine, a malformed one is an error.
+/// Reads a Compose-style `.env`; a missing file is fine, a malformed one is an error that
+/// names the file and the line (not its text, which may hold a password).
 fn read_dotenv(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     if !path.exists() {
         return Ok(BTreeMap::new());
@@ -207,22 +226,42 @@ fn read_dotenv(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
         dotenvy::from_path_iter(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut vars = BTreeMap::new();
     for item in iter {
-        let (key, value) = item.map_err(|err| {
-            anyhow::anyhow!(
-                "{} is malformed: {err}; fix that line (KEY=value, one per line)",
-                path.display()
-            )
+        let (key, value) = item.map_err(|err| match err {
+            dotenvy::Error::LineParse(line, _column) => {
+                let text = fs::read_to_string(path).unwrap_or_default();
+                let at = line_number_of(&text, &line)
+                    .map(|n| format!(" at line {n}"))
+                    .unwrap_or_default();
+                anyhow::anyhow!(
+                    "{} is malformed{at}; fix that line (KEY=value, one per line)",
+                    path.display()
+                )
+            }
+            err => anyhow::anyhow!("cannot read {}: {err}", path.display()),
         })?;
         vars.insert(key, value);
     }
     Ok(vars)
 }
 
+/// The 1-based number of the line where `logical_line` (which dotenvy reports, a quoted value
+/// may span several lines) begins in `text`.
+fn line_number_of(text: &str, logical_line: &str) -> Option<usize> {
+    let mut start = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        if text[start..].starts_with(logical_line.trim_end()) {
+            return Some(index + 1);
+        }
+        start += line.len();
+    }
+    None
+}
+
 /// The generated secrets the user did not set, read from the state dir (or created there).
 fn secrets_for(
     state_dir: &Path,
     vars: &BTreeMap<String, String>,
-    generate: bool,
+    secrets: Secrets,
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let path = state_dir.join(SECRETS_FILE);
     let mut stored = read_dotenv(&path)?;
@@ -230,7 +269,7 @@ fn secrets_for(
         .into_iter()
         .filter(|key| vars.get(*key).is_none_or(|v| v.is_empty()) && !stored.contains_key(*key))
         .collect();
-    if generate && !missing.is_empty() {
+    if secrets == Secrets::Generate && !missing.is_empty() {
         for key in missing {
             stored.insert(key.to_owned(), random_password()?);
         }
@@ -256,9 +295,11 @@ pub(crate) fn write_private(path: &Path, body: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(body)?;
+    file.write_all(body)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     // An existing file keeps its mode through `open`; force 0600.
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -288,8 +329,26 @@ fn runtime_dir_for(state_dir: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A configuration of this checkout with its state in `state_dir` (passwords `p`, `v`).
+    pub(crate) fn config_in(state_dir: &Path) -> StackConfig {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives in the repository");
+        StackConfig::from_vars(
+            repo,
+            vars(&[
+                ("AMTP_STATE_DIR", state_dir.to_str().expect("a UTF-8 path")),
+                ("POSTGRES_PASSWORD", "p"),
+                ("VALKEY_PASSWORD", "v"),
+            ]),
+            &crate::stack::port_vars(),
+            Secrets::MustExist,
+        )
+        .expect("a valid configuration")
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -303,17 +362,24 @@ mod tests {
         let cfg = StackConfig::from_vars(
             Path::new("/repo"),
             vars(&[("POSTGRES_PASSWORD", "p"), ("VALKEY_PASSWORD", "v")]),
-            false,
+            &crate::stack::port_vars(),
+            Secrets::MustExist,
         )
         .unwrap();
         assert_eq!(cfg.state_dir, Path::new("/repo/.amtp"));
         assert_eq!(cfg.postgres_user, "amtp");
         assert_eq!(cfg.postgres_db, "amtp");
-        assert_eq!(cfg.ports.postgres, 5432);
-        assert_eq!(cfg.ports.pgbouncer, 6432);
-        assert_eq!(cfg.ports.valkey, 6379);
-        assert_eq!(cfg.ports.healthcheck, 8083);
-        assert_eq!(cfg.ports.mcp, 8090);
+        let port = |name| {
+            let unit = crate::stack::unit(name).expect("a unit of the table");
+            cfg.port(unit.port().expect("a daemon"))
+        };
+        assert_eq!(port("postgres"), 5432);
+        assert_eq!(port("pgbouncer"), 6432);
+        assert_eq!(port("valkey"), 6379);
+        assert_eq!(port("healthcheck"), 8083);
+        assert_eq!(port("github-mcp"), 8090);
+        assert_eq!(port("nginx"), 8088);
+        assert_eq!(port("github-standin"), 8091);
         assert!(matches!(cfg.github, GithubApp::StandIn));
         assert!(cfg.runtime_dir.as_os_str().len() < 20);
     }
@@ -327,7 +393,8 @@ mod tests {
                 ("VALKEY_PASSWORD", "v"),
                 ("VALKEY_PORT", "x"),
             ]),
-            false,
+            &crate::stack::port_vars(),
+            Secrets::MustExist,
         )
         .unwrap_err();
         assert!(err.to_string().contains("VALKEY_PORT=\"x\""), "{err}");
@@ -338,7 +405,8 @@ mod tests {
         let never = StackConfig::from_vars(
             Path::new("/repo"),
             vars(&[("AMTP_STATE_DIR", "/nonexistent/state")]),
-            false,
+            &crate::stack::port_vars(),
+            Secrets::MustExist,
         )
         .unwrap_err();
         assert!(never.is::<NeverStarted>(), "{never}");
@@ -350,8 +418,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("amtp-config-test-{}", std::process::id()));
         let state = dir.join("state");
         let env = vars(&[("AMTP_STATE_DIR", state.to_str().unwrap())]);
-        let first = StackConfig::from_vars(&dir, env.clone(), true).unwrap();
-        let second = StackConfig::from_vars(&dir, env, false).unwrap();
+        let first = StackConfig::from_vars(&dir, env.clone(), &[], Secrets::Generate).unwrap();
+        let second = StackConfig::from_vars(&dir, env, &[], Secrets::MustExist).unwrap();
         assert_eq!(first.postgres_password, second.postgres_password);
         assert_eq!(first.postgres_password.len(), 24);
         let mode = fs::metadata(state.join(SECRETS_FILE))
@@ -363,12 +431,20 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_dotenv_names_the_file() {
+    fn a_line_spanning_several_lines_is_found_where_it_begins() {
+        let text = "A=1\nB=\"two\nlines\nC=3\n";
+        assert_eq!(line_number_of(text, "B=\"two\nlines\nC=3\n"), Some(2));
+        assert_eq!(line_number_of(text, "A=1"), Some(1));
+    }
+
+    #[test]
+    fn a_malformed_dotenv_names_the_file_and_line() {
         let dir = std::env::temp_dir().join(format!("amtp-dotenv-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join(".env"), "GOOD=1\nBAD LINE\n").unwrap();
+        fs::write(dir.join(".env"), "GOOD=1\nBAD LINE\nLATER=2\n").unwrap();
         let err = read_dotenv(&dir.join(".env")).unwrap_err();
-        assert!(err.to_string().contains(".env is malformed"), "{err}");
+        let expected = format!("{} is malformed at line 2;", dir.join(".env").display());
+        assert!(err.to_string().contains(&expected), "{err}");
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -15,6 +15,29 @@ pub(crate) struct Setting {
     pub(crate) value: String,
 }
 
+/// Every file of `infra/` the stack starts from, read once before anything starts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Contract {
+    pub(crate) postgres: Vec<Setting>,
+    pub(crate) initdb_args: Vec<String>,
+    pub(crate) pgbouncer: Vec<Setting>,
+    pub(crate) valkey: Vec<Setting>,
+    /// `default.conf`'s server block, placeholders still in.
+    pub(crate) nginx_server_block: String,
+}
+
+impl Contract {
+    pub(crate) fn read(repo_root: &Path) -> anyhow::Result<Contract> {
+        Ok(Contract {
+            postgres: postgres(repo_root)?,
+            initdb_args: initdb_args(repo_root)?,
+            pgbouncer: pgbouncer(repo_root)?,
+            valkey: valkey(repo_root)?,
+            nginx_server_block: nginx_server_block(repo_root)?,
+        })
+    }
+}
+
 /// `infra/postgres/postgresql.conf`: the server's `-c` flags.
 pub(crate) fn postgres(repo_root: &Path) -> anyhow::Result<Vec<Setting>> {
     let path = repo_root.join("infra/postgres/postgresql.conf");

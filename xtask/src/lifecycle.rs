@@ -7,16 +7,18 @@ use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use nix::sys::signal::Signal;
 
-use crate::config::StackConfig;
+use crate::cli::{Attach, Output};
+use crate::config::{Overrides, Secrets, StackConfig};
 use crate::process::{self, ProcessId};
-use crate::stack::apps;
-use crate::supervisor::{Phase, RunState, Status};
+use crate::repo::Repo;
+use crate::run_state::{Phase, RunState, Status, UnitState};
+use crate::stack;
 
 /// A file that marks a directory as a state dir of this tool: `down --volumes` deletes only
 /// directories that carry it.
@@ -24,9 +26,10 @@ const STATE_MARKER: &str = ".amtp-state";
 /// How long `down` waits for the supervisor to stop everything.
 const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(crate) fn up(root: &Path, attach: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn up(repo: &Repo, attach: Attach) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
-    let cfg = StackConfig::load(root, true)?;
+    let root = repo.root.as_path();
+    let cfg = repo.config_with(&[], Secrets::Generate)?;
     if let Some(state) = RunState::read_live(&cfg.state_dir) {
         println!(
             "the stack is already running (supervisor pid {}); nothing changed",
@@ -35,18 +38,41 @@ pub(crate) fn up(root: &Path, attach: bool) -> anyhow::Result<ExitCode> {
         for change in changes_since_start(root, &cfg, &state) {
             eprintln!("warning: {change}; `cargo xtask down && cargo xtask up` applies it");
         }
-        return crate::status::print(&cfg, &state, false);
+        return crate::status::print(&cfg, &state, Output::Table);
     }
     clean_leftovers(&cfg)?;
-    fs::write(cfg.state_dir.join(STATE_MARKER), "")?;
+    let marker = cfg.state_dir.join(STATE_MARKER);
+    fs::write(&marker, "").with_context(|| format!("cannot write {}", marker.display()))?;
     build_apps(root)?;
-    if attach {
+    if attach == Attach::Attached {
+        render_docs(&cfg);
         crate::supervisor::run(&cfg)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let supervisor = start_supervisor(&cfg, true)?;
-    watch_start(&cfg, supervisor, began)?;
+    // Beside the start, off its critical path (nginx answers its probe without the site;
+    // each page is written whole, by rename); done before `up` returns.
+    let docs = std::thread::spawn({
+        let cfg = cfg.clone();
+        move || render_docs(&cfg)
+    });
+    let started = start_supervisor(&cfg, Supervision::Detached, &[])
+        .and_then(|supervisor| watch_start(&cfg, supervisor, began));
+    let _ = docs.join();
+    started?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Renders the docs site nginx serves. A broken page is said loudly but does not stop the
+/// stack from starting: nginx serves the last good build (`cargo xtask docs` shows the error).
+pub(crate) fn render_docs(cfg: &StackConfig) {
+    let root = stack::nginx::docs_root(cfg);
+    if let Err(err) = crate::docs::build_site(&cfg.repo_root, &root) {
+        eprintln!(
+            "warning: the docs site was not rebuilt ({err:#}); nginx serves the last build; \
+             fix the page and run `cargo xtask docs --out {}`",
+            root.display()
+        );
+    }
 }
 
 /// What a second `up` would do differently from the running stack: ports set otherwise since,
@@ -56,21 +82,16 @@ fn changes_since_start(root: &Path, cfg: &StackConfig, state: &RunState) -> Vec<
         .units
         .iter()
         .filter_map(|running| {
-            let Some(crate::stack::Kind::Daemon(daemon)) =
-                crate::stack::unit(&running.name).map(|u| &u.kind)
-            else {
-                return None;
-            };
-            let wanted = (daemon.port)(&cfg.ports);
+            let port_var = crate::stack::unit(&running.name)?.port()?;
+            let wanted = cfg.port(port_var);
             let port = running.port.filter(|port| *port != wanted)?;
             Some(format!(
                 "{} runs on port {port}, but {} now says {wanted}",
-                running.name, daemon.port_var
+                running.name, port_var.var
             ))
         })
         .collect();
-    let stamp = crate::binaries::workspace_target_dir().map(|dir| dir.join(APPS_BUILT_STAMP));
-    if !stamp.is_ok_and(|stamp| apps_are_fresh(root, &stamp)) {
+    if !apps_built_stamp().is_ok_and(|stamp| apps_are_fresh(root, &stamp)) {
         changes.push("the services' sources changed since they were built".to_owned());
     }
     changes
@@ -78,28 +99,48 @@ fn changes_since_start(root: &Path, cfg: &StackConfig, state: &RunState) -> Vec<
 
 /// Builds the workspace's services when their sources changed since the last build.
 ///
-/// Even a no-op `cargo build` of the services takes over a second on a small machine (it
-/// fingerprints every dependency), which would double a warm `up`; a scan of the workspace's
-/// own sources takes milliseconds. Cargo stays the judge whenever anything is newer.
+/// Even a no-op `cargo build` takes over a second on a small machine (it fingerprints every
+/// dependency), which would double a warm `up`; a scan of the workspace's own sources takes
+/// milliseconds. Cargo stays the judge whenever anything is newer.
 pub(crate) fn build_apps(root: &Path) -> anyhow::Result<()> {
-    let stamp = crate::binaries::workspace_target_dir()?.join(APPS_BUILT_STAMP);
+    let stamp = apps_built_stamp()?;
     if apps_are_fresh(root, &stamp) {
         return Ok(());
     }
-    let began = std::time::SystemTime::now();
-    let sh = xshell::Shell::new()?;
-    sh.change_dir(root);
-    let packages: Vec<String> = apps::PACKAGES
-        .iter()
-        .map(|p| format!("--package={p}"))
-        .collect();
-    xshell::cmd!(sh, "cargo build --quiet {packages...}")
-        .run()
-        .context("cannot build the stack's services")?;
-    // Dated from before the build: a file saved while it ran still counts as newer.
+    if !stamp.exists() {
+        println!(
+            "building the workspace: the first build takes a few minutes (it compiles every \
+             dependency once; `cargo test` and later builds reuse them)"
+        );
+    }
+    let began = SystemTime::now();
+    // The same feature unification as `cargo test --workspace`, so the two share every
+    // compiled dependency: examples, like tests, turn on the dev-dependencies' features (with
+    // `--bins` alone, tokio, reqwest, rmcp and the apps would be compiled a second time).
+    // Cargo's own progress on a terminal, never `--quiet`: a build can take minutes.
+    let status = crate::binaries::cargo(root)
+        .args(["build", "--workspace", "--bins", "--examples"])
+        .status()
+        .context("cannot run cargo build")?;
+    anyhow::ensure!(
+        status.success(),
+        "cannot build the stack's services (see above)"
+    );
+    record_apps_built(began)
+}
+
+/// Notes that the services were built from the sources as they were at `began` (before the
+/// build: a file saved while it ran still counts as newer). `cargo xtask test` calls it after
+/// its `cargo test --workspace` build, which builds the services' binaries too.
+pub(crate) fn record_apps_built(began: SystemTime) -> anyhow::Result<()> {
+    let stamp = apps_built_stamp()?;
     fs::File::create(&stamp)
         .and_then(|file| file.set_modified(began))
         .with_context(|| format!("cannot write {}", stamp.display()))
+}
+
+fn apps_built_stamp() -> anyhow::Result<std::path::PathBuf> {
+    Ok(crate::binaries::workspace_target_dir()?.join(APPS_BUILT_STAMP))
 }
 
 /// Written next to the binaries after each successful build of the services.
@@ -108,9 +149,9 @@ const APPS_BUILT_STAMP: &str = "amtp-apps-built.stamp";
 /// True when the services are built and no source of the workspace changed since.
 fn apps_are_fresh(root: &Path, stamp: &Path) -> bool {
     let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
-    let binaries_exist = apps::BINARIES
-        .iter()
-        .all(|name| crate::binaries::built_by_workspace(name).is_ok_and(|path| path.is_file()));
+    let binaries_exist = stack::workspace_programs().all(|(_, binary)| {
+        crate::binaries::built_by_workspace(binary).is_ok_and(|path| path.is_file())
+    });
     let Some(built) = modified(stamp).filter(|_| binaries_exist) else {
         return false;
     };
@@ -124,30 +165,59 @@ fn apps_are_fresh(root: &Path, stamp: &Path) -> bool {
         .all(|time| time <= built)
 }
 
-/// Starts `xtask __supervise` with the same configuration. Detached (its own session, so a
-/// closed terminal does not stop it) for `up`; attached to us for `test`, so that it dies with
-/// us whatever happens.
-pub(crate) fn start_supervisor(cfg: &StackConfig, detach: bool) -> anyhow::Result<ProcessId> {
+/// How the supervisor runs beside the command that starts it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Supervision {
+    /// In its own session, so a closed terminal does not stop it (`up`).
+    Detached,
+    /// As our child with a parent-death signal, so that it dies with us whatever happens
+    /// (`cargo xtask test`).
+    Child,
+}
+
+/// Starts `xtask __supervise` with the same configuration: our environment plus `overrides`.
+pub(crate) fn start_supervisor(
+    cfg: &StackConfig,
+    supervision: Supervision,
+    overrides: &Overrides,
+) -> anyhow::Result<ProcessId> {
     let exe = crate::binaries::built_by_workspace(env!("CARGO_BIN_NAME"))?;
     let log = cfg.log_file("supervisor");
-    fs::create_dir_all(cfg.log_dir())?;
-    if !detach {
-        let launch = process::Launch::new(&exe, Signal::SIGTERM).arg("__supervise");
-        let child = process::spawn(&launch, &log)?;
-        return ProcessId::of(child.id()).context("the supervisor exited at once");
-    }
-    let out = fs::File::options().create(true).append(true).open(&log)?;
-    let mut command = Command::new(exe);
-    command
-        .arg("__supervise")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into));
-    }
-    let child = command.spawn().context("cannot start the supervisor")?;
+    fs::create_dir_all(cfg.log_dir())
+        .with_context(|| format!("cannot create {}", cfg.log_dir().display()))?;
+    let child = match supervision {
+        Supervision::Child => {
+            let launch = overrides
+                .iter()
+                .fold(process::Launch::new(&exe), |launch, (k, v)| {
+                    launch.env(k, v)
+                })
+                .arg("__supervise");
+            process::spawn(&launch, &log)?
+        }
+        Supervision::Detached => {
+            let out = fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .with_context(|| format!("cannot open {}", log.display()))?;
+            let mut command = Command::new(exe);
+            command
+                .arg("__supervise")
+                .envs(overrides.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(
+                    out.try_clone()
+                        .with_context(|| format!("cannot open {}", log.display()))?,
+                )
+                .stderr(out);
+            // SAFETY: setsid is async-signal-safe.
+            unsafe {
+                command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into));
+            }
+            command.spawn().context("cannot start the supervisor")?
+        }
+    };
     ProcessId::of(child.id()).context("the supervisor exited at once")
 }
 
@@ -252,7 +322,7 @@ impl Display {
     }
 }
 
-fn describe(unit: &crate::supervisor::UnitState) -> String {
+fn describe(unit: &UnitState) -> String {
     let version = unit
         .installed
         .as_ref()
@@ -278,7 +348,45 @@ fn describe(unit: &crate::supervisor::UnitState) -> String {
     }
 }
 
-pub(crate) fn down(cfg: &StackConfig, volumes: bool) -> anyhow::Result<ExitCode> {
+/// What `down` does with the state dir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Volumes {
+    Keep,
+    /// `down --volumes` and `reset`: the database, generated passwords and logs go.
+    Delete,
+}
+
+/// `down` and `reset`: a stack that was never started has nothing to stop.
+pub(crate) fn down_if_started(repo: &Repo, volumes: Volumes) -> anyhow::Result<ExitCode> {
+    match repo.existing_config()? {
+        Some(cfg) => down(&cfg, volumes),
+        None => {
+            println!("the stack is not running (it was never started): nothing to stop");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `cargo xtask migrate`: the running stack's database by default (straight to Postgres, as
+/// `flyway.url` does), `--url` for any other.
+pub(crate) fn migrate(
+    repo: &Repo,
+    args: &amtp_migrate::cli::MigrateArgs,
+) -> anyhow::Result<ExitCode> {
+    let url = repo
+        .config()
+        .ok()
+        .filter(|cfg| RunState::read_live(&cfg.state_dir).is_some())
+        .map(|cfg| stack::migrations::settings(&cfg).url);
+    let defaults = amtp_migrate::cli::Defaults {
+        url,
+        location: repo.root.join("migrations/sql"),
+    };
+    amtp_migrate::cli::run(args, &defaults)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn down(cfg: &StackConfig, volumes: Volumes) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     match RunState::read(&cfg.state_dir) {
         Some(state) if state.supervisor.is_alive() => {
@@ -306,7 +414,7 @@ pub(crate) fn down(cfg: &StackConfig, volumes: bool) -> anyhow::Result<ExitCode>
     }
     // The sockets' dir in /tmp, empty once the servers are gone (kept if anything is left).
     let _ = fs::remove_dir(&cfg.runtime_dir);
-    if volumes {
+    if volumes == Volumes::Delete {
         delete_state(cfg)?;
     }
     Ok(ExitCode::SUCCESS)

@@ -9,20 +9,23 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::config::StackConfig;
-use crate::stack::UNITS;
+use crate::stack::{Kind, UNITS};
+
+/// What `logs` does after the last lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Follow {
+    Stop,
+    /// Keep printing new lines (`-f`).
+    New,
+}
 
 pub(crate) fn run(
     cfg: &StackConfig,
     service: Option<&str>,
-    follow: bool,
+    follow: Follow,
     lines: usize,
 ) -> anyhow::Result<ExitCode> {
-    let names: Vec<&str> = UNITS
-        .iter()
-        .map(|u| u.name)
-        .filter(|name| *name != "migrations")
-        .chain(["supervisor"])
-        .collect();
+    let names = names();
     let chosen: Vec<&str> = match service {
         Some(name) if names.contains(&name) => vec![name],
         Some(name) => bail!(
@@ -52,7 +55,7 @@ pub(crate) fn run(
         }
         offsets.push(text.len() as u64);
     }
-    if !follow {
+    if follow == Follow::Stop {
         return Ok(ExitCode::SUCCESS);
     }
     loop {
@@ -76,6 +79,16 @@ pub(crate) fn run(
             *offset += complete as u64;
         }
     }
+}
+
+/// What has a log: every daemon of the table, and the supervisor.
+pub(crate) fn names() -> Vec<&'static str> {
+    UNITS
+        .iter()
+        .filter(|unit| matches!(unit.kind, Kind::Daemon(_)))
+        .map(|unit| unit.name)
+        .chain(["supervisor"])
+        .collect()
 }
 
 fn print_line(service: &str, line: &str, prefix: bool) {

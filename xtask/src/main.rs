@@ -1,7 +1,8 @@
-//! `cargo xtask`: the AMTP native dev stack. `main` only routes: parse the command line,
-//! find the repository, run the command.
+//! `cargo xtask`: the AMTP native dev stack. `main` only routes: parse the command line, build
+//! the one context, run the command.
 
 mod binaries;
+mod check;
 mod cli;
 mod compose;
 mod config;
@@ -12,23 +13,26 @@ mod lifecycle;
 mod logs;
 mod ports;
 mod process;
+mod repo;
+mod run_state;
 mod stack;
 mod status;
 mod supervisor;
 mod test_cmd;
+mod url;
 mod verify;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::config::StackConfig;
+use crate::cli::{Attach, Cli, Command, Output};
+use crate::lifecycle::Volumes;
+use crate::repo::Repo;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    match run(&Repo::new(), cli.command) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("xtask: {err:#}");
@@ -37,76 +41,50 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let root = repo_root();
-    let root = root.as_path();
+fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { attach } => lifecycle::up(root, attach),
-        Command::Down { volumes } => down(root, volumes),
-        Command::Reset => down(root, true),
-        Command::Status { json } => match StackConfig::load_existing(root)? {
-            Some(cfg) => status::run(&cfg, json),
-            None => Ok(status::not_running(None, json)),
-        },
+        Command::Up { attach } => lifecycle::up(
+            repo,
+            if attach {
+                Attach::Attached
+            } else {
+                Attach::Detached
+            },
+        ),
+        Command::Down { volumes } => {
+            let volumes = if volumes {
+                Volumes::Delete
+            } else {
+                Volumes::Keep
+            };
+            lifecycle::down_if_started(repo, volumes)
+        }
+        Command::Reset => lifecycle::down_if_started(repo, Volumes::Delete),
+        Command::Status { json } => status::run(repo, Output::json_if(json)),
         Command::Logs {
             service,
             follow,
             lines,
-        } => logs::run(
-            &StackConfig::load(root, false)?,
-            service.as_deref(),
-            follow,
-            lines,
-        ),
-        Command::Env { format } => env::run(&StackConfig::load(root, false)?, format),
-        Command::Test { cargo_args } => test_cmd::run(root, &cargo_args),
-        Command::Migrate(args) => migrate(root, &args),
-        Command::Verify { json } => verify::run(&StackConfig::load(root, false)?, json),
-        Command::Docs { out } => {
-            let out = out.unwrap_or_else(|| root.join("docs/site"));
-            docs::build_site(root, &out)?;
-            println!("docs site written to {}", out.display());
-            Ok(ExitCode::SUCCESS)
+        } => {
+            let follow = if follow {
+                logs::Follow::New
+            } else {
+                logs::Follow::Stop
+            };
+            logs::run(&repo.config()?, service.as_deref(), follow, lines)
         }
+        Command::Env { format } => env::run(&repo.config()?, format),
+        Command::Test { cargo_args } => test_cmd::run(repo, &cargo_args),
+        Command::Migrate(args) => lifecycle::migrate(repo, &args),
+        Command::Verify { json } => verify::run(&repo.config()?, Output::json_if(json)),
+        Command::Docs { out } => docs::run(repo, out),
+        Command::PortVars => Ok(env::print_port_vars()),
         Command::Compose { check, out } => {
-            compose::run(root, out.as_deref().unwrap_or(root), check)
+            compose::run(&repo.root, out.as_deref().unwrap_or(&repo.root), check)
         }
         Command::Supervise => {
-            supervisor::run(&StackConfig::load(root, false)?)?;
+            supervisor::run(&repo.config()?)?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn down(root: &Path, volumes: bool) -> anyhow::Result<ExitCode> {
-    match StackConfig::load_existing(root)? {
-        Some(cfg) => lifecycle::down(&cfg, volumes),
-        None => {
-            println!("the stack is not running (it was never started): nothing to stop");
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// `cargo xtask migrate`: the running stack's database by default (straight to Postgres, as
-/// `flyway.url` does), `--url` for any other.
-fn migrate(root: &Path, args: &amtp_migrate::cli::MigrateArgs) -> anyhow::Result<ExitCode> {
-    let url = StackConfig::load(root, false)
-        .ok()
-        .filter(|cfg| supervisor::RunState::read_live(&cfg.state_dir).is_some())
-        .map(|cfg| stack::postgres::migration_settings(&cfg).url);
-    let defaults = amtp_migrate::cli::Defaults {
-        url,
-        location: root.join("migrations/sql"),
-    };
-    amtp_migrate::cli::run(args, &defaults)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The repository root: the xtask crate lives in `<root>/xtask`.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the repository root")
-        .to_owned()
 }

@@ -9,7 +9,8 @@ use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -89,18 +90,15 @@ pub(crate) struct Launch {
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) run_as: Option<Account>,
-    /// The signal that asks this program for a graceful stop.
-    pub(crate) stop_signal: Signal,
 }
 
 impl Launch {
-    pub(crate) fn new(program: &Path, stop_signal: Signal) -> Launch {
+    pub(crate) fn new(program: &Path) -> Launch {
         Launch {
             program: program.to_owned(),
             args: Vec::new(),
             env: Vec::new(),
             run_as: None,
-            stop_signal,
         }
     }
 
@@ -120,17 +118,17 @@ impl Launch {
     }
 }
 
-/// Starts a daemon with stdout and stderr appended to `log`.
-///
-/// Must be called from a thread that lives as long as the supervisor: the parent-death signal
-/// fires when the spawning *thread* exits.
-pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
+/// `launch` as a command in a process group of its own, as its account, output appended to
+/// `log`.
+fn command(launch: &Launch, log: &Path) -> anyhow::Result<Command> {
     let out = File::options()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
-    let err = out.try_clone()?;
+    let err = out
+        .try_clone()
+        .with_context(|| format!("cannot open log {}", log.display()))?;
     let mut command = Command::new(&launch.program);
     command
         .args(&launch.args)
@@ -142,6 +140,15 @@ pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
     if let Some(account) = &launch.run_as {
         command.uid(account.uid.as_raw()).gid(account.gid.as_raw());
     }
+    Ok(command)
+}
+
+/// Starts a daemon with stdout and stderr appended to `log`.
+///
+/// Must be called from a thread that lives as long as the supervisor: the parent-death signal
+/// fires when the spawning *thread* exits.
+pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
+    let mut command = command(launch, log)?;
     let supervisor = nix::unistd::getpid();
     // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
     unsafe {
@@ -160,6 +167,54 @@ pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
     command
         .spawn()
         .with_context(|| format!("cannot start {}", launch.program.display()))
+}
+
+/// The one-shot programs running now (initdb), by pid, each the leader of its own group: a
+/// failed start ends them with the daemons, so none goes on writing into the state dir.
+static ONE_SHOTS: Mutex<OneShots> = Mutex::new(OneShots {
+    running: Vec::new(),
+    refused: false,
+});
+
+struct OneShots {
+    running: Vec<u32>,
+    /// Set by [`kill_one_shots`]: the stack is stopping, so nothing new starts.
+    refused: bool,
+}
+
+/// Runs a one-shot program to its end, output appended to `log`. Registered while it runs, so
+/// that [`kill_one_shots`] can end it from another thread.
+pub(crate) fn run_once(launch: &Launch, log: &Path) -> anyhow::Result<ExitStatus> {
+    let mut command = command(launch, log)?;
+    let mut one_shots = ONE_SHOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    anyhow::ensure!(
+        !one_shots.refused,
+        "{} not run: the stack is stopping",
+        launch.program.display()
+    );
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot run {}", launch.program.display()))?;
+    let pid = child.id();
+    one_shots.running.push(pid);
+    drop(one_shots);
+    let status = child.wait();
+    ONE_SHOTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .running
+        .retain(|p| *p != pid);
+    status.with_context(|| format!("cannot wait for {}", launch.program.display()))
+}
+
+/// Kills every running one-shot program with its group ([`run_once`] then reaps it) and
+/// refuses to start any other from now on.
+pub(crate) fn kill_one_shots() {
+    let mut one_shots = ONE_SHOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    one_shots.refused = true;
+    for pid in &one_shots.running {
+        let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+    }
 }
 
 /// A process as recorded in the state dir: the pid alone could belong to someone else by now
@@ -303,15 +358,42 @@ mod tests {
     fn a_spawned_daemon_is_stopped_with_its_group() {
         let log =
             std::env::temp_dir().join(format!("amtp-process-test-{}.log", std::process::id()));
-        let launch = Launch::new(Path::new("/bin/sh"), Signal::SIGTERM)
+        let launch = Launch::new(Path::new("/bin/sh"))
             .arg("-c")
             .arg("sleep 30 & echo started; wait");
         let mut child = spawn(&launch, &log).unwrap();
         assert!(wait_until(Duration::from_secs(5), || log_tail(&log, 1) == "started"));
         let id = ProcessId::of(child.id()).unwrap();
-        stop_child(&mut child, launch.stop_signal, Duration::from_secs(5));
+        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(5));
         assert!(!id.is_alive());
-        assert_eq!(live_members_of_group(id.pid), 0, "group still has members");
+        // SIGKILL to the group is delivered asynchronously: give the members a moment to go.
+        let emptied = wait_until(Duration::from_secs(2), || {
+            live_members_of_group(id.pid) == 0
+        });
+        assert!(emptied, "group still has members");
+        fs::remove_file(log).unwrap();
+    }
+
+    #[test]
+    fn a_one_shot_program_is_killed_and_reaped_on_request() {
+        let log = std::env::temp_dir().join(format!("amtp-once-test-{}.log", std::process::id()));
+        let launch = Launch::new(Path::new("/bin/sh"))
+            .arg("-c")
+            .arg("sleep 30 & echo started; wait");
+        let runner = std::thread::spawn({
+            let (launch, log) = (launch.clone(), log.clone());
+            move || run_once(&launch, &log)
+        });
+        assert!(wait_until(Duration::from_secs(5), || log_tail(&log, 1) == "started"));
+        let pid = ONE_SHOTS.lock().unwrap().running[0] as i32;
+        kill_one_shots();
+        let status = runner.join().unwrap().unwrap();
+        assert!(!status.success());
+        let emptied = wait_until(Duration::from_secs(2), || live_members_of_group(pid) == 0);
+        assert!(emptied, "group still has members");
+        assert!(ONE_SHOTS.lock().unwrap().running.is_empty());
+        let refused = run_once(&launch, &log).unwrap_err().to_string();
+        assert!(refused.contains("the stack is stopping"), "{refused}");
         fs::remove_file(log).unwrap();
     }
 

@@ -3,10 +3,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::cli::Output;
 use crate::config::StackConfig;
-use crate::stack::{self, Kind};
-use crate::supervisor::{RunState, Status};
-use crate::verify;
+use crate::repo::Repo;
+use crate::run_state::{RunState, Status, UnitState};
+use crate::stack::{self, Kind, github_standin};
 
 /// Exit code when the stack is not running at all (distinct from "running but unhealthy").
 const NOT_RUNNING: u8 = 3;
@@ -24,16 +25,19 @@ struct ServiceStatus {
     drift: Vec<String>,
 }
 
-pub(crate) fn run(cfg: &StackConfig, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(repo: &Repo, output: Output) -> anyhow::Result<ExitCode> {
+    let Some(cfg) = repo.existing_config()? else {
+        return Ok(not_running(None, output));
+    };
     match RunState::read_live(&cfg.state_dir) {
-        Some(state) => print(cfg, &state, json),
-        None => Ok(not_running(Some(&cfg.state_dir), json)),
+        Some(state) => print(&cfg, &state, output),
+        None => Ok(not_running(Some(&cfg.state_dir), output)),
     }
 }
 
 /// Says that nothing runs (in `state_dir`, if the stack was ever started there).
-pub(crate) fn not_running(state_dir: Option<&Path>, json: bool) -> ExitCode {
-    if json {
+fn not_running(state_dir: Option<&Path>, output: Output) -> ExitCode {
+    if output == Output::Json {
         println!(
             "{}",
             serde_json::json!({ "running": false, "services": [] })
@@ -48,15 +52,19 @@ pub(crate) fn not_running(state_dir: Option<&Path>, json: bool) -> ExitCode {
     ExitCode::from(NOT_RUNNING)
 }
 
-pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn print(
+    cfg: &StackConfig,
+    state: &RunState,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    // Probe every daemon at once, beside the contract checks: a dead one may take a timeout
-    // to answer.
-    let (services, contract) = std::thread::scope(|scope| {
-        let contract = scope.spawn(|| verify::Summary::of(&verify::collect(cfg, state)));
+    // Probe every daemon at once: a dead one may take a timeout to answer. The contract is
+    // not checked again: the supervisor did that once the stack was ready (`verify` checks it
+    // live).
+    let services = std::thread::scope(|scope| {
         let handles: Vec<_> = state
             .units
             .iter()
@@ -84,19 +92,19 @@ pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::
                 })
             })
             .collect();
-        let services: Vec<ServiceStatus> = handles
+        handles
             .into_iter()
             .map(|h| h.join().expect("status probe panicked"))
-            .collect();
-        (services, contract.join().expect("contract checks panicked"))
+            .collect::<Vec<ServiceStatus>>()
     });
+    let contract = &state.contract;
     let all_healthy = services.iter().all(|s| s.healthy);
-    if json {
+    if output == Output::Json {
         let report = serde_json::json!({
             "running": true,
             "phase": state.phase,
             "supervisor_pid": state.supervisor.pid,
-            "github": if stack::apps::uses_github_standin(cfg) { "stand-in" } else { "github app" },
+            "github": if github_standin::in_use(cfg) { "stand-in" } else { "github app" },
             "services": services,
             "contract": contract,
         });
@@ -122,8 +130,13 @@ pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::
                 },
             );
         }
-        println!("contract: {contract} (details: `cargo xtask verify`)");
-        if stack::apps::uses_github_standin(cfg) {
+        match contract {
+            Some(summary) => println!(
+                "contract: {summary}, as checked at the start (live: `cargo xtask verify`)"
+            ),
+            None => println!("contract: still being checked (live: `cargo xtask verify`)"),
+        }
+        if github_standin::in_use(cfg) {
             println!("github-mcp talks to the local GitHub stand-in (no GITHUB_APP_ID set)");
         }
     }
@@ -135,7 +148,7 @@ pub(crate) fn print(cfg: &StackConfig, state: &RunState, json: bool) -> anyhow::
 }
 
 /// A fresh probe of a daemon; a task reports how it ended.
-fn health(cfg: &StackConfig, unit: &crate::supervisor::UnitState) -> (bool, String) {
+fn health(cfg: &StackConfig, unit: &UnitState) -> (bool, String) {
     let Some(Kind::Daemon(daemon)) = stack::unit(&unit.name).map(|u| &u.kind) else {
         let ok = unit.status == Status::Ready;
         return (

@@ -14,20 +14,22 @@
 //! only prepare files and probe readiness; they report back over a channel. Progress is
 //! published in `<state>/run/state.json`, which `up`, `status` and `down` read.
 
-use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use crate::binaries::Installed;
 use crate::config::StackConfig;
-use crate::process::{self, Launch, ProcessId};
-use crate::stack::{self, Kind, Unit};
+use crate::contract::Contract;
+use crate::process::{self, ProcessId};
+use crate::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
+use crate::stack::{self, Kind, RunAs, Unit};
 
 /// How long a service may take from start to ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,100 +37,17 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// Grace period between the stop signal and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long after the stack is ready the supervisor checks the contract.
+const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
 /// Restart delays grow from this, doubling, up to `MAX_RESTART_DELAY`.
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Phase {
-    Starting,
-    Running,
-    Failed,
-    Stopping,
-    Stopped,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    Waiting,
-    Starting,
-    Ready,
-    Restarting,
-    Failed,
-    Stopped,
-}
-
-/// What the supervisor publishes about one unit.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct UnitState {
-    pub(crate) name: String,
-    pub(crate) status: Status,
-    pub(crate) daemon: bool,
-    pub(crate) pid: Option<ProcessId>,
-    pub(crate) port: Option<u16>,
-    pub(crate) installed: Option<Installed>,
-    /// Unix time of the current process's start.
-    pub(crate) started_at: Option<u64>,
-    /// Milliseconds from the start of this unit's preparation to ready.
-    pub(crate) ready_ms: Option<u64>,
-    pub(crate) restarts: u32,
-    /// The task's result, or the last error.
-    pub(crate) message: Option<String>,
-}
-
-/// `<state>/run/state.json`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct RunState {
-    pub(crate) supervisor: ProcessId,
-    pub(crate) phase: Phase,
-    pub(crate) error: Option<String>,
-    pub(crate) started_at: u64,
-    pub(crate) units: Vec<UnitState>,
-}
-
-impl RunState {
-    pub(crate) fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("run/state.json")
-    }
-
-    pub(crate) fn read(state_dir: &Path) -> Option<RunState> {
-        let text = std::fs::read_to_string(Self::path(state_dir)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// The state of a supervisor that is running now (not a stale file from a crash).
-    pub(crate) fn read_live(state_dir: &Path) -> Option<RunState> {
-        Self::read(state_dir).filter(|state| state.supervisor.is_alive())
-    }
-
-    fn write(&self, state_dir: &Path) -> anyhow::Result<()> {
-        let path = Self::path(state_dir);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
-    }
-
-    /// Every process the state names, the supervisor first.
-    pub(crate) fn processes(&self) -> impl Iterator<Item = ProcessId> + '_ {
-        std::iter::once(self.supervisor).chain(self.units.iter().filter_map(|u| u.pid))
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// A unit while the supervisor runs it.
 struct Slot {
     unit: &'static Unit,
     state: UnitState,
     child: Option<Child>,
-    launch: Option<Launch>,
     /// Bumped at each start, so that reports about an earlier instance are ignored.
     generation: u32,
     began: Option<Instant>,
@@ -141,7 +60,7 @@ struct Slot {
 
 /// What the helper threads report.
 enum Event {
-    Prepared(anyhow::Result<Launch>),
+    Prepared(anyhow::Result<()>),
     Ready(anyhow::Result<()>),
     TaskDone(anyhow::Result<String>),
 }
@@ -161,6 +80,15 @@ pub(crate) struct Supervisor<'a> {
     me: ProcessId,
     reports: Receiver<Report>,
     sender: Sender<Report>,
+    /// The threads that prepare, probe and run units; all joined before the supervisor exits.
+    helpers: Vec<JoinHandle<()>>,
+    /// Set when the stack stops: probes give up at once.
+    stopping: Arc<AtomicBool>,
+    /// `infra/`, read once before anything starts.
+    infra: Arc<Contract>,
+    contract: Option<ContractSummary>,
+    /// The contract check started once the stack was ready, until it reports.
+    contract_check: Option<Receiver<ContractSummary>>,
 }
 
 /// Runs the stack until a stop signal; returns an error if it could not start.
@@ -173,8 +101,10 @@ pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
     ] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    std::fs::create_dir_all(cfg.state_dir.join("run"))?;
-    std::fs::create_dir_all(cfg.log_dir())?;
+    for dir in [cfg.state_dir.join("run"), cfg.log_dir()] {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut supervisor = Supervisor::new(cfg)?;
     let result = supervisor
         .preflight()
@@ -190,8 +120,13 @@ pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
 
 impl<'a> Supervisor<'a> {
     fn new(cfg: &'a StackConfig) -> anyhow::Result<Supervisor<'a>> {
+        Self::of(cfg, stack::enabled_units(cfg))
+    }
+
+    /// A supervisor of `units` (the stack's, or a test's).
+    fn of(cfg: &'a StackConfig, units: Vec<&'static Unit>) -> anyhow::Result<Supervisor<'a>> {
         let (sender, reports) = mpsc::channel();
-        let slots = stack::enabled_units(cfg)
+        let slots = units
             .into_iter()
             .map(|unit| Slot {
                 unit,
@@ -200,10 +135,7 @@ impl<'a> Supervisor<'a> {
                     status: Status::Waiting,
                     daemon: matches!(unit.kind, Kind::Daemon(_)),
                     pid: None,
-                    port: match &unit.kind {
-                        Kind::Daemon(daemon) => Some((daemon.port)(&cfg.ports)),
-                        Kind::Task(_) => None,
-                    },
+                    port: unit.port().map(|port| cfg.port(port)),
                     installed: None,
                     started_at: None,
                     ready_ms: None,
@@ -211,7 +143,6 @@ impl<'a> Supervisor<'a> {
                     message: None,
                 },
                 child: None,
-                launch: None,
                 generation: 0,
                 began: None,
                 not_before: None,
@@ -229,39 +160,73 @@ impl<'a> Supervisor<'a> {
                 .context("cannot read the supervisor's own pid")?,
             reports,
             sender,
+            helpers: Vec::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+            infra: Arc::new(Contract::default()),
+            contract: None,
+            contract_check: None,
         };
         supervisor.publish();
         Ok(supervisor)
     }
 
-    fn publish(&self) {
-        let state = RunState {
+    fn run_state(&self) -> RunState {
+        RunState {
             supervisor: self.me,
             phase: self.phase,
             error: self.error.clone(),
             started_at: self.started_at,
             units: self.slots.iter().map(|s| s.state.clone()).collect(),
-        };
-        if let Err(err) = state.write(&self.cfg.state_dir) {
+            contract: self.contract.clone(),
+        }
+    }
+
+    fn publish(&self) {
+        if let Err(err) = self.run_state().write(&self.cfg.state_dir) {
             eprintln!("supervisor: {err:#}");
         }
     }
 
-    /// Finds every program (in parallel) and checks every port, before anything starts.
+    /// Runs `verify`'s checks once, beside the running stack (not before `up` returns).
+    fn check_contract(&mut self) {
+        let (sender, receiver) = mpsc::channel();
+        let (cfg, state) = (self.cfg.clone(), self.run_state());
+        let stopping = Arc::clone(&self.stopping);
+        // Not joined at the stop, so that `down` never waits for it: it only reads (queries,
+        // HTTP requests), starts no process and writes no file. It waits a moment first, so
+        // that a `down` right after `up` (scripts, the benchmark) never has its connections
+        // in the way of the services' graceful stops.
+        std::thread::spawn(move || {
+            let stopped =
+                process::wait_until(CONTRACT_CHECK_DELAY, || stopping.load(Ordering::Relaxed));
+            if !stopped {
+                let checks = crate::verify::collect(&cfg, &state);
+                let _ = sender.send(crate::verify::summary(&checks));
+            }
+        });
+        self.contract_check = Some(receiver);
+    }
+
+    fn contract_checked(&mut self) {
+        let summary = self.contract_check.as_ref().map(Receiver::try_recv);
+        if let Some(Ok(summary)) = summary {
+            println!("contract: {summary}");
+            self.contract = Some(summary);
+            self.contract_check = None;
+            self.publish();
+        }
+    }
+
+    /// Reads `infra/`, finds every program (in parallel) and checks every port, before anything
+    /// starts.
     fn preflight(&mut self) -> anyhow::Result<()> {
         let cfg = self.cfg;
+        self.infra = Arc::new(Contract::read(&cfg.repo_root)?);
         let found: Vec<anyhow::Result<Option<Installed>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .slots
                 .iter()
-                .map(|slot| {
-                    scope.spawn(move || match &slot.unit.kind {
-                        Kind::Daemon(daemon) => {
-                            (daemon.locate)(cfg).map(Some).context(slot.unit.name)
-                        }
-                        Kind::Task(_) => Ok(None),
-                    })
-                })
+                .map(|slot| scope.spawn(move || slot.unit.locate(cfg).context(slot.unit.name)))
                 .collect();
             handles
                 .into_iter()
@@ -283,13 +248,10 @@ impl<'a> Supervisor<'a> {
             }
         }
         for slot in &self.slots {
-            if let Some(port) = slot.state.port
+            if let (Some(port), Some(port_var)) = (slot.state.port, slot.unit.port())
                 && let Err(holder) = crate::ports::check_free(port)
             {
-                let Kind::Daemon(daemon) = &slot.unit.kind else {
-                    continue;
-                };
-                let key = daemon.port_var;
+                let key = port_var.var;
                 errors.push(format!(
                     "port {port} for {} is already in use{holder}; stop it or set {key}",
                     slot.unit.name
@@ -303,23 +265,32 @@ impl<'a> Supervisor<'a> {
 
     /// Starts what can start, reacts to reports and exits, until asked to stop.
     fn supervise(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
+        while !stop.load(Ordering::Relaxed) {
+            if self.step()? {
+                self.check_contract();
             }
-            self.start_due_units();
-            if let Ok(report) = self.reports.recv_timeout(PROBE_INTERVAL) {
-                self.handle(report)?;
-            }
-            self.reap_exited()?;
-            if self.phase == Phase::Starting
-                && self.slots.iter().all(|s| s.state.status == Status::Ready)
-            {
-                self.phase = Phase::Running;
-                println!("stack ready");
-                self.publish();
-            }
+            self.contract_checked();
         }
+        Ok(())
+    }
+
+    /// One turn of the state machine: start what is due, handle one report, notice exits.
+    /// True when this turn made the whole stack ready.
+    fn step(&mut self) -> anyhow::Result<bool> {
+        self.start_due_units();
+        self.helpers.retain(|helper| !helper.is_finished());
+        if let Ok(report) = self.reports.recv_timeout(PROBE_INTERVAL) {
+            self.handle(report)?;
+        }
+        self.reap_exited()?;
+        let ready = self.phase == Phase::Starting
+            && self.slots.iter().all(|s| s.state.status == Status::Ready);
+        if ready {
+            self.phase = Phase::Running;
+            println!("stack ready");
+            self.publish();
+        }
+        Ok(ready)
     }
 
     fn is_ready(&self, name: &str) -> bool {
@@ -354,18 +325,19 @@ impl<'a> Supervisor<'a> {
         slot.began = Some(Instant::now());
         slot.state.status = Status::Starting;
         let generation = slot.generation;
-        match &slot.unit.kind {
+        let helper = match &slot.unit.kind {
             Kind::Daemon(daemon) => {
                 let prepare = daemon.prepare;
                 let installed = slot.state.installed.clone().expect("located in preflight");
+                let infra = Arc::clone(&self.infra);
                 std::thread::spawn(move || {
-                    let event = Event::Prepared(prepare(&cfg, &installed));
+                    let event = Event::Prepared(prepare(&cfg, &installed, &infra));
                     let _ = sender.send(Report {
                         slot: index,
                         generation,
                         event,
                     });
-                });
+                })
             }
             Kind::Task(task) => {
                 let task = *task;
@@ -376,9 +348,10 @@ impl<'a> Supervisor<'a> {
                         generation,
                         event,
                     });
-                });
+                })
             }
-        }
+        };
+        self.helpers.push(helper);
         self.publish();
     }
 
@@ -388,7 +361,7 @@ impl<'a> Supervisor<'a> {
         }
         let name = self.slots[report.slot].unit.name;
         match report.event {
-            Event::Prepared(Ok(launch)) => self.spawn(report.slot, launch)?,
+            Event::Prepared(Ok(())) => self.spawn(report.slot)?,
             Event::Prepared(Err(err)) => {
                 return self.failed(report.slot, err.context(format!("{name}: cannot prepare")));
             }
@@ -421,14 +394,23 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Spawns a prepared daemon (on this, the main, thread) and probes it on a helper thread.
-    fn spawn(&mut self, index: usize, launch: Launch) -> anyhow::Result<()> {
+    fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let cfg = self.cfg.clone();
         let sender = self.sender.clone();
         let slot = &mut self.slots[index];
         let Kind::Daemon(daemon) = &slot.unit.kind else {
             unreachable!("only daemons are prepared")
         };
+        let installed = slot.state.installed.as_ref().expect("located in preflight");
+        let launch = (daemon.launch)(&cfg, installed, &self.infra);
         let log = cfg.log_file(slot.unit.name);
+        let launch = match daemon.run_as {
+            RunAs::Invoker => launch,
+            RunAs::UnprivilegedWhenRoot => match process::unprivileged_account() {
+                Ok(account) => launch.run_as(account),
+                Err(err) => return self.failed(index, err),
+            },
+        };
         let child = match process::spawn(&launch, &log) {
             Ok(child) => child,
             Err(err) => return self.failed(index, err),
@@ -437,13 +419,13 @@ impl<'a> Supervisor<'a> {
         slot.state.pid = id;
         slot.state.started_at = Some(unix_now());
         slot.child = Some(child);
-        slot.launch = Some(launch);
         let (probe, on_ready, generation) = (daemon.probe, daemon.on_ready, slot.generation);
-        std::thread::spawn(move || {
+        let stopping = Arc::clone(&self.stopping);
+        let helper = std::thread::spawn(move || {
             let deadline = Instant::now() + READY_TIMEOUT;
             let mut last_error = anyhow::anyhow!("no answer yet");
             let result = loop {
-                if id.is_some_and(|id| !id.is_alive()) {
+                if stopping.load(Ordering::Relaxed) || id.is_some_and(|id| !id.is_alive()) {
                     // The exit is reported by `reap_exited`, with the log.
                     return;
                 }
@@ -462,6 +444,7 @@ impl<'a> Supervisor<'a> {
                 event: Event::Ready(result),
             });
         });
+        self.helpers.push(helper);
         self.publish();
         Ok(())
     }
@@ -488,15 +471,13 @@ impl<'a> Supervisor<'a> {
 
     fn schedule_restart(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        if let (Some(child), Some(launch)) = (slot.child.as_mut(), slot.launch.as_ref()) {
-            process::stop_child(child, launch.stop_signal, STOP_GRACE);
+        if let Some(child) = slot.child.as_mut() {
+            process::stop_child(child, stop_signal(slot.unit), STOP_GRACE);
         }
         slot.child = None;
         slot.busy = false;
         slot.generation += 1;
-        let delay = FIRST_RESTART_DELAY
-            .saturating_mul(1 << slot.failures.min(5))
-            .min(MAX_RESTART_DELAY);
+        let delay = restart_delay(slot.failures);
         slot.failures += 1;
         slot.state.restarts += 1;
         slot.state.status = Status::Restarting;
@@ -526,42 +507,36 @@ impl<'a> Supervisor<'a> {
     /// Stops every running daemon in reverse dependency order: the units that depend on
     /// others first, each level's daemons in parallel.
     fn stop_all(&mut self) {
+        // A one-shot program (initdb) still running would go on writing into the state dir.
+        self.stopping.store(true, Ordering::Relaxed);
+        process::kill_one_shots();
         if self.slots.iter().all(|s| s.child.is_none()) {
             self.finish();
             return;
         }
         self.phase = Phase::Stopping;
         self.publish();
-        let depths = dependency_depths(&self.slots);
-        let deepest = depths.iter().copied().max().unwrap_or(0);
-        for depth in (0..=deepest).rev() {
+        for level in stop_levels(&self.slots) {
             std::thread::scope(|scope| {
-                for (slot, _) in self
-                    .slots
-                    .iter_mut()
-                    .zip(&depths)
-                    .filter(|(_, d)| **d == depth)
-                {
-                    if let (Some(child), Some(launch)) = (slot.child.as_mut(), slot.launch.as_ref())
-                    {
-                        let signal: Signal = launch.stop_signal;
-                        scope.spawn(move || process::stop_child(child, signal, STOP_GRACE));
+                for (index, slot) in self.slots.iter_mut().enumerate() {
+                    if !level.contains(&index) {
+                        continue;
+                    }
+                    if let Some(mut child) = slot.child.take() {
+                        let signal = stop_signal(slot.unit);
+                        scope.spawn(move || process::stop_child(&mut child, signal, STOP_GRACE));
                     }
                 }
             });
-            for (slot, _) in self
-                .slots
-                .iter_mut()
-                .zip(&depths)
-                .filter(|(_, d)| **d == depth)
-            {
-                slot.child = None;
-            }
         }
         self.finish();
     }
 
     fn finish(&mut self) {
+        // Each helper ends soon: its one-shot program is killed, its daemon stopped.
+        for helper in self.helpers.drain(..) {
+            let _ = helper.join();
+        }
         for slot in &mut self.slots {
             slot.child = None;
             slot.state.pid = None;
@@ -574,6 +549,33 @@ impl<'a> Supervisor<'a> {
         }
         self.publish();
     }
+}
+
+/// The wait before restart number `failures + 1`: doubling from the first delay, capped.
+fn restart_delay(failures: u32) -> Duration {
+    FIRST_RESTART_DELAY
+        .saturating_mul(1 << failures.min(5))
+        .min(MAX_RESTART_DELAY)
+}
+
+/// The signal that asks a unit's program for a graceful stop.
+fn stop_signal(unit: &Unit) -> Signal {
+    match &unit.kind {
+        Kind::Daemon(daemon) => daemon.stop_signal,
+        // A task runs inside the supervisor; nothing to signal.
+        Kind::Task(_) => Signal::SIGTERM,
+    }
+}
+
+/// The order of the stop: the units that depend on others first, each level stopped in
+/// parallel; a unit's dependencies only after it.
+fn stop_levels(slots: &[Slot]) -> Vec<Vec<usize>> {
+    let depths = dependency_depths(slots);
+    let deepest = depths.iter().copied().max().unwrap_or(0);
+    (0..=deepest)
+        .rev()
+        .map(|depth| (0..slots.len()).filter(|i| depths[*i] == depth).collect())
+        .collect()
 }
 
 /// Length of the longest dependency chain below each unit (0 for units that need nothing).
@@ -592,4 +594,169 @@ fn dependency_depths(slots: &[Slot]) -> Vec<usize> {
         depths.push(depth);
     }
     depths
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state machine driven by tasks that only record that they ran: no program starts.
+
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::stack::Program;
+
+    /// The tasks that ran, in order (each test uses names of its own).
+    static RAN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+    fn ran(name: &'static str) -> anyhow::Result<String> {
+        RAN.lock().unwrap().push(name);
+        Ok(format!("{name} done"))
+    }
+
+    fn ran_before(names: &[&str]) -> Vec<&'static str> {
+        let ran = RAN.lock().unwrap();
+        ran.iter().copied().filter(|n| names.contains(n)).collect()
+    }
+
+    fn runs(_: &StackConfig) -> bool {
+        true
+    }
+
+    const fn task(
+        name: &'static str,
+        depends_on: &'static [&'static str],
+        run: fn(&StackConfig) -> anyhow::Result<String>,
+    ) -> Unit {
+        Unit {
+            name,
+            program: Program::Xtask { crate_name: "test" },
+            depends_on,
+            enabled: runs,
+            checks: |_, _| Vec::new(),
+            kind: Kind::Task(run),
+        }
+    }
+
+    static BASE: Unit = task("order-base", &[], |_| ran("order-base"));
+    static MIDDLE: Unit = task("order-middle", &["order-base"], |_| ran("order-middle"));
+    static TOP: Unit = task("order-top", &["order-middle"], |_| ran("order-top"));
+    static ALONE: Unit = task("order-alone", &[], |_| ran("order-alone"));
+
+    static BROKEN: Unit = task("broken-base", &[], |_| anyhow::bail!("broken-base refuses"));
+    static ABOVE_BROKEN: Unit = task("broken-above", &["broken-base"], |_| ran("broken-above"));
+
+    fn state_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("amtp-supervisor-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        dir
+    }
+
+    /// Turns the machine until the stack is ready or a start failed.
+    fn start(supervisor: &mut Supervisor) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if supervisor.step()? {
+                return Ok(());
+            }
+        }
+        panic!("the stack neither started nor failed within 10 s");
+    }
+
+    #[test]
+    fn units_start_once_their_dependencies_are_ready() {
+        let dir = state_dir("order");
+        let cfg = crate::config::tests::config_in(&dir);
+        let mut supervisor = Supervisor::of(&cfg, vec![&TOP, &MIDDLE, &BASE, &ALONE]).unwrap();
+        start(&mut supervisor).unwrap();
+        let order = ran_before(&["order-base", "order-middle", "order-top"]);
+        assert_eq!(order, ["order-base", "order-middle", "order-top"]);
+        assert_eq!(ran_before(&["order-alone"]), ["order-alone"]);
+        assert!(
+            supervisor
+                .slots
+                .iter()
+                .all(|s| s.state.status == Status::Ready),
+            "every unit is ready"
+        );
+        let state = RunState::read(&dir).expect("the state is published");
+        assert_eq!(state.phase, Phase::Running);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_dependency_stops_the_start_before_its_dependents() {
+        let dir = state_dir("broken");
+        let cfg = crate::config::tests::config_in(&dir);
+        let mut supervisor = Supervisor::of(&cfg, vec![&BROKEN, &ABOVE_BROKEN]).unwrap();
+        let err = start(&mut supervisor).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("broken-base refuses"),
+            "{err:#}"
+        );
+        assert_eq!(supervisor.slots[0].state.status, Status::Failed);
+        assert_eq!(supervisor.slots[1].state.status, Status::Waiting);
+        assert!(ran_before(&["broken-above"]).is_empty(), "a dependent ran");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_unit_failing_while_the_stack_runs_is_restarted_with_a_growing_delay() {
+        let delays: Vec<u64> = (0..8)
+            .map(|n| restart_delay(n).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
+
+        let dir = state_dir("restart");
+        let cfg = crate::config::tests::config_in(&dir);
+        let mut supervisor = Supervisor::of(&cfg, vec![&ALONE]).unwrap();
+        supervisor.phase = Phase::Running;
+        for (failures, delay) in [(1, 500), (2, 1000), (3, 2000)] {
+            let before = Instant::now();
+            supervisor.failed(0, anyhow::anyhow!("exited")).unwrap();
+            let slot = &supervisor.slots[0];
+            assert_eq!(slot.state.status, Status::Restarting);
+            assert_eq!(slot.state.restarts, failures);
+            let wait = slot.not_before.unwrap().duration_since(before);
+            assert!(
+                wait >= Duration::from_millis(delay) && wait < Duration::from_millis(delay + 500),
+                "restart {failures} after {wait:?}, wanted {delay} ms"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_stop_walks_the_dependencies_backwards() {
+        let dir = state_dir("stop");
+        let cfg = crate::config::tests::config_in(&dir);
+        let supervisor = Supervisor::of(&cfg, vec![&BASE, &MIDDLE, &TOP, &ALONE]).unwrap();
+        // Indices: base 0, middle 1, top 2, alone 3.
+        assert_eq!(
+            stop_levels(&supervisor.slots),
+            [vec![2], vec![1], vec![0, 3]]
+        );
+
+        // The real table: every unit stops before each of its dependencies.
+        let stack = Supervisor::new(&cfg).unwrap();
+        let levels = stop_levels(&stack.slots);
+        let level_of = |name: &str| {
+            let index = stack.slots.iter().position(|s| s.unit.name == name);
+            index.and_then(|i| levels.iter().position(|level| level.contains(&i)))
+        };
+        for slot in &stack.slots {
+            for dep in slot.unit.depends_on {
+                if let (Some(unit), Some(dependency)) = (level_of(slot.unit.name), level_of(dep)) {
+                    assert!(unit < dependency, "{} stops after {dep}", slot.unit.name);
+                }
+            }
+        }
+        assert_eq!(
+            levels.iter().map(Vec::len).sum::<usize>(),
+            stack.slots.len()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

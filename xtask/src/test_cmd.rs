@@ -9,15 +9,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 
-use crate::config::{PORT_KEYS, StackConfig};
-use crate::lifecycle;
+use crate::config::{Secrets, StackConfig};
+use crate::lifecycle::{self, Supervision, Volumes};
+use crate::repo::Repo;
+use crate::stack;
 
-pub(crate) fn run(root: &Path, cargo_args: &[OsString]) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(repo: &Repo, cargo_args: &[OsString]) -> anyhow::Result<ExitCode> {
+    let root = repo.root.as_path();
     // Compile first, so the stack is not kept waiting (and CI shows build errors plainly).
+    // This one build also makes the services' binaries (Cargo builds a package's binaries for
+    // its integration tests), so the stack runs what the tests were built with and nothing
+    // is compiled twice.
+    let began = SystemTime::now();
     let status = cargo_test(root, cargo_args, &[])
         .arg("--no-run")
         .status()
@@ -25,11 +32,17 @@ pub(crate) fn run(root: &Path, cargo_args: &[OsString]) -> anyhow::Result<ExitCo
     if !status.success() {
         return Ok(ExitCode::FAILURE);
     }
-    lifecycle::build_apps(root)?;
+    if cargo_args.is_empty() {
+        lifecycle::record_apps_built(began)?;
+    } else {
+        // `-p`, `--exclude` and friends may have left a service out of that build; this one
+        // has the same feature unification, so it only builds what is missing.
+        lifecycle::build_apps(root)?;
+    }
     if !check_flake(root)? {
         return Ok(ExitCode::FAILURE);
     }
-    let stack = IsolatedStack::start(root)?;
+    let stack = IsolatedStack::start(repo)?;
     println!("isolated stack in {}", stack.state_dir.display());
     let vars: Vec<(String, String)> = crate::env::vars(&stack.cfg)
         .into_iter()
@@ -38,9 +51,9 @@ pub(crate) fn run(root: &Path, cargo_args: &[OsString]) -> anyhow::Result<ExitCo
     let tests = cargo_test(root, cargo_args, &vars)
         .status()
         .context("cannot run cargo test")?;
-    let verified = crate::verify::run(&stack.cfg, false)?;
+    let verified = crate::verify::run(&stack.cfg, crate::cli::Output::Table)?;
     let ok = tests.success() && verified == ExitCode::SUCCESS;
-    stack.stop(ok)?;
+    stack.stop(if ok { Volumes::Delete } else { Volumes::Keep })?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -66,14 +79,29 @@ fn check_flake(root: &Path) -> anyhow::Result<bool> {
 }
 
 fn cargo_test(root: &Path, cargo_args: &[OsString], vars: &[(String, String)]) -> Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = crate::binaries::cargo(root);
     command
-        .current_dir(root)
         .args(["test", "--workspace"])
         .args(cargo_args)
         .envs(vars.iter().map(|(k, v)| (k, v)));
     command
+}
+
+/// Where the isolated stack keeps its state: a memory-backed file system where the OS has one
+/// (`/dev/shm` on Linux: initdb and Postgres' writes never touch a disk), else the temp dir.
+fn scratch_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let writable = shm.is_dir()
+        && nix::unistd::access(
+            shm,
+            nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+        )
+        .is_ok();
+    if writable {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 /// A stack in a temporary state dir on free ports; stopped when dropped.
@@ -84,47 +112,56 @@ struct IsolatedStack {
 }
 
 impl IsolatedStack {
-    fn start(root: &Path) -> anyhow::Result<IsolatedStack> {
+    fn start(repo: &Repo) -> anyhow::Result<IsolatedStack> {
         let began = Instant::now();
         // Ctrl-C reaches `cargo test` and us alike: we survive it to tear the stack down.
         let interrupted = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))?;
         signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupted)?;
 
-        let state_dir = std::env::temp_dir().join(format!("amtp-test-{}", std::process::id()));
-        std::fs::create_dir_all(&state_dir)?;
-        // SAFETY: set before any other thread of ours starts; children inherit it.
-        unsafe {
-            std::env::set_var("AMTP_STATE_DIR", &state_dir);
-            for (key, _) in PORT_KEYS {
-                std::env::set_var(key, amtp_testkit::free_port().to_string());
-            }
-            // The isolated stack always uses generated passwords and the GitHub stand-in.
-            for key in ["POSTGRES_PASSWORD", "VALKEY_PASSWORD", "GITHUB_APP_ID"] {
-                std::env::remove_var(key);
-            }
+        let state_dir = scratch_dir().join(format!("amtp-test-{}", std::process::id()));
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("cannot create {}", state_dir.display()))?;
+        let mut overrides = vec![("AMTP_STATE_DIR".to_owned(), state_dir.display().to_string())];
+        for port in stack::port_vars() {
+            overrides.push((port.var.to_owned(), amtp_testkit::free_port().to_string()));
         }
-        let cfg = StackConfig::load(root, true)?;
-        std::fs::write(state_dir.join(".amtp-state"), "")?;
+        // The isolated stack always uses generated passwords and the GitHub stand-in.
+        for key in ["POSTGRES_PASSWORD", "VALKEY_PASSWORD", "GITHUB_APP_ID"] {
+            overrides.push((key.to_owned(), String::new()));
+        }
+        let marker = state_dir.join(".amtp-state");
+        let configured = repo
+            .config_with(&overrides, Secrets::Generate)
+            .and_then(|cfg| {
+                std::fs::write(&marker, "")
+                    .with_context(|| format!("cannot write {}", marker.display()))?;
+                Ok(cfg)
+            });
+        // Nothing ran yet: a configuration error leaves no state dir behind.
+        let cfg = configured.inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&state_dir);
+        })?;
+        lifecycle::render_docs(&cfg);
         let mut stack = IsolatedStack {
             cfg,
             state_dir,
             stopped: false,
         };
-        let supervisor = lifecycle::start_supervisor(&stack.cfg, false)?;
+        let supervisor = lifecycle::start_supervisor(&stack.cfg, Supervision::Child, &overrides)?;
         if let Err(err) = lifecycle::watch_start(&stack.cfg, supervisor, began) {
             stack.stopped = true;
-            lifecycle::down(&stack.cfg, false)?;
+            lifecycle::down(&stack.cfg, Volumes::Keep)?;
             return Err(err.context(format!("logs kept in {}", stack.cfg.log_dir().display())));
         }
         Ok(stack)
     }
 
     /// Stops the stack; deletes its state unless the run failed (the logs help then).
-    fn stop(mut self, delete: bool) -> anyhow::Result<()> {
+    fn stop(mut self, volumes: Volumes) -> anyhow::Result<()> {
         self.stopped = true;
-        lifecycle::down(&self.cfg, delete)?;
-        if !delete {
+        lifecycle::down(&self.cfg, volumes)?;
+        if volumes == Volumes::Keep {
             println!("state and logs kept in {}", self.state_dir.display());
         }
         Ok(())
@@ -134,7 +171,7 @@ impl IsolatedStack {
 impl Drop for IsolatedStack {
     fn drop(&mut self) {
         if !self.stopped {
-            let _ = lifecycle::down(&self.cfg, false);
+            let _ = lifecycle::down(&self.cfg, Volumes::Keep);
         }
     }
 }

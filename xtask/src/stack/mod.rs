@@ -1,24 +1,52 @@
-//! The stack as an ordered table of units: each service module *describes* its service (find
-//! the binary, render its files, build its command, probe readiness, read back live settings);
-//! the supervisor runs them. Adding a service is one module and one row in [`UNITS`].
+//! The stack as an ordered table of units, the only place a service is defined: each service
+//! module holds its row ([`Unit`]: name, program, port, dependencies, stop signal, readiness)
+//! and the functions the row points to (find the program, render its files, build its command,
+//! probe readiness, read back live settings); the supervisor runs them, and configuration,
+//! help, `verify`, `status`, `logs` and the docs derive from the table. Adding a service is one
+//! module and one line in [`UNITS`].
 
-pub(crate) mod apps;
+pub(crate) mod github_mcp;
+pub(crate) mod github_standin;
+pub(crate) mod healthcheck;
+pub(crate) mod migrations;
 pub(crate) mod nginx;
 pub(crate) mod pgbouncer;
 pub(crate) mod postgres;
 pub(crate) mod valkey;
 
-use crate::binaries::Installed;
-use crate::config::{Ports, StackConfig};
+use anyhow::Context;
+use nix::sys::signal::Signal;
+
+use crate::binaries::{self, Installed, Wanted};
+use crate::check::Check;
+use crate::config::{PortVar, StackConfig};
+use crate::contract::Contract;
 use crate::process::Launch;
 
 /// One row of the stack: a daemon or a one-shot task, started once its dependencies are ready.
 pub(crate) struct Unit {
     pub(crate) name: &'static str,
+    pub(crate) program: Program,
     pub(crate) depends_on: &'static [&'static str],
     /// Whether this stack runs the unit at all (the GitHub stand-in only without App credentials).
     pub(crate) enabled: fn(&StackConfig) -> bool,
+    /// `verify`'s checks of this unit: its live settings read back and compared with infra/
+    /// (the installed program, when it has one, tells which settings its version knows).
+    pub(crate) checks: fn(&StackConfig, Option<&Installed>) -> Vec<Check>,
     pub(crate) kind: Kind,
+}
+
+/// What a unit runs.
+pub(crate) enum Program {
+    /// A server program of the machine (or of `nix develop`), with the flake's pin.
+    External(Wanted),
+    /// A binary of this workspace, which `up` builds.
+    Workspace {
+        package: &'static str,
+        binary: &'static str,
+    },
+    /// Code inside the xtask itself, from a crate of the workspace.
+    Xtask { crate_name: &'static str },
 }
 
 pub(crate) enum Kind {
@@ -27,19 +55,96 @@ pub(crate) enum Kind {
     Task(fn(&StackConfig) -> anyhow::Result<String>),
 }
 
+/// Which account a daemon runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunAs {
+    /// Whoever runs the xtask.
+    Invoker,
+    /// The unprivileged account when the xtask runs as root (Postgres and PgBouncer refuse
+    /// root), else the invoker.
+    UnprivilegedWhenRoot,
+}
+
 /// What the supervisor needs to know about a long-running service.
 pub(crate) struct Daemon {
-    pub(crate) port: fn(&Ports) -> u16,
-    /// The variable that sets the port, named in errors.
-    pub(crate) port_var: &'static str,
-    /// Finds the program and reports its version and drift from the pins.
-    pub(crate) locate: fn(&StackConfig) -> anyhow::Result<Installed>,
-    /// Idempotent: renders config files, creates data dirs; returns the command to run.
-    pub(crate) prepare: fn(&StackConfig, &Installed) -> anyhow::Result<Launch>,
+    pub(crate) port: PortVar,
+    /// The signal that asks the program for a graceful stop (each module says what it means
+    /// to that program).
+    pub(crate) stop_signal: Signal,
+    pub(crate) run_as: RunAs,
+    /// Differences from the contract that come with the installed version, beyond its pin.
+    pub(crate) drift: fn(&StackConfig, &Installed) -> anyhow::Result<Vec<String>>,
+    /// Idempotent, files only: renders config files, creates data dirs (runs initdb).
+    pub(crate) prepare: fn(&StackConfig, &Installed, &Contract) -> anyhow::Result<()>,
+    /// The command to run, from the configuration alone: no I/O, unit-tested.
+    pub(crate) launch: fn(&StackConfig, &Installed, &Contract) -> Launch,
     /// One readiness/health probe: `Ok` when the service answers as it should.
     pub(crate) probe: fn(&StackConfig) -> anyhow::Result<()>,
     /// Runs once the probe first succeeds after a start (e.g. create the database).
     pub(crate) on_ready: fn(&StackConfig) -> anyhow::Result<()>,
+}
+
+/// The stack in dependency order (Compose's `depends_on`), which is also the start order;
+/// `down` walks it backwards.
+pub(crate) const UNITS: &[&Unit] = &[
+    &postgres::UNIT,
+    &valkey::UNIT,
+    &nginx::UNIT,
+    &pgbouncer::UNIT,
+    &migrations::UNIT,
+    &github_standin::UNIT,
+    &healthcheck::UNIT,
+    &github_mcp::UNIT,
+];
+
+impl Unit {
+    /// The port of a daemon; a task has none.
+    pub(crate) fn port(&self) -> Option<PortVar> {
+        match &self.kind {
+            Kind::Daemon(daemon) => Some(daemon.port),
+            Kind::Task(_) => None,
+        }
+    }
+
+    /// Finds a daemon's program, with its version and drift from the pins; `None` for a task.
+    pub(crate) fn locate(&self, cfg: &StackConfig) -> anyhow::Result<Option<Installed>> {
+        let Kind::Daemon(daemon) = &self.kind else {
+            return Ok(None);
+        };
+        let mut installed = match &self.program {
+            Program::External(wanted) => binaries::locate(wanted)?,
+            Program::Workspace { binary, .. } => workspace_binary(binary)?,
+            Program::Xtask { .. } => anyhow::bail!("{} runs inside the xtask", self.name),
+        };
+        installed.drift.extend((daemon.drift)(cfg, &installed)?);
+        Ok(Some(installed))
+    }
+}
+
+/// The units this configuration runs, in table order.
+pub(crate) fn enabled_units(cfg: &StackConfig) -> Vec<&'static Unit> {
+    UNITS
+        .iter()
+        .copied()
+        .filter(|unit| (unit.enabled)(cfg))
+        .collect()
+}
+
+pub(crate) fn unit(name: &str) -> Option<&'static Unit> {
+    UNITS.iter().copied().find(|unit| unit.name == name)
+}
+
+/// The variable and default of every daemon's port, in table order.
+pub(crate) fn port_vars() -> Vec<PortVar> {
+    UNITS.iter().filter_map(|unit| unit.port()).collect()
+}
+
+/// The workspace's packages and binaries the stack runs.
+pub(crate) fn workspace_programs() -> impl Iterator<Item = (&'static str, &'static str)> {
+    UNITS.iter().filter_map(|unit| match unit.program {
+        Program::Workspace { package, binary } => Some((package, binary)),
+        _ => None,
+    })
 }
 
 fn always(_: &StackConfig) -> bool {
@@ -50,115 +155,33 @@ fn nothing(_: &StackConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The stack in dependency order (Compose's `depends_on`), which is also the start order;
-/// `down` walks it backwards.
-pub(crate) const UNITS: &[Unit] = &[
-    Unit {
-        name: "postgres",
-        depends_on: &[],
-        enabled: always,
-        kind: Kind::Daemon(Daemon {
-            port: |p| p.postgres,
-            port_var: "POSTGRES_PORT",
-            locate: postgres::locate,
-            prepare: postgres::prepare,
-            probe: postgres::probe,
-            on_ready: postgres::on_ready,
-        }),
-    },
-    Unit {
-        name: "valkey",
-        depends_on: &[],
-        enabled: always,
-        kind: Kind::Daemon(Daemon {
-            port: |p| p.valkey,
-            port_var: "VALKEY_PORT",
-            locate: valkey::locate,
-            prepare: valkey::prepare,
-            probe: valkey::probe,
-            on_ready: nothing,
-        }),
-    },
-    Unit {
-        name: "nginx",
-        depends_on: &[],
-        enabled: always,
-        kind: Kind::Daemon(Daemon {
-            port: |p| p.docs,
-            port_var: "DOCS_HOST_PORT",
-            locate: nginx::locate,
-            prepare: nginx::prepare,
-            probe: nginx::probe,
-            on_ready: nothing,
-        }),
-    },
-    Unit {
-        name: "pgbouncer",
-        depends_on: &["postgres"],
-        enabled: always,
-        kind: Kind::Daemon(Daemon {
-            port: |p| p.pgbouncer,
-            port_var: "PGBOUNCER_PORT",
-            locate: pgbouncer::locate,
-            prepare: pgbouncer::prepare,
-            probe: pgbouncer::probe,
-            on_ready: nothing,
-        }),
-    },
-    Unit {
-        name: "migrations",
-        depends_on: &["postgres"],
-        enabled: always,
-        kind: Kind::Task(postgres::migrate),
-    },
-    Unit {
-        name: "github-standin",
-        depends_on: &[],
-        enabled: apps::uses_github_standin,
-        kind: Kind::Daemon(Daemon {
-            port: |p| p.github_standin,
-            port_var: "GITHUB_STANDIN_PORT",
-            locate: apps::locate_github_standin,
-            prepare: apps::prepare_github_standin,
-            probe: apps::probe_github_standin,
-            on_ready: nothing,
-        }),
-    },
-    Unit {
-        name: "healthcheck",
-        depends_on: &["valkey", "migrations"],
-        enabled: always,
-        kind: Kind::Daemon(Daemon {
-            port: |p| p.healthcheck,
-            port_var: "HEALTHCHECK_PORT",
-            locate: apps::locate_healthcheck,
-            prepare: apps::prepare_healthcheck,
-            probe: apps::probe_healthcheck,
-            on_ready: nothing,
-        }),
-    },
-    Unit {
-        name: "github-mcp",
-        depends_on: &["valkey", "migrations", "github-standin"],
-        enabled: always,
-        kind: Kind::Daemon(Daemon {
-            port: |p| p.mcp,
-            port_var: "MCP_HTTP_PORT",
-            locate: apps::locate_github_mcp,
-            prepare: apps::prepare_github_mcp,
-            probe: apps::probe_github_mcp,
-            on_ready: nothing,
-        }),
-    },
-];
-
-/// The units this configuration runs, in table order.
-pub(crate) fn enabled_units(cfg: &StackConfig) -> Vec<&'static Unit> {
-    UNITS.iter().filter(|unit| (unit.enabled)(cfg)).collect()
+/// For a daemon that has no files of its own.
+fn no_files(_: &StackConfig, _: &Installed, _: &Contract) -> anyhow::Result<()> {
+    Ok(())
 }
 
-pub(crate) fn unit(name: &str) -> Option<&'static Unit> {
-    UNITS.iter().find(|unit| unit.name == name)
+/// For a unit whose contract is its probe alone.
+fn no_checks(_: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    Vec::new()
+}
+
+fn no_drift(_: &StackConfig, _: &Installed) -> anyhow::Result<Vec<String>> {
+    Ok(Vec::new())
+}
+
+/// A binary built next to the running xtask (same target dir and profile).
+fn workspace_binary(name: &str) -> anyhow::Result<Installed> {
+    let path = binaries::built_by_workspace(name)?;
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is not built; run `cargo build --workspace` (or `cargo xtask up`, which builds it)",
+        path.display()
+    );
+    Ok(Installed {
+        path,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        drift: Vec::new(),
+    })
 }
 
 /// `http://127.0.0.1:<port><path>` answers 200; the body is returned.
@@ -177,9 +200,43 @@ pub(crate) fn http_ok(port: u16, path: &str) -> anyhow::Result<String> {
     Ok(body)
 }
 
+/// The Valkey connection every app takes (`VALKEY_*`), and a loopback-only listener.
+fn with_valkey(launch: Launch, cfg: &StackConfig) -> Launch {
+    launch
+        .env("VALKEY_HOST", "127.0.0.1")
+        .env("VALKEY_PORT", cfg.port(valkey::PORT).to_string())
+        .env("VALKEY_PASSWORD", &cfg.valkey_password)
+        .env("BIND_ADDR", "127.0.0.1")
+}
+
+/// Creates a service's own directory in the state dir.
+fn create_service_dir(cfg: &StackConfig, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = cfg.service_dir(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A program found at `path`, for the tests of each `launch`.
+    pub(crate) fn installed(path: &str) -> Installed {
+        Installed {
+            path: path.into(),
+            version: "1.0".into(),
+            drift: Vec::new(),
+        }
+    }
+
+    /// `launch`'s arguments as text.
+    pub(crate) fn args(launch: &Launch) -> Vec<String> {
+        launch
+            .args
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
 
     #[test]
     fn every_dependency_is_an_earlier_unit() {
@@ -193,5 +250,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn names_and_port_variables_are_unique() {
+        let mut names: Vec<&str> = UNITS.iter().map(|u| u.name).collect();
+        let mut vars: Vec<&str> = port_vars().iter().map(|p| p.var).collect();
+        let (name_count, var_count) = (names.len(), vars.len());
+        names.sort_unstable();
+        names.dedup();
+        vars.sort_unstable();
+        vars.dedup();
+        assert_eq!(names.len(), name_count, "a unit name is used twice");
+        assert_eq!(vars.len(), var_count, "a port variable is used twice");
     }
 }

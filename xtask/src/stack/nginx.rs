@@ -8,30 +8,55 @@ use std::process::Command;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use crate::binaries::{self, Installed, Wanted};
-use crate::config::StackConfig;
-use crate::contract;
+use super::{Daemon, Kind, Program, RunAs, Unit};
+use crate::binaries::{Installed, Wanted};
+use crate::check::{Check, Verdict};
+use crate::config::{PortVar, StackConfig};
+use crate::contract::{self, Contract};
 use crate::process::{Launch, give_to, unprivileged_account};
 
-pub(crate) const WANTED: Wanted = Wanted {
-    names: &["nginx"],
-    version_arg: "-v",
-    pin: "1.27",
-    install_hint: "nginx-light (apt) or nginx (Homebrew)",
+pub(crate) const PORT: PortVar = PortVar {
+    var: "DOCS_HOST_PORT",
+    // The seed's port 80 needs root.
+    default: 8088,
 };
 
-pub(crate) fn locate(_cfg: &StackConfig) -> anyhow::Result<Installed> {
-    binaries::locate(&WANTED)
-}
+/// As root, nginx runs as the unprivileged account too: with `master_process off` there are no
+/// workers to drop privileges to, and a file server has no business running as root.
+pub(crate) const UNIT: Unit = Unit {
+    name: "nginx",
+    program: Program::External(Wanted {
+        names: &["nginx"],
+        version_arg: "-v",
+        pin: "1.27",
+        install_hint: "nginx-light (apt) or nginx (Homebrew)",
+    }),
+    depends_on: &[],
+    enabled: super::always,
+    checks,
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        // nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
+        stop_signal: Signal::SIGQUIT,
+        run_as: RunAs::UnprivilegedWhenRoot,
+        drift: super::no_drift,
+        prepare,
+        launch,
+        probe,
+        on_ready: super::nothing,
+    }),
+};
 
-/// Where `up` renders the docs site that nginx serves.
+/// Where `up` renders the docs site that nginx serves (see `lifecycle::render_docs`).
 pub(crate) fn docs_root(cfg: &StackConfig) -> PathBuf {
     cfg.state_dir.join("docs-site")
 }
 
-/// As root, nginx runs as the unprivileged account too: with `master_process off` there are no
-/// workers to drop privileges to, and a file server has no business running as root.
-pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+fn conf_file(cfg: &StackConfig) -> PathBuf {
+    cfg.service_dir(UNIT.name).join("nginx.conf")
+}
+
+fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> anyhow::Result<()> {
     let account = unprivileged_account()?;
     let dir = cfg.service_dir("nginx");
     let temp_dir = dir.join("temp");
@@ -56,41 +81,58 @@ pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Resul
     }
     // A pid file left by a killed nginx may belong to another user; nobody else writes it.
     let _ = fs::remove_file(pid_file(cfg));
-    crate::docs::build_site(&cfg.repo_root, &docs_root(cfg))?;
+    // `up` renders the site before the supervisor starts; nginx needs its root even when
+    // that failed.
+    let root = docs_root(cfg);
+    fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
 
-    let server_block = contract::nginx_server_block(&cfg.repo_root)?;
     let conf = render_main_conf(
         cfg,
-        &fill_placeholders(&server_block, cfg.ports.docs, &docs_root(cfg)),
+        &fill_placeholders(&contract.nginx_server_block, cfg.port(PORT), &root)?,
         &temp_kinds,
-    );
-    let conf_path = dir.join("nginx.conf");
-    fs::write(&conf_path, conf).with_context(|| format!("cannot write {}", conf_path.display()))?;
-    let mut prefix = dir.into_os_string();
+    )?;
+    let conf_path = conf_file(cfg);
+    fs::write(&conf_path, conf).with_context(|| format!("cannot write {}", conf_path.display()))
+}
+
+/// In the foreground (`daemon off` in the config), its prefix in the state dir, errors on
+/// stderr (its log) from the first line on.
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    let mut prefix = cfg.service_dir(UNIT.name).into_os_string();
     prefix.push("/");
-    Ok(Launch::new(&installed.path, stop_signal())
+    Launch::new(&installed.path)
         .arg("-p")
         .arg(prefix)
         .arg("-e")
         .arg("stderr")
         .arg("-c")
-        .arg(conf_path)
-        .run_as(account))
+        .arg(conf_file(cfg))
 }
 
 fn pid_file(cfg: &StackConfig) -> PathBuf {
     cfg.service_dir("nginx").join("nginx.pid")
 }
 
-/// SIGQUIT is nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
-fn stop_signal() -> Signal {
-    Signal::SIGQUIT
+fn fill_placeholders(server_block: &str, port: u16, root: &Path) -> anyhow::Result<String> {
+    Ok(server_block
+        .replace("${AMTP_DOCS_LISTEN}", &format!("127.0.0.1:{port}"))
+        .replace("${AMTP_DOCS_ROOT}", &quote(root)?))
 }
 
-fn fill_placeholders(server_block: &str, port: u16, root: &Path) -> String {
-    server_block
-        .replace("${AMTP_DOCS_LISTEN}", &format!("127.0.0.1:{port}"))
-        .replace("${AMTP_DOCS_ROOT}", &root.display().to_string())
+/// A path as one argument of an nginx directive: double-quoted with `"` and `\` escaped, so
+/// spaces and `;` stay inside it. nginx reads `$` in a path as a variable and has no escape for
+/// it, so such a path is refused.
+fn quote(path: &Path) -> anyhow::Result<String> {
+    let text = path.display().to_string();
+    anyhow::ensure!(
+        !text.contains('$'),
+        "nginx cannot use {text}: it reads `$` as a variable; choose a state dir \
+         (AMTP_STATE_DIR) without `$`"
+    );
+    Ok(format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }
 
 /// The temp directories compiled into this nginx (`--http-<kind>-temp-path`), each of which
@@ -108,18 +150,22 @@ fn temp_path_kinds(nginx: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn render_main_conf(cfg: &StackConfig, server_block: &str, temp_kinds: &[String]) -> String {
+fn render_main_conf(
+    cfg: &StackConfig,
+    server_block: &str,
+    temp_kinds: &[String],
+) -> anyhow::Result<String> {
     let dir = cfg.service_dir("nginx");
     let temp_paths: String = temp_kinds
         .iter()
         .map(|kind| {
-            format!(
+            Ok(format!(
                 "    {kind}_temp_path {};\n",
-                dir.join("temp").join(kind).display()
-            )
+                quote(&dir.join("temp").join(kind))?
+            ))
         })
-        .collect();
-    format!(
+        .collect::<anyhow::Result<_>>()?;
+    Ok(format!(
         "# Rendered by `cargo xtask up`; the server block comes from infra/nginx/default.conf.\n\
          daemon off;\n\
          # One process: no worker can outlive the supervisor (workers ignore a killed master).\n\
@@ -143,21 +189,21 @@ fn render_main_conf(cfg: &StackConfig, server_block: &str, temp_kinds: &[String]
          {temp_paths}\
          {server_block}\
          }}\n",
-        pid = pid_file(cfg).display(),
-        access_log = cfg.log_file("nginx-access").display(),
-    )
+        pid = quote(&pid_file(cfg))?,
+        access_log = quote(&cfg.log_file("nginx-access"))?,
+    ))
 }
 
 /// A response as the contract checks see it: status, headers, body (still compressed if the
 /// server compressed it).
-pub(crate) struct Response {
-    pub(crate) status: u16,
+struct Response {
+    status: u16,
     headers: Vec<(String, String)>,
-    pub(crate) body: String,
+    body: String,
 }
 
 impl Response {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -165,15 +211,22 @@ impl Response {
     }
 }
 
-/// `GET http://127.0.0.1:<port><path>`, asking for gzip when `gzip` is set.
-pub(crate) fn get(port: u16, path: &str, gzip: bool) -> anyhow::Result<Response> {
+/// Which `Accept-Encoding` a request of the contract checks sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    Identity,
+    Gzip,
+}
+
+/// `GET http://127.0.0.1:<port><path>`, asking for gzip with [`Accept::Gzip`].
+fn get(port: u16, path: &str, accept: Accept) -> anyhow::Result<Response> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(2)))
         .http_status_as_error(false)
         .build()
         .into();
     let mut request = agent.get(&format!("http://127.0.0.1:{port}{path}"));
-    if gzip {
+    if accept == Accept::Gzip {
         request = request.header("Accept-Encoding", "gzip");
     }
     let mut response = request.call()?;
@@ -195,10 +248,108 @@ pub(crate) fn get(port: u16, path: &str, gzip: bool) -> anyhow::Result<Response>
     })
 }
 
-pub(crate) fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
-    let body = super::http_ok(cfg.ports.docs, "/healthz")?;
+fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+    let body = super::http_ok(cfg.port(PORT), "/healthz")?;
     anyhow::ensure!(body == "ok", "/healthz answered {body:?}");
     Ok(())
+}
+
+/// `/healthz`, the documented headers on it, and gzip with the headers for a file of each
+/// compressed content type.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let block = match contract::nginx_server_block(&cfg.repo_root) {
+        Ok(block) => block,
+        Err(err) => return vec![Check::failed("nginx default.conf", "readable", &err)],
+    };
+    let port = cfg.port(PORT);
+    let mut checks = Vec::new();
+    match get(port, "/healthz", Accept::Identity) {
+        Ok(response) => {
+            checks.push(Check::new(
+                "nginx /healthz",
+                "200 ok",
+                format!("{} {}", response.status, response.body),
+                response.status == 200 && response.body == "ok",
+            ));
+            for header in contract::nginx_headers(&block) {
+                let live = response
+                    .header(&header.key)
+                    .unwrap_or("(missing)")
+                    .to_owned();
+                checks.push(Check::new(
+                    format!("nginx header {} on /healthz", header.key),
+                    &header.value,
+                    &live,
+                    live == header.value,
+                ));
+            }
+        }
+        Err(err) => checks.push(Check::failed("nginx /healthz", "200 ok", &err)),
+    }
+    for content_type in contract::nginx_gzip_types(&block) {
+        let name = format!("nginx gzip {content_type}");
+        let Some(path) = site_file_of_type(cfg, &content_type) else {
+            checks.push(Check {
+                check: name,
+                expected: "Content-Encoding: gzip".into(),
+                live: "(the site has no such file to check)".into(),
+                verdict: Verdict::Unsupported,
+            });
+            continue;
+        };
+        checks.push(match get(port, &path, Accept::Gzip) {
+            Ok(response) => {
+                let encoding = response
+                    .header("content-encoding")
+                    .unwrap_or("(none)")
+                    .to_owned();
+                let headers_ok = contract::nginx_headers(&block)
+                    .iter()
+                    .all(|h| response.header(&h.key) == Some(h.value.as_str()));
+                Check::new(
+                    format!("{name} + headers: {path}"),
+                    "200, gzip, 3 headers",
+                    format!(
+                        "{}, {encoding}, headers {}",
+                        response.status,
+                        if headers_ok { "present" } else { "missing" }
+                    ),
+                    response.status == 200 && encoding == "gzip" && headers_ok,
+                )
+            }
+            Err(err) => Check::failed(name, "gzip", &err),
+        });
+    }
+    checks
+}
+
+/// A file of the served site with the given content type, as a URL path.
+fn site_file_of_type(cfg: &StackConfig, content_type: &str) -> Option<String> {
+    let extension = match content_type {
+        "text/html" => "html",
+        "text/css" => "css",
+        "application/javascript" => "js",
+        "application/json" => "json",
+        "image/svg+xml" => "svg",
+        _ => return None,
+    };
+    let root = docs_root(cfg);
+    let mut files: Vec<PathBuf> = ignore::WalkBuilder::new(&root)
+        .build()
+        .flatten()
+        .map(|e| e.into_path())
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        // nginx compresses only responses of gzip_min_length (20 bytes) or more.
+        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() >= 64))
+        .collect();
+    files.sort();
+    let relative = files
+        .first()?
+        .strip_prefix(&root)
+        .ok()?
+        .to_string_lossy()
+        .into_owned();
+    Some(format!("/{relative}"))
 }
 
 #[cfg(test)]
@@ -209,8 +360,53 @@ mod tests {
     fn placeholders_become_loopback_listen_and_root() {
         let block = "listen ${AMTP_DOCS_LISTEN};\nroot ${AMTP_DOCS_ROOT};\n";
         assert_eq!(
-            fill_placeholders(block, 8088, Path::new("/s/docs-site")),
-            "listen 127.0.0.1:8088;\nroot /s/docs-site;\n"
+            fill_placeholders(block, 8088, Path::new("/s/docs site")).unwrap(),
+            "listen 127.0.0.1:8088;\nroot \"/s/docs site\";\n"
         );
+    }
+
+    #[test]
+    fn every_path_of_the_main_config_is_quoted() {
+        let cfg = crate::config::tests::config_in(Path::new("/tmp/rt sp/state dir"));
+        let kinds = ["client_body".to_owned(), "proxy".to_owned()];
+        let conf = render_main_conf(&cfg, "    server { listen 127.0.0.1:1; }\n", &kinds).unwrap();
+        for line in [
+            "pid \"/tmp/rt sp/state dir/nginx/nginx.pid\";",
+            "access_log \"/tmp/rt sp/state dir/logs/nginx-access.log\";",
+            "client_body_temp_path \"/tmp/rt sp/state dir/nginx/temp/client_body\";",
+            "proxy_temp_path \"/tmp/rt sp/state dir/nginx/temp/proxy\";",
+            "master_process off;",
+            "server { listen 127.0.0.1:1; }",
+        ] {
+            assert!(conf.contains(line), "{line} not in\n{conf}");
+        }
+    }
+
+    #[test]
+    fn nginx_runs_with_its_prefix_and_config() {
+        let cfg = crate::config::tests::config_in(Path::new("/s t"));
+        let launch = launch(
+            &cfg,
+            &crate::stack::tests::installed("/usr/sbin/nginx"),
+            &Contract::default(),
+        );
+        assert_eq!(
+            crate::stack::tests::args(&launch),
+            [
+                "-p",
+                "/s t/nginx/",
+                "-e",
+                "stderr",
+                "-c",
+                "/s t/nginx/nginx.conf"
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_are_escaped_and_dollars_refused() {
+        assert_eq!(quote(Path::new(r#"/a "b"\c"#)).unwrap(), r#""/a \"b\"\\c""#);
+        let err = quote(Path::new("/tmp/$HOME")).unwrap_err().to_string();
+        assert!(err.contains("without `$`"), "{err}");
     }
 }

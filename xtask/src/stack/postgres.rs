@@ -2,35 +2,56 @@
 //! local auth, the role and database from `POSTGRES_USER`/`POSTGRES_DB`, and each setting of
 //! `infra/postgres/postgresql.conf` as a `-c` flag.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
-use crate::binaries::{self, Installed, Wanted};
-use crate::config::{StackConfig, write_private};
-use crate::contract::{self, Setting};
+use super::{Daemon, Kind, Program, RunAs, Unit};
+use crate::binaries::{Installed, Wanted};
+use crate::check::{Check, settings_checks};
+use crate::config::{PortVar, StackConfig, write_private};
+use crate::contract::{self, Contract, Setting};
 use crate::process::{self, Launch, give_to, unprivileged_account};
 
-pub(crate) const WANTED: Wanted = Wanted {
-    names: &["postgres"],
-    version_arg: "--version",
-    pin: "15",
-    install_hint: "postgresql-15 (apt) or postgresql@15 (Homebrew)",
+pub(crate) const PORT: PortVar = PortVar {
+    var: "POSTGRES_PORT",
+    default: 5432,
 };
 
-pub(crate) fn locate(_cfg: &StackConfig) -> anyhow::Result<Installed> {
-    binaries::locate(&WANTED)
-}
+pub(crate) const UNIT: Unit = Unit {
+    name: "postgres",
+    program: Program::External(Wanted {
+        names: &["postgres"],
+        version_arg: "--version",
+        pin: "15",
+        install_hint: "postgresql-15 (apt) or postgresql@15 (Homebrew)",
+    }),
+    depends_on: &[],
+    enabled: super::always,
+    checks,
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        // Postgres' "fast shutdown": roll back open transactions, checkpoint, exit. (SIGTERM
+        // waits for every client to disconnect, which can take forever.)
+        stop_signal: Signal::SIGINT,
+        run_as: RunAs::UnprivilegedWhenRoot,
+        drift: super::no_drift,
+        prepare,
+        launch,
+        probe,
+        on_ready,
+    }),
+};
 
 fn data_dir(cfg: &StackConfig) -> PathBuf {
-    cfg.service_dir("postgres").join("data")
+    cfg.service_dir(UNIT.name).join("data")
 }
 
-pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
+fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> anyhow::Result<()> {
     let account = unprivileged_account()?;
     let dir = cfg.service_dir("postgres");
     for path in [&dir, &cfg.runtime_dir] {
@@ -39,44 +60,63 @@ pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Resul
     }
     let data = data_dir(cfg);
     if !data.join("PG_VERSION").exists() {
-        initdb(cfg, installed, &data)?;
+        initdb(cfg, installed, &data, &contract.initdb_args)?;
     }
     let socket_lock = cfg
         .runtime_dir
-        .join(format!(".s.PGSQL.{}.lock", cfg.ports.postgres));
+        .join(format!(".s.PGSQL.{}.lock", cfg.port(PORT)));
     for lock in [data.join("postmaster.pid"), socket_lock] {
         remove_stale_lock(&lock, &data)?;
     }
+    Ok(())
+}
 
-    let mut launch = Launch::new(&installed.path, stop_signal())
+/// Loopback only, its sockets in the short runtime dir, each documented setting as a `-c`
+/// flag (as the Compose `command:` gives them: they outrank `ALTER SYSTEM`).
+fn launch(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> Launch {
+    let launch = Launch::new(&installed.path)
         .arg("-D")
-        .arg(&data)
+        .arg(data_dir(cfg))
         .arg("-p")
-        .arg(cfg.ports.postgres.to_string())
+        .arg(cfg.port(PORT).to_string())
         .arg("-h")
         .arg("127.0.0.1")
         .arg("-k")
-        .arg(&cfg.runtime_dir)
-        .run_as(account);
-    for setting in contract::postgres(&cfg.repo_root)? {
-        launch = launch
+        .arg(socket_directories(&cfg.runtime_dir));
+    contract.postgres.iter().fold(launch, |launch, setting| {
+        launch
             .arg("-c")
-            .arg(format!("{}={}", setting.key, setting.value));
-    }
-    Ok(launch)
+            .arg(format!("{}={}", setting.key, setting.value))
+    })
 }
 
-/// SIGINT is Postgres' "fast shutdown": roll back open transactions, checkpoint, exit.
-/// (SIGTERM waits for every client to disconnect, which can take forever.)
-fn stop_signal() -> Signal {
-    Signal::SIGINT
+/// `-k` sets `unix_socket_directories`, a comma-separated list: a directory with a comma,
+/// a blank or a quote is double-quoted, a quote inside doubled (Postgres' list syntax).
+fn socket_directories(dir: &Path) -> OsString {
+    let text = dir.as_os_str();
+    let plain = !text
+        .as_encoded_bytes()
+        .iter()
+        .any(|b| matches!(b, b',' | b'"' | b' ' | b'\t'));
+    if plain {
+        return text.to_owned();
+    }
+    let mut quoted = OsString::from("\"");
+    quoted.push(dir.to_string_lossy().replace('"', "\"\""));
+    quoted.push("\"");
+    quoted
 }
 
 /// Creates the cluster in a scratch dir and renames it into place only when initdb succeeded,
 /// so a failed initdb never leaves a half-made data dir: the next `up` simply starts over.
-fn initdb(cfg: &StackConfig, installed: &Installed, data: &Path) -> anyhow::Result<()> {
+fn initdb(
+    cfg: &StackConfig,
+    installed: &Installed,
+    data: &Path,
+    contract_args: &[String],
+) -> anyhow::Result<()> {
     let account = unprivileged_account()?;
-    let dir = cfg.service_dir("postgres");
+    let dir = cfg.service_dir(UNIT.name);
     let scratch = dir.join("data.initdb");
     if scratch.exists() {
         fs::remove_dir_all(&scratch)
@@ -87,29 +127,10 @@ fn initdb(cfg: &StackConfig, installed: &Installed, data: &Path) -> anyhow::Resu
     write_private(&pwfile, cfg.postgres_password.as_bytes())?;
     give_to(&pwfile, account.as_ref())?;
 
-    let initdb = installed.path.with_file_name("initdb");
-    let log = cfg.log_file("postgres");
-    let mut command = Command::new(&initdb);
-    command
-        .arg("-D")
-        .arg(&scratch)
-        .arg("-U")
-        .arg(&cfg.postgres_user)
-        .arg(format!("--pwfile={}", pwfile.display()))
-        .args(contract::initdb_args(&cfg.repo_root)?)
-        // A dev cluster: skip fsync (much faster; a crash of the machine may lose it) and use
-        // the C locale, which exists everywhere.
-        .args(["--no-sync", "--encoding=UTF8", "--locale=C"])
-        .stdin(Stdio::null())
-        .stdout(fs::File::options().create(true).append(true).open(&log)?)
-        .stderr(fs::File::options().append(true).open(&log)?);
-    if let Some(account) = &account {
-        use std::os::unix::process::CommandExt;
-        command.uid(account.uid.as_raw()).gid(account.gid.as_raw());
-    }
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {}", initdb.display()));
+    let launch = initdb_launch(cfg, installed, &scratch, &pwfile, contract_args).run_as(account);
+    let log = cfg.log_file(UNIT.name);
+    // A one-shot child of the supervisor: a failed start of another service kills it.
+    let status = process::run_once(&launch, &log);
     let _ = fs::remove_file(&pwfile);
     if !status?.success() {
         let _ = fs::remove_dir_all(&scratch);
@@ -118,8 +139,39 @@ fn initdb(cfg: &StackConfig, installed: &Installed, data: &Path) -> anyhow::Resu
             process::log_tail(&log, 20)
         );
     }
-    fs::rename(&scratch, data).context("cannot move the new cluster into place")?;
+    fs::rename(&scratch, data).with_context(|| {
+        format!(
+            "cannot move the new cluster {} to {}",
+            scratch.display(),
+            data.display()
+        )
+    })?;
     Ok(())
+}
+
+/// `initdb` next to `postgres`, into `scratch`, with the contract's arguments.
+fn initdb_launch(
+    cfg: &StackConfig,
+    installed: &Installed,
+    scratch: &Path,
+    pwfile: &Path,
+    contract_args: &[String],
+) -> Launch {
+    let mut pwfile_arg = OsString::from("--pwfile=");
+    pwfile_arg.push(pwfile);
+    let launch = Launch::new(&installed.path.with_file_name("initdb"))
+        .arg("-D")
+        .arg(scratch)
+        .arg("-U")
+        .arg(&cfg.postgres_user)
+        .arg(pwfile_arg);
+    contract_args
+        .iter()
+        // A dev cluster: skip fsync (much faster; a crash of the machine may lose it) and use
+        // the C locale, which exists everywhere.
+        .map(String::as_str)
+        .chain(["--no-sync", "--encoding=UTF8", "--locale=C"])
+        .fold(launch, Launch::arg)
 }
 
 /// After a crash or reboot `postmaster.pid` and the socket's lock file may name a pid that is
@@ -160,15 +212,14 @@ pub(crate) fn connect(
         .with_context(|| format!("cannot connect to 127.0.0.1:{port}/{dbname}"))
 }
 
-pub(crate) fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
-    connect(cfg, cfg.ports.postgres, "postgres")?.simple_query("SELECT 1")?;
+fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+    connect(cfg, cfg.port(PORT), "postgres")?.simple_query("SELECT 1")?;
     Ok(())
 }
 
-/// What the postgres image's entrypoint does after initdb: create `POSTGRES_DB`. Then hand
-/// the role's SCRAM verifier to PgBouncer, which needs it for SCRAM pass-through.
-pub(crate) fn on_ready(cfg: &StackConfig) -> anyhow::Result<()> {
-    let mut client = connect(cfg, cfg.ports.postgres, "postgres")?;
+/// What the postgres image's entrypoint does after initdb: create `POSTGRES_DB`.
+fn on_ready(cfg: &StackConfig) -> anyhow::Result<()> {
+    let mut client = connect(cfg, cfg.port(PORT), "postgres")?;
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
@@ -181,6 +232,13 @@ pub(crate) fn on_ready(cfg: &StackConfig) -> anyhow::Result<()> {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .with_context(|| format!("cannot create database {}", cfg.postgres_db))?;
     }
+    Ok(())
+}
+
+/// The role's SCRAM verifier as Postgres stores it (what PgBouncer needs for SCRAM
+/// pass-through); never the password itself.
+pub(crate) fn scram_verifier(cfg: &StackConfig) -> anyhow::Result<String> {
+    let mut client = connect(cfg, cfg.port(PORT), "postgres")?;
     let verifier: Option<String> = client
         .query_one(
             "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
@@ -188,7 +246,7 @@ pub(crate) fn on_ready(cfg: &StackConfig) -> anyhow::Result<()> {
         )?
         .get(0);
     match verifier {
-        Some(v) if v.starts_with("SCRAM-SHA-256$") => super::pgbouncer::write_auth_file(cfg, &v),
+        Some(v) if v.starts_with("SCRAM-SHA-256$") => Ok(v),
         _ => bail!(
             "role {} has no SCRAM password; set one with ALTER ROLE ... PASSWORD",
             cfg.postgres_user
@@ -196,37 +254,19 @@ pub(crate) fn on_ready(cfg: &StackConfig) -> anyhow::Result<()> {
     }
 }
 
-/// The migration step of `up`: Flyway's rules, applied directly (not through PgBouncer).
-pub(crate) fn migrate(cfg: &StackConfig) -> anyhow::Result<String> {
-    let settings = migration_settings(cfg);
-    let report = amtp_migrate::migrate(&settings).context("migrations failed")?;
-    let version = report.schema_version.as_deref().unwrap_or("none");
-    Ok(match report.applied.len() {
-        0 => format!("schema up to date at version {version}"),
-        n => format!("applied {n} migrations, schema now at version {version}"),
-    })
-}
-
-pub(crate) fn migration_settings(cfg: &StackConfig) -> amtp_migrate::Settings {
-    amtp_migrate::Settings {
-        url: url(cfg, cfg.ports.postgres),
-        location: cfg.repo_root.join("migrations/sql"),
-    }
-}
-
 /// `postgres://user:password@127.0.0.1:<port>/<db>` (Postgres itself, or PgBouncer's port).
 pub(crate) fn url(cfg: &StackConfig, port: u16) -> String {
     format!(
         "postgres://{}:{}@127.0.0.1:{port}/{}",
-        crate::env::url_encode(&cfg.postgres_user),
-        crate::env::url_encode(&cfg.postgres_password),
-        crate::env::url_encode(&cfg.postgres_db)
+        crate::url::url_encode(&cfg.postgres_user),
+        crate::url::url_encode(&cfg.postgres_password),
+        crate::url::url_encode(&cfg.postgres_db)
     )
 }
 
 /// Each documented setting as the running server reports it (`SHOW`).
-pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
-    let mut client = connect(cfg, cfg.ports.postgres, &cfg.postgres_db)?;
+fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
+    let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
     contract::postgres(&cfg.repo_root)?
         .into_iter()
         .map(|setting| {
@@ -239,8 +279,8 @@ pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, S
 }
 
 /// How the role's password is stored (`SCRAM-SHA-256` or `md5`), never the password itself.
-pub(crate) fn stored_password_kind(cfg: &StackConfig) -> anyhow::Result<String> {
-    let mut client = connect(cfg, cfg.ports.postgres, &cfg.postgres_db)?;
+fn stored_password_kind(cfg: &StackConfig) -> anyhow::Result<String> {
+    let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
     let stored: Option<String> = client
         .query_one(
             "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
@@ -256,8 +296,8 @@ pub(crate) fn stored_password_kind(cfg: &StackConfig) -> anyhow::Result<String> 
 }
 
 /// The auth methods in `pg_hba.conf` for host and local connections, as the server loaded them.
-pub(crate) fn live_auth_methods(cfg: &StackConfig) -> anyhow::Result<Vec<(String, String)>> {
-    let mut client = connect(cfg, cfg.ports.postgres, &cfg.postgres_db)?;
+fn live_auth_methods(cfg: &StackConfig) -> anyhow::Result<Vec<(String, String)>> {
+    let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
     Ok(client
         .query(
             "SELECT DISTINCT type, auth_method FROM pg_hba_file_rules WHERE error IS NULL ORDER BY 1",
@@ -266,4 +306,123 @@ pub(crate) fn live_auth_methods(cfg: &StackConfig) -> anyhow::Result<Vec<(String
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect())
+}
+
+/// The documented settings, pg_hba's auth methods and how the role's password is stored,
+/// read back from the server.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let mut checks = settings_checks(UNIT.name, live_settings(cfg));
+    match live_auth_methods(cfg) {
+        Ok(rules) => checks.extend(rules.into_iter().map(|(kind, method)| {
+            Check::new(
+                format!("postgres pg_hba {kind} auth"),
+                "scram-sha-256",
+                &method,
+                method == "scram-sha-256",
+            )
+        })),
+        Err(err) => checks.push(Check::failed("postgres pg_hba auth", "scram-sha-256", &err)),
+    }
+    checks.push(match stored_password_kind(cfg) {
+        Ok(kind) => Check::new(
+            "postgres role password storage",
+            "SCRAM-SHA-256",
+            &kind,
+            kind == "SCRAM-SHA-256",
+        ),
+        Err(err) => Check::failed("postgres role password storage", "SCRAM-SHA-256", &err),
+    });
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initdb_gets_the_contract_arguments_and_the_password_by_file() {
+        let cfg = crate::config::tests::config_in(Path::new("/s t"));
+        let installed = Installed {
+            path: "/usr/lib/postgresql/15/bin/postgres".into(),
+            version: "15.8".into(),
+            drift: Vec::new(),
+        };
+        let launch = initdb_launch(
+            &cfg,
+            &installed,
+            Path::new("/s t/postgres/data.initdb"),
+            Path::new("/s t/postgres/initdb.pw"),
+            &["--auth-host=scram-sha-256".to_owned()],
+        );
+        assert_eq!(
+            launch.program,
+            Path::new("/usr/lib/postgresql/15/bin/initdb")
+        );
+        assert_eq!(
+            launch.args,
+            [
+                "-D",
+                "/s t/postgres/data.initdb",
+                "-U",
+                "amtp",
+                "--pwfile=/s t/postgres/initdb.pw",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+                "--encoding=UTF8",
+                "--locale=C",
+            ]
+        );
+        assert!(
+            launch.env.is_empty(),
+            "the password never goes in the environment"
+        );
+    }
+
+    #[test]
+    fn postgres_gets_loopback_the_runtime_dir_and_every_setting_as_a_flag() {
+        let cfg = crate::config::tests::config_in(Path::new("/s t"));
+        let contract = Contract {
+            postgres: vec![Setting {
+                key: "work_mem".into(),
+                value: "16MB".into(),
+            }],
+            ..Contract::default()
+        };
+        let launch = launch(
+            &cfg,
+            &crate::stack::tests::installed("/pg/postgres"),
+            &contract,
+        );
+        let port = cfg.port(PORT).to_string();
+        let runtime = cfg.runtime_dir.display().to_string();
+        assert_eq!(
+            crate::stack::tests::args(&launch),
+            [
+                "-D",
+                "/s t/postgres/data",
+                "-p",
+                port.as_str(),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                runtime.as_str(),
+                "-c",
+                "work_mem=16MB",
+            ]
+        );
+        assert!(
+            launch.env.is_empty(),
+            "the password never goes in the environment"
+        );
+    }
+
+    #[test]
+    fn a_socket_directory_is_quoted_as_a_list_item_only_when_it_must_be() {
+        assert_eq!(socket_directories(Path::new("/tmp/amtp-1")), "/tmp/amtp-1");
+        assert_eq!(socket_directories(Path::new("/tmp/a b")), "\"/tmp/a b\"");
+        assert_eq!(
+            socket_directories(Path::new("/tmp/a,\"b")),
+            "\"/tmp/a,\"\"b\""
+        );
+    }
 }

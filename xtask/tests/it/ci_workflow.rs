@@ -3,19 +3,14 @@
 //! instead. A missing validator fails the test with the command that installs it.
 
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+use crate::util::{describe, repo_root};
 
 /// What installs the validator (the npm build needs no compiler; `cargo install
 /// action-validator` gives the same program).
 const INSTALL: &str = "npm install -g @action-validator/cli@0.6.0 @action-validator/core@0.6.0";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_path_buf()
-}
 
 fn validate(workflow: &Path) -> Output {
     match Command::new("action-validator").arg(workflow).output() {
@@ -25,15 +20,6 @@ fn validate(workflow: &Path) -> Output {
         }
         Err(err) => panic!("cannot run action-validator: {err}"),
     }
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use scraper::{Html, Selector};
 
+use crate::util::repo_root;
+
 /// The nginx contract of `infra/nginx/default.conf` (the seed's "Docs Service" section).
 const SECURITY_HEADERS: [(&str, &str); 3] = [
     ("x-frame-options", "SAMEORIGIN"),
@@ -23,13 +25,6 @@ const GZIP_FILES: [(&str, &str); 5] = [
     ("/site.json", "application/json"),
     ("/logo.svg", "image/svg+xml"),
 ];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the repository")
-        .to_owned()
-}
 
 /// Runs `xtask docs --out <fresh dir>` and returns the dir.
 fn build_site(name: &str) -> PathBuf {

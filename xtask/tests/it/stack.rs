@@ -1,19 +1,18 @@
 //! The stack's lifecycle end to end: each test runs its own stack (own state dir and ports)
 //! through the real `xtask` binary, beside the isolated stack of `cargo xtask test`.
 
-mod util;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::util::{TestStack, describe, is_alive, processes_naming, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use util::{TestStack, describe, is_alive, wait_for};
 
 #[test]
 fn data_survives_down_and_up_and_a_second_up_changes_nothing() {
-    // A deep state dir: Postgres' socket path would exceed the OS limit if it lived there.
-    let stack = TestStack::new(&format!("lifecycle-{}", "d".repeat(90)));
+    // A deep state dir: Postgres' socket path would exceed the OS limit if it lived there. With
+    // a space, as in a checkout under `~/My Projects/`: every rendered config must quote it.
+    let stack = TestStack::new(&format!("life cycle-{}", "d".repeat(90)));
     stack.up();
     let postgres_pid = stack.pid("postgres").expect("postgres runs");
 
@@ -223,6 +222,29 @@ fn a_failed_initdb_is_recovered_by_the_next_up() {
 }
 
 #[test]
+fn a_failed_start_ends_every_child_initdb_included() {
+    // nginx cannot take a `$` in its paths, so its preparation fails at once, while Postgres'
+    // initdb (a second or more) is still writing the new cluster.
+    let stack = TestStack::new("reap-$dollar");
+    let output = stack.xtask(&["up"]);
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without `$`"), "{stderr}");
+    let state_dir = stack.state_dir.display().to_string();
+    let survivors = processes_naming(&state_dir);
+    assert!(
+        survivors.is_empty(),
+        "processes outlived the failed up: {survivors:?}"
+    );
+    for left in ["postgres/data", "postgres/data.initdb"] {
+        assert!(
+            !stack.state_dir.join(left).exists(),
+            "{left} was written after the stack was stopped"
+        );
+    }
+}
+
+#[test]
 fn a_malformed_env_file_is_named() {
     let mut stack = TestStack::new("dotenv");
     let file = stack.state_dir.with_extension("env");
@@ -235,7 +257,7 @@ fn a_malformed_env_file_is_named() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("{} is malformed", file.display())),
+        stderr.contains(&format!("{} is malformed at line 2", file.display())),
         "{stderr}"
     );
 }

@@ -2,23 +2,28 @@
 //! real `xtask` binary, torn down (state deleted) when the test ends, with its logs printed
 //! when the test failed.
 
-#![allow(dead_code)] // each test file uses part of this
-
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const PORT_VARS: [&str; 7] = [
-    "POSTGRES_PORT",
-    "PGBOUNCER_PORT",
-    "VALKEY_PORT",
-    "HEALTHCHECK_PORT",
-    "MCP_HTTP_PORT",
-    "DOCS_HOST_PORT",
-    "GITHUB_STANDIN_PORT",
-];
+/// The port variables of the xtask's unit table (`xtask __port-vars`), asked once.
+fn port_vars() -> &'static [String] {
+    static VARS: OnceLock<Vec<String>> = OnceLock::new();
+    VARS.get_or_init(|| {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("__port-vars")
+            .output()
+            .expect("run xtask __port-vars");
+        assert!(output.status.success(), "{}", describe(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| Some(line.split_once('=')?.0.to_owned()))
+            .collect()
+    })
+}
 
 pub struct TestStack {
     pub state_dir: PathBuf,
@@ -33,8 +38,8 @@ impl TestStack {
         let _ = fs::remove_dir_all(&state_dir);
         let mut env = BTreeMap::new();
         env.insert("AMTP_STATE_DIR".to_owned(), state_dir.display().to_string());
-        for var in PORT_VARS {
-            env.insert(var.to_owned(), amtp_testkit::free_port().to_string());
+        for var in port_vars() {
+            env.insert(var.clone(), amtp_testkit::free_port().to_string());
         }
         // A `.env` of the developer's must not leak into the test.
         env.insert("AMTP_ENV_FILE".to_owned(), "/nonexistent/.env".to_owned());
@@ -145,6 +150,14 @@ impl Drop for TestStack {
     }
 }
 
+/// The repository root: the xtask crate lives in `<root>/xtask`.
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository")
+        .to_owned()
+}
+
 pub fn describe(output: &Output) -> String {
     format!(
         "status: {}\nstdout:\n{}\nstderr:\n{}",
@@ -179,6 +192,20 @@ pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Live processes whose command line mentions `text`, as `pid: command line`.
+pub fn processes_naming(text: &str) -> Vec<String> {
+    processes()
+        .into_iter()
+        .filter_map(|p| {
+            let cmdline = fs::read(format!("/proc/{}/cmdline", p.pid)).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline
+                .contains(text)
+                .then(|| format!("{}: {cmdline}", p.pid))
+        })
+        .collect()
+}
+
 struct Proc {
     pid: i32,
     pgid: i32,
@@ -198,8 +225,4 @@ fn processes() -> Vec<Proc> {
             })
         })
         .collect()
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

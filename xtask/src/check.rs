@@ -1,0 +1,151 @@
+//! One check of `verify`: what was checked, what the contract expects, what the live stack
+//! says, and the verdict. Each unit's row reads its own live settings into checks.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::contract::Setting;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Verdict {
+    Ok,
+    Drift,
+    Unsupported,
+    Unpinned,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Check {
+    pub(crate) check: String,
+    pub(crate) expected: String,
+    pub(crate) live: String,
+    pub(crate) verdict: Verdict,
+}
+
+impl Check {
+    pub(crate) fn new(
+        check: impl Into<String>,
+        expected: impl Into<String>,
+        live: impl Into<String>,
+        ok: bool,
+    ) -> Check {
+        Check {
+            check: check.into(),
+            expected: expected.into(),
+            live: live.into(),
+            verdict: if ok { Verdict::Ok } else { Verdict::Drift },
+        }
+    }
+
+    /// A check that could not be made: its error is the live value, and that is drift.
+    pub(crate) fn failed(
+        check: impl Into<String>,
+        expected: impl Into<String>,
+        err: &anyhow::Error,
+    ) -> Check {
+        Check::new(check, expected, format!("error: {err:#}"), false)
+    }
+}
+
+/// `SHOW`/`CONFIG GET` results beside the contract.
+pub(crate) fn settings_checks(
+    service: &str,
+    live: anyhow::Result<Vec<(Setting, String)>>,
+) -> Vec<Check> {
+    match live {
+        Ok(pairs) => pairs
+            .into_iter()
+            .map(|(setting, value)| {
+                let ok = equivalent(&setting.value, &value);
+                Check::new(
+                    format!("{service} {}", setting.key),
+                    setting.value,
+                    value,
+                    ok,
+                )
+            })
+            .collect(),
+        Err(err) => vec![Check::failed(
+            format!("{service} settings"),
+            "the contract's values",
+            &err,
+        )],
+    }
+}
+
+/// A file that holds a secret is readable by its owner only (mode 0600); `None` while it does
+/// not exist. Shown relative to the state dir.
+pub(crate) fn private_file(state_dir: &Path, path: &Path) -> Option<Check> {
+    let mode = fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    let shown = path.strip_prefix(state_dir).unwrap_or(path).display();
+    Some(Check::new(
+        format!("secret file {shown} mode"),
+        "0600",
+        format!("{mode:04o}"),
+        mode == 0o600,
+    ))
+}
+
+/// Whether a live value means the documented one: the same text, or the same quantity once
+/// units are applied (`512mb` = `536870912`, `500` = `500ms`, `3` = `3.0`).
+pub(crate) fn equivalent(expected: &str, live: &str) -> bool {
+    if expected.eq_ignore_ascii_case(live) {
+        return true;
+    }
+    let (Some((a, unit_a)), Some((b, unit_b))) = (quantity(expected), quantity(live)) else {
+        return false;
+    };
+    let same = |x: f64, y: f64| (x - y).abs() < 1e-9;
+    match (unit_a, unit_b) {
+        (Some(ua), Some(ub)) => same(a * ua, b * ub),
+        (None, None) => same(a, b),
+        // A bare number is either in the setting's own unit (Postgres: `500` = `500ms`) or in
+        // the base unit (Valkey: `536870912` = `512mb`).
+        (Some(unit), None) => same(a, b) || same(a * unit, b),
+        (None, Some(unit)) => same(a, b) || same(a, b * unit),
+    }
+}
+
+/// A number with an optional unit, as (value, multiplier to the base unit: bytes or seconds).
+fn quantity(text: &str) -> Option<(f64, Option<f64>)> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
+        "" => return Some((value, None)),
+        "b" | "s" => 1.0,
+        "kb" | "k" => 1024.0,
+        "mb" | "m" => 1024.0 * 1024.0,
+        "gb" | "g" => 1024.0 * 1024.0 * 1024.0,
+        "ms" => 1e-3,
+        "min" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Some((value, Some(multiplier)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_values_with_units_match_the_documented_ones() {
+        assert!(equivalent("512mb", "536870912"));
+        assert!(equivalent("256MB", "256MB"));
+        assert!(equivalent("500", "500ms"));
+        assert!(equivalent("3", "3.0"));
+        assert!(equivalent("240", "240"));
+        assert!(equivalent("", ""));
+        assert!(equivalent("allkeys-lru", "allkeys-lru"));
+        assert!(!equivalent("allkeys-lru", "noeviction"));
+        assert!(!equivalent("512mb", "1073741824"));
+        assert!(!equivalent("200", "100"));
+        assert!(!equivalent("16MB", "4MB"));
+    }
+}

@@ -1,0 +1,118 @@
+//! `<state>/run/state.json`: what the supervisor publishes about the stack, which `up`,
+//! `status`, `verify`, `env` and `down` read. Only the supervisor writes it.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::binaries::Installed;
+use crate::process::ProcessId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Phase {
+    Starting,
+    Running,
+    Failed,
+    Stopping,
+    Stopped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Waiting,
+    Starting,
+    Ready,
+    Restarting,
+    Failed,
+    Stopped,
+}
+
+/// What the supervisor publishes about one unit.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct UnitState {
+    pub(crate) name: String,
+    pub(crate) status: Status,
+    pub(crate) daemon: bool,
+    pub(crate) pid: Option<ProcessId>,
+    pub(crate) port: Option<u16>,
+    pub(crate) installed: Option<Installed>,
+    /// Unix time of the current process's start.
+    pub(crate) started_at: Option<u64>,
+    /// Milliseconds from the start of this unit's preparation to ready.
+    pub(crate) ready_ms: Option<u64>,
+    pub(crate) restarts: u32,
+    /// The task's result, or the last error.
+    pub(crate) message: Option<String>,
+}
+
+/// `<state>/run/state.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RunState {
+    pub(crate) supervisor: ProcessId,
+    pub(crate) phase: Phase,
+    pub(crate) error: Option<String>,
+    pub(crate) started_at: u64,
+    pub(crate) units: Vec<UnitState>,
+    /// The contract check the supervisor ran once the stack was ready (`None` until it is
+    /// done); `status` and a second `up` show it instead of probing everything again.
+    #[serde(default)]
+    pub(crate) contract: Option<ContractSummary>,
+}
+
+/// Counts of `verify`'s checks by verdict.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ContractSummary {
+    pub(crate) checks: usize,
+    pub(crate) drift: usize,
+    pub(crate) unsupported: usize,
+    pub(crate) unpinned: usize,
+}
+
+impl std::fmt::Display for ContractSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} checks, {} drift, {} unsupported by this binary, {} versions off the pins",
+            self.checks, self.drift, self.unsupported, self.unpinned
+        )
+    }
+}
+
+impl RunState {
+    pub(crate) fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("run/state.json")
+    }
+
+    pub(crate) fn read(state_dir: &Path) -> Option<RunState> {
+        let text = std::fs::read_to_string(Self::path(state_dir)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The state of a supervisor that is running now (not a stale file from a crash).
+    pub(crate) fn read_live(state_dir: &Path) -> Option<RunState> {
+        Self::read(state_dir).filter(|state| state.supervisor.is_alive())
+    }
+
+    pub(crate) fn write(&self, state_dir: &Path) -> anyhow::Result<()> {
+        let path = Self::path(state_dir);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Every process the state names, the supervisor first.
+    pub(crate) fn processes(&self) -> impl Iterator<Item = ProcessId> + '_ {
+        std::iter::once(self.supervisor).chain(self.units.iter().filter_map(|u| u.pid))
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

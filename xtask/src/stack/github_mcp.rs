@@ -1,0 +1,131 @@
+//! The GitHub MCP server (`apps/github-mcp`): `repo.tree` and `repo.read_file` over a GitHub
+//! App, the real one or the workspace's stand-in.
+
+use nix::sys::signal::Signal;
+
+use super::{Daemon, Kind, Program, RunAs, Unit, github_standin};
+use crate::binaries::Installed;
+use crate::config::{GithubApp, PortVar, StackConfig};
+use crate::contract::Contract;
+use crate::process::Launch;
+
+pub(crate) const PORT: PortVar = PortVar {
+    var: "MCP_HTTP_PORT",
+    default: 8090,
+};
+
+pub(crate) const UNIT: Unit = Unit {
+    name: "github-mcp",
+    program: Program::Workspace {
+        package: "amtp-github-mcp",
+        binary: "github-mcp",
+    },
+    depends_on: &["valkey", "migrations", "github-standin"],
+    enabled: super::always,
+    checks: super::no_checks,
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        // The apps' graceful shutdown (axum's `with_graceful_shutdown`).
+        stop_signal: Signal::SIGTERM,
+        run_as: RunAs::Invoker,
+        drift: super::no_drift,
+        prepare: super::no_files,
+        launch,
+        probe,
+        on_ready: super::nothing,
+    }),
+};
+
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    let launch = super::with_valkey(Launch::new(&installed.path), cfg)
+        .env("MCP_HTTP_PORT", cfg.port(PORT).to_string());
+    match &cfg.github {
+        GithubApp::Real {
+            app_id,
+            installation_id,
+            key_file,
+            api_url,
+        } => launch
+            .env("GITHUB_APP_ID", app_id)
+            .env("GITHUB_APP_INSTALLATION_ID", installation_id)
+            .env("GITHUB_APP_KEY_FILE", key_file.display().to_string())
+            .env("GITHUB_API_URL", api_url),
+        GithubApp::StandIn => launch
+            .env("GITHUB_APP_ID", github_standin::APP_ID)
+            .env(
+                "GITHUB_APP_INSTALLATION_ID",
+                github_standin::INSTALLATION_ID,
+            )
+            .env(
+                "GITHUB_APP_KEY_FILE",
+                github_standin::key_file(cfg).display().to_string(),
+            )
+            .env(
+                "GITHUB_API_URL",
+                format!("http://127.0.0.1:{}", cfg.port(github_standin::PORT)),
+            ),
+    }
+}
+
+fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+    super::http_ok(cfg.port(PORT), "/health").map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::stack::tests::installed;
+
+    fn env_of(launch: &Launch, key: &str) -> Option<String> {
+        launch
+            .env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn without_an_app_the_server_talks_to_the_stand_in() {
+        let cfg = crate::config::tests::config_in(Path::new("/s"));
+        let launch = launch(&cfg, &installed("/t/github-mcp"), &Contract::default());
+        let standin = format!("http://127.0.0.1:{}", cfg.port(github_standin::PORT));
+        assert_eq!(env_of(&launch, "GITHUB_API_URL"), Some(standin));
+        assert_eq!(env_of(&launch, "GITHUB_APP_ID").as_deref(), Some("1"));
+        assert_eq!(
+            env_of(&launch, "GITHUB_APP_KEY_FILE").as_deref(),
+            Some("/s/github-standin/app_key.pem")
+        );
+        assert_eq!(
+            env_of(&launch, "MCP_HTTP_PORT"),
+            Some(cfg.port(PORT).to_string())
+        );
+        assert!(launch.args.is_empty());
+    }
+
+    #[test]
+    fn with_an_app_the_server_talks_to_github() {
+        let mut cfg = crate::config::tests::config_in(Path::new("/s"));
+        cfg.github = GithubApp::Real {
+            app_id: "42".into(),
+            installation_id: "7".into(),
+            key_file: "/keys/app.pem".into(),
+            api_url: "https://api.github.com".into(),
+        };
+        let launch = launch(&cfg, &installed("/t/github-mcp"), &Contract::default());
+        assert_eq!(env_of(&launch, "GITHUB_APP_ID").as_deref(), Some("42"));
+        assert_eq!(
+            env_of(&launch, "GITHUB_APP_INSTALLATION_ID").as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            env_of(&launch, "GITHUB_APP_KEY_FILE").as_deref(),
+            Some("/keys/app.pem")
+        );
+        assert_eq!(
+            env_of(&launch, "GITHUB_API_URL").as_deref(),
+            Some("https://api.github.com")
+        );
+    }
+}

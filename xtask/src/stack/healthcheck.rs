@@ -1,0 +1,99 @@
+//! The healthcheck service (`apps/healthcheck`): a Valkey write-probe over HTTP.
+
+use nix::sys::signal::Signal;
+
+use super::{Daemon, Kind, Program, RunAs, Unit};
+use std::collections::BTreeSet;
+
+use crate::binaries::Installed;
+use crate::check::Check;
+use crate::config::{PortVar, StackConfig};
+use crate::contract::Contract;
+use crate::process::Launch;
+
+pub(crate) const PORT: PortVar = PortVar {
+    var: "HEALTHCHECK_PORT",
+    default: 8083,
+};
+
+pub(crate) const UNIT: Unit = Unit {
+    name: "healthcheck",
+    program: Program::Workspace {
+        package: "amtp-healthcheck",
+        binary: "healthcheck",
+    },
+    depends_on: &["valkey", "migrations"],
+    enabled: super::always,
+    checks,
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        // The apps' graceful shutdown (axum's `with_graceful_shutdown`).
+        stop_signal: Signal::SIGTERM,
+        run_as: RunAs::Invoker,
+        drift: super::no_drift,
+        prepare: super::no_files,
+        launch,
+        probe,
+        on_ready: super::nothing,
+    }),
+};
+
+fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    super::with_valkey(Launch::new(&installed.path), cfg).env("PORT", cfg.port(PORT).to_string())
+}
+
+fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
+    super::http_ok(cfg.port(PORT), "/health").map(drop)
+}
+
+/// `/health` answers with exactly the documented fields.
+fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
+    let check = "healthcheck /health";
+    let expected = r#"200 {"status":"ok","valkey":"up","latency_ms":<n>}"#;
+    vec![match super::http_ok(cfg.port(PORT), "/health") {
+        Ok(body) => {
+            let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let keys: BTreeSet<&str> = value
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let ok = value["status"] == "ok"
+                && value["valkey"] == "up"
+                && value["latency_ms"].is_number()
+                && keys == BTreeSet::from(["status", "valkey", "latency_ms"]);
+            Check::new(check, expected, body, ok)
+        }
+        Err(err) => Check::failed(check, expected, &err),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::stack::{tests::installed, valkey};
+
+    #[test]
+    fn the_service_gets_its_port_and_valkey_in_the_environment() {
+        let cfg = crate::config::tests::config_in(Path::new("/s"));
+        let launch = launch(&cfg, &installed("/t/healthcheck"), &Contract::default());
+        assert_eq!(launch.program, Path::new("/t/healthcheck"));
+        assert!(launch.args.is_empty());
+        let port = cfg.port(PORT).to_string();
+        let valkey_port = cfg.port(valkey::PORT).to_string();
+        let expected = [
+            ("VALKEY_HOST", "127.0.0.1"),
+            ("VALKEY_PORT", valkey_port.as_str()),
+            ("VALKEY_PASSWORD", "v"),
+            ("BIND_ADDR", "127.0.0.1"),
+            ("PORT", port.as_str()),
+        ];
+        let env: Vec<(&str, &str)> = launch
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(env, expected);
+    }
+}

@@ -1,0 +1,9 @@
+//! The xtask's integration tests, one binary (every `tests/*.rs` file would be a binary of its
+//! own, linking the whole dependency tree again), a module per topic.
+
+mod ci_workflow;
+mod compose;
+mod contract;
+mod docs_site;
+mod stack;
+mod util;
