@@ -91,6 +91,9 @@ pub(crate) enum Command {
     /// the integration tests give each a free port).
     #[command(name = "__port-vars", hide = true)]
     PortVars,
+    /// Kills the services' process groups if the supervisor that started it dies (internal).
+    #[command(name = "__guard", hide = true)]
+    Guard,
     /// The background supervisor that `up` starts (internal).
     #[command(name = "__supervise", hide = true)]
     Supervise,

@@ -9,6 +9,7 @@ mod config;
 mod contract;
 mod docs;
 mod env;
+mod guardian;
 mod lifecycle;
 mod logs;
 mod ports;
@@ -81,6 +82,10 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         Command::PortVars => Ok(env::print_port_vars()),
         Command::Compose { check, out } => {
             compose::run(&repo.root, out.as_deref().unwrap_or(&repo.root), check)
+        }
+        Command::Guard => {
+            guardian::run()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Supervise => {
             supervisor::run(&repo.config()?)?;

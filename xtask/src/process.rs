@@ -1,8 +1,8 @@
 //! The low-level process operations: spawn a daemon, recognise it later, stop it.
 //!
-//! Every daemon runs in its own process group, so a signal reaches its whole tree, and with a
-//! parent-death signal, so that no daemon outlives the supervisor even when the supervisor is
-//! killed with SIGKILL.
+//! Every daemon runs in its own process group, so a signal reaches its whole tree, and (on
+//! Linux) with a parent-death signal; each group is also reported to the [`guardian`], so that
+//! no program outlives the supervisor even when the supervisor is killed with SIGKILL.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Gid, Pid, Uid, User, chown};
+
+use crate::guardian;
 
 /// An unprivileged account for the programs that refuse to run as root.
 #[derive(Clone, Debug)]
@@ -150,13 +152,16 @@ fn command(launch: &Launch, log: &Path) -> anyhow::Result<Command> {
 pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
     let mut command = command(launch, log)?;
     let supervisor = nix::unistd::getpid();
+    let pdeathsig = guardian::pdeathsig_armed();
     // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
     unsafe {
         command.pre_exec(move || {
             // Set after the uid change above (std drops privileges before pre_exec), because a
             // credential change clears the parent-death signal.
-            #[cfg(target_os = "linux")]
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if pdeathsig {
+                #[cfg(target_os = "linux")]
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            }
             if nix::unistd::getppid() != supervisor {
                 // The supervisor died before the signal was armed.
                 let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
@@ -164,9 +169,11 @@ pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
             Ok(())
         });
     }
-    command
+    let child = command
         .spawn()
-        .with_context(|| format!("cannot start {}", launch.program.display()))
+        .with_context(|| format!("cannot start {}", launch.program.display()))?;
+    guardian::watch(child.id());
+    Ok(child)
 }
 
 /// The one-shot programs running now (initdb), by pid, each the leader of its own group: a
@@ -196,9 +203,11 @@ pub(crate) fn run_once(launch: &Launch, log: &Path) -> anyhow::Result<ExitStatus
         .spawn()
         .with_context(|| format!("cannot run {}", launch.program.display()))?;
     let pid = child.id();
+    guardian::watch(pid);
     one_shots.running.push(pid);
     drop(one_shots);
     let status = child.wait();
+    guardian::forget(pid);
     ONE_SHOTS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -303,19 +312,18 @@ pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> b
 /// Returns once the process is gone and reaped.
 pub(crate) fn stop_child(child: &mut Child, stop_signal: Signal, grace: Duration) {
     let group = Pid::from_raw(child.id() as i32);
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        // The leader is gone; make sure nothing of its group is left.
-        let _ = killpg(group, Signal::SIGKILL);
-        return;
+    if !matches!(child.try_wait(), Ok(Some(_))) {
+        let _ = killpg(group, stop_signal);
+        let exited = wait_until(grace, || matches!(child.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = killpg(group, Signal::SIGKILL);
+            let _ = child.wait();
+        }
     }
-    let _ = killpg(group, stop_signal);
-    let exited = wait_until(grace, || matches!(child.try_wait(), Ok(Some(_))));
-    if !exited {
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait();
-    }
-    // Children of the leader that outlived it (none for our daemons, but never leave strays).
+    // The leader is reaped; anything of its group that outlived it goes too (none for our
+    // daemons, but never leave strays), and the guardian stops watching the number.
     let _ = killpg(group, Signal::SIGKILL);
+    guardian::forget(child.id());
 }
 
 /// The last `lines` lines of a log file, for error messages.

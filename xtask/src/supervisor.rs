@@ -9,9 +9,12 @@
 //!    `unless-stopped`);
 //! 4. on SIGTERM/SIGINT/SIGHUP stops them in reverse dependency order and exits.
 //!
-//! Only the main thread spawns children: each child carries a parent-death signal tied to that
-//! thread, so no daemon outlives the supervisor, even one killed with SIGKILL. Helper threads
-//! only prepare files and probe readiness; they report back over a channel. Progress is
+//! Only the main thread spawns daemons: on Linux each carries a parent-death signal tied to that
+//! thread, so no daemon outlives the supervisor, even one killed with SIGKILL. Everywhere, the
+//! [`guardian`] process does the same from outside, for the daemons and for the one-shot
+//! programs a helper thread runs (initdb), and it is all there is where the signal is missing
+//! (macOS). Helper threads only prepare files, run one-shot programs and probe readiness; they
+//! report back over a channel. Progress is
 //! published in `<state>/run/state.json`, which `up`, `status` and `down` read.
 
 use std::process::Child;
@@ -27,6 +30,7 @@ use nix::sys::signal::Signal;
 use crate::binaries::Installed;
 use crate::config::StackConfig;
 use crate::contract::Contract;
+use crate::guardian;
 use crate::process::{self, ProcessId};
 use crate::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
 use crate::stack::{self, Kind, RunAs, Unit};
@@ -105,6 +109,8 @@ pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    let exe = crate::binaries::built_by_workspace(env!("CARGO_BIN_NAME"))?;
+    guardian::start(&exe, &cfg.log_file("supervisor"))?;
     let mut supervisor = Supervisor::new(cfg)?;
     let result = supervisor
         .preflight()
@@ -115,6 +121,7 @@ pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
         supervisor.publish();
     }
     supervisor.stop_all();
+    guardian::stop();
     result
 }
 

@@ -90,6 +90,23 @@ fn a_killed_service_comes_back() {
 fn killing_the_supervisor_leaves_no_orphan_and_the_next_up_recovers() {
     let stack = TestStack::new("orphans");
     stack.up();
+    kill_the_supervisor_and_expect_no_survivor(&stack);
+
+    // Stale state file and postmaster.pid: the next `up` must cope without help.
+    stack.up();
+    assert!(stack.xtask(&["status"]).status.success());
+}
+
+/// Where the parent-death signal is missing (macOS), the guardian alone ends the services.
+#[test]
+fn without_the_parent_death_signal_the_guardian_leaves_no_orphan() {
+    let mut stack = TestStack::new("guardian");
+    stack.env.insert("AMTP_NO_PDEATHSIG".into(), "1".into());
+    stack.up();
+    kill_the_supervisor_and_expect_no_survivor(&stack);
+}
+
+fn kill_the_supervisor_and_expect_no_survivor(stack: &TestStack) {
     let pids = stack.all_pids();
     assert!(
         pids.len() >= 8,
@@ -101,10 +118,6 @@ fn killing_the_supervisor_leaves_no_orphan_and_the_next_up_recovers() {
     });
     let survivors: Vec<i32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
     assert!(gone, "processes outlived the supervisor: {survivors:?}");
-
-    // Stale state file and postmaster.pid: the next `up` must cope without help.
-    stack.up();
-    assert!(stack.xtask(&["status"]).status.success());
 }
 
 #[test]
