@@ -78,6 +78,21 @@ pub(crate) struct Wanted {
     pub(crate) pin: &'static str,
     /// How to get it without Nix.
     pub(crate) install_hint: &'static str,
+    /// What a version off the pin means.
+    pub(crate) off_pin: OffPin,
+}
+
+/// What `locate` does with a program whose version does not match the pin.
+pub(crate) enum OffPin {
+    /// Run it and report the version as drift (`up`, `status`, `verify`).
+    Drift,
+    /// Refuse to run it: a different major of this program is not the contract at all.
+    Refuse {
+        /// The program's name in the message (`PostgreSQL`).
+        product: &'static str,
+        /// How to get the pinned version without Nix.
+        fix: &'static str,
+    },
 }
 
 pub(crate) fn locate(wanted: &Wanted) -> anyhow::Result<Installed> {
@@ -94,6 +109,11 @@ pub(crate) fn locate(wanted: &Wanted) -> anyhow::Result<Installed> {
         );
     };
     let version = version_of(&path, wanted.version_arg)?;
+    judge(wanted, name, path, version)
+}
+
+/// The program found as `name` at `path`, judged against what is wanted: drift, or a refusal.
+fn judge(wanted: &Wanted, name: &str, path: PathBuf, version: String) -> anyhow::Result<Installed> {
     let mut drift = Vec::new();
     if name != wanted.names[0] {
         drift.push(format!(
@@ -102,6 +122,14 @@ pub(crate) fn locate(wanted: &Wanted) -> anyhow::Result<Installed> {
         ));
     }
     if !matches_pin(&version, wanted.pin) {
+        if let OffPin::Refuse { product, fix } = wanted.off_pin {
+            bail!(
+                "{name} at {} is {product} {version}, the stack runs {}; run inside \
+                 `nix develop`, or {fix}",
+                path.display(),
+                wanted.pin
+            );
+        }
         drift.push(format!("version {version}, pinned {}", wanted.pin));
     }
     Ok(Installed {
@@ -166,12 +194,42 @@ mod tests {
     }
 
     #[test]
+    fn another_postgres_major_is_refused_with_the_fix_and_other_programs_drift() {
+        let postgres = crate::stack::postgres::UNIT.program;
+        let crate::stack::Program::External(wanted) = &postgres else {
+            panic!("postgres is an external program")
+        };
+        let path = PathBuf::from("/usr/lib/postgresql/16/bin/postgres");
+        let err = judge(wanted, "postgres", path.clone(), "16.6".into()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "postgres at /usr/lib/postgresql/16/bin/postgres is PostgreSQL 16.6, the stack runs \
+             15; run inside `nix develop`, or install postgresql-15 from the PostgreSQL \
+             project's apt repository (README, Quick start)"
+        );
+        assert!(judge(wanted, "postgres", path, "15.18".into()).is_ok_and(|i| i.drift.is_empty()));
+
+        let pgbouncer = crate::stack::pgbouncer::UNIT.program;
+        let crate::stack::Program::External(wanted) = &pgbouncer else {
+            panic!("pgbouncer is an external program")
+        };
+        let old = judge(
+            wanted,
+            "pgbouncer",
+            "/usr/sbin/pgbouncer".into(),
+            "1.18.0".into(),
+        );
+        assert_eq!(old.unwrap().drift, ["version 1.18.0, pinned 1.22.1"]);
+    }
+
+    #[test]
     fn a_missing_program_says_how_to_get_it() {
         let wanted = Wanted {
             names: &["amtp-no-such-server"],
             version_arg: "--version",
             pin: "1",
             install_hint: "amtp-no-such-package (apt)",
+            off_pin: OffPin::Drift,
         };
         let err = locate(&wanted).unwrap_err().to_string();
         assert!(err.contains("amtp-no-such-server not found"), "{err}");

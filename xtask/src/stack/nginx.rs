@@ -9,7 +9,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
-use crate::binaries::{Installed, Wanted};
+use crate::binaries::{Installed, OffPin, Wanted};
 use crate::check::{Check, Verdict};
 use crate::config::{PortVar, StackConfig};
 use crate::contract::{self, Contract};
@@ -30,6 +30,7 @@ pub(crate) const UNIT: Unit = Unit {
         version_arg: "-v",
         pin: "1.27",
         install_hint: "nginx-light (apt) or nginx (Homebrew)",
+        off_pin: OffPin::Drift,
     }),
     depends_on: &[],
     enabled: super::always,

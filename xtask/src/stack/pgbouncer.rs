@@ -11,7 +11,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit, postgres};
-use crate::binaries::{Installed, Wanted};
+use crate::binaries::{Installed, OffPin, Wanted};
 use crate::check::{Check, Verdict, equivalent, private_file};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Contract, Setting};
@@ -29,6 +29,7 @@ pub(crate) const UNIT: Unit = Unit {
         version_arg: "--version",
         pin: "1.22.1",
         install_hint: "pgbouncer (apt or Homebrew)",
+        off_pin: OffPin::Drift,
     }),
     depends_on: &["postgres"],
     enabled: super::always,

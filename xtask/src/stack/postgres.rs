@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
-use crate::binaries::{Installed, Wanted};
+use crate::binaries::{Installed, OffPin, Wanted};
 use crate::check::{Check, settings_checks};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Contract, Setting};
@@ -29,6 +29,13 @@ pub(crate) const UNIT: Unit = Unit {
         version_arg: "--version",
         pin: "15",
         install_hint: "postgresql-15 (apt) or postgresql@15 (Homebrew)",
+        // Another major cannot open the cluster a 15 created, nor is it the contract's
+        // database: Ubuntu's 14 or 16 is refused rather than reported.
+        off_pin: OffPin::Refuse {
+            product: "PostgreSQL",
+            fix: "install postgresql-15 from the PostgreSQL project's apt repository \
+                  (README, Quick start)",
+        },
     }),
     depends_on: &[],
     enabled: super::always,

