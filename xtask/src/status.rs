@@ -169,6 +169,15 @@ fn health(cfg: &StackConfig, unit: &UnitState) -> (bool, String) {
     }
 }
 
+/// A unit that is not ready, in words: its status, and why when the supervisor knows.
+pub(crate) fn not_ready(unit: &UnitState) -> String {
+    let status = format!("{:?}", unit.status).to_lowercase();
+    match &unit.message {
+        Some(reason) => format!("{status}: {reason}"),
+        None => status,
+    }
+}
+
 fn format_uptime(seconds: u64) -> String {
     match seconds {
         s if s < 60 => format!("{s}s"),
