@@ -25,6 +25,7 @@ fn started(name: &str) -> TestStack {
 #[test]
 fn psql_answers_through_pgbouncer_and_directly_and_passes_on_its_exit_code() {
     let stack = started("psql");
+    assert_eq!(stack.status()["schema_version"], 1);
 
     for via in [&["psql"][..], &["psql", "--direct"]] {
         let args = [via, &["--", "-X", "-At", "-c", "select 1"]].concat();
@@ -128,7 +129,7 @@ fn the_passwords_are_in_the_clients_environment_never_on_a_command_line() {
 }
 
 #[test]
-fn the_clients_name_a_stack_that_is_not_running() {
+fn the_clients_and_status_name_a_stack_that_is_not_running() {
     let stack = TestStack::new("clients-down");
     for client in ["psql", "valkey-cli"] {
         let output = stack.xtask(&[client]);
@@ -140,5 +141,7 @@ fn the_clients_name_a_stack_that_is_not_running() {
             describe(&output)
         );
     }
-    assert_eq!(stack.status()["running"], false);
+    let status = stack.status();
+    assert_eq!(status["schema_version"], 1, "{status}");
+    assert_eq!(status["running"], false, "{status}");
 }
