@@ -245,6 +245,15 @@ mod tests {
         assert!(err.contains("amtp-no-such-server not found"), "{err}");
         assert!(err.contains("nix develop"), "{err}");
         assert!(err.contains("amtp-no-such-package (apt)"), "{err}");
+
+        let err = client(&["amtp-no-such-cli", "amtp-nor-this"], "amtp-cli (apt)")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "amtp-no-such-cli or amtp-nor-this not found on PATH or in /usr/lib/postgresql/15/bin; \
+             run inside `nix develop`, or install amtp-cli (apt)"
+        );
     }
 
     #[test]
