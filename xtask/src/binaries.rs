@@ -96,20 +96,30 @@ pub(crate) enum OffPin {
 }
 
 pub(crate) fn locate(wanted: &Wanted) -> anyhow::Result<Installed> {
-    let Some((name, path)) = wanted
-        .names
+    let (name, path) = find_first(wanted.names, wanted.install_hint)?;
+    let version = version_of(&path, wanted.version_arg)?;
+    judge(wanted, name, path, version)
+}
+
+/// A client program the xtask runs for the user (`psql`, `valkey-cli`), found where the
+/// servers are: the first of `names` on PATH or in the distros' directories.
+pub(crate) fn client(names: &[&str], install_hint: &str) -> anyhow::Result<PathBuf> {
+    find_first(names, install_hint).map(|(_, path)| path)
+}
+
+/// The first of `names` found, or the error that names them all and how to get one.
+fn find_first<'a>(names: &[&'a str], install_hint: &str) -> anyhow::Result<(&'a str, PathBuf)> {
+    let Some(found) = names
         .iter()
         .find_map(|name| find(name).map(|path| (*name, path)))
     else {
         bail!(
-            "{} not found on PATH or in {}; run inside `nix develop`, or install {}",
-            wanted.names.join(" or "),
+            "{} not found on PATH or in {}; run inside `nix develop`, or install {install_hint}",
+            names.join(" or "),
             EXTRA_DIRS[0],
-            wanted.install_hint
         );
     };
-    let version = version_of(&path, wanted.version_arg)?;
-    judge(wanted, name, path, version)
+    Ok(found)
 }
 
 /// The program found as `name` at `path`, judged against what is wanted: drift, or a refusal.
@@ -235,6 +245,15 @@ mod tests {
         assert!(err.contains("amtp-no-such-server not found"), "{err}");
         assert!(err.contains("nix develop"), "{err}");
         assert!(err.contains("amtp-no-such-package (apt)"), "{err}");
+
+        let err = client(&["amtp-no-such-cli", "amtp-nor-this"], "amtp-cli (apt)")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "amtp-no-such-cli or amtp-nor-this not found on PATH or in /usr/lib/postgresql/15/bin; \
+             run inside `nix develop`, or install amtp-cli (apt)"
+        );
     }
 
     #[test]

@@ -56,6 +56,25 @@ pub(crate) enum Command {
         #[arg(long, default_value = "shell")]
         format: EnvFormat,
     },
+    /// Run psql against the running stack, as its user on its database: through PgBouncer, as
+    /// the apps connect, or straight to Postgres with `--direct`. The password goes in psql's
+    /// environment, never on its command line; exits with psql's exit code.
+    Psql {
+        /// Connect to Postgres itself, not PgBouncer (sessions, LISTEN, administration).
+        #[arg(long)]
+        direct: bool,
+        /// Arguments passed on to psql (after `--`), e.g. `-- -c 'select 1'`.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Run valkey-cli (or redis-cli) against the running stack's Valkey. The password goes in
+    /// its environment, never on its command line; exits with its exit code.
+    #[command(name = "valkey-cli")]
+    ValkeyCli {
+        /// Arguments passed on to valkey-cli (after `--`), e.g. `-- PING`.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
     /// Run the workspace tests against a fresh, isolated stack (temporary state dir, free
     /// ports), then verify it against the contract; the stack is always torn down.
     Test {

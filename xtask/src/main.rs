@@ -4,6 +4,7 @@
 mod binaries;
 mod check;
 mod cli;
+mod client;
 mod compose;
 mod config;
 mod contract;
@@ -75,6 +76,15 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             logs::run(&repo.config()?, service.as_deref(), follow, lines)
         }
         Command::Env { format } => env::run(&repo.config()?, format),
+        Command::Psql { direct, args } => {
+            let database = if direct {
+                client::Database::Direct
+            } else {
+                client::Database::ThroughPgBouncer
+            };
+            client::psql(repo, database, &args)
+        }
+        Command::ValkeyCli { args } => client::valkey_cli(repo, &args),
         Command::Test { cargo_args } => test_cmd::run(repo, &cargo_args),
         Command::Migrate(args) => lifecycle::migrate(repo, &args),
         Command::Verify { json } => verify::run(&repo.config()?, Output::json_if(json)),

@@ -85,7 +85,7 @@ fn may_enter(mode: u32, uid: u32, gid: u32, account: &Account) -> bool {
     mode & bit != 0
 }
 
-/// How to start one daemon.
+/// How to start one program: a daemon, a one-shot program, or a client the user runs.
 #[derive(Clone, Debug)]
 pub(crate) struct Launch {
     pub(crate) program: PathBuf,

@@ -12,6 +12,10 @@ use crate::stack::{self, Kind, github_standin};
 /// Exit code when the stack is not running at all (distinct from "running but unhealthy").
 const NOT_RUNNING: u8 = 3;
 
+/// The version of `status --json`'s shape; raised when a field changes meaning or goes away
+/// (a new field is no change).
+const SCHEMA_VERSION: u32 = 1;
+
 #[derive(serde::Serialize)]
 struct ServiceStatus {
     name: String,
@@ -19,6 +23,9 @@ struct ServiceStatus {
     port: Option<u16>,
     healthy: bool,
     health: String,
+    /// Why the service is not healthy: its last error, how its process ended, or what the
+    /// probe answered (`None` when healthy).
+    reason: Option<String>,
     uptime_s: Option<u64>,
     version: Option<String>,
     restarts: u32,
@@ -40,7 +47,11 @@ fn not_running(state_dir: Option<&Path>, output: Output) -> ExitCode {
     if output == Output::Json {
         println!(
             "{}",
-            serde_json::json!({ "running": false, "services": [] })
+            serde_json::json!({
+                "schema_version": SCHEMA_VERSION,
+                "running": false,
+                "services": [],
+            })
         );
     } else {
         let place = state_dir.map_or_else(
@@ -70,13 +81,18 @@ pub(crate) fn print(
             .iter()
             .map(|unit| {
                 scope.spawn(move || {
-                    let (healthy, health) = health(cfg, unit);
+                    let Health {
+                        healthy,
+                        health,
+                        reason,
+                    } = health(cfg, unit);
                     ServiceStatus {
                         name: unit.name.clone(),
                         pid: unit.pid.filter(|p| p.is_alive()).map(|p| p.pid),
                         port: unit.port,
                         healthy,
                         health,
+                        reason,
                         uptime_s: unit
                             .started_at
                             .filter(|_| unit.daemon)
@@ -101,6 +117,7 @@ pub(crate) fn print(
     let all_healthy = services.iter().all(|s| s.healthy);
     if output == Output::Json {
         let report = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
             "running": true,
             "phase": state.phase,
             "supervisor_pid": state.supervisor.pid,
@@ -130,6 +147,11 @@ pub(crate) fn print(
                 },
             );
         }
+        for s in &services {
+            if let Some(reason) = &s.reason {
+                println!("{} is {}: {reason}", s.name, s.health);
+            }
+        }
         match contract {
             Some(summary) => println!(
                 "contract: {summary}, as checked at the start (live: `cargo xtask verify`)"
@@ -147,25 +169,53 @@ pub(crate) fn print(
     })
 }
 
-/// A fresh probe of a daemon; a task reports how it ended.
-fn health(cfg: &StackConfig, unit: &UnitState) -> (bool, String) {
-    let Some(Kind::Daemon(daemon)) = stack::unit(&unit.name).map(|u| &u.kind) else {
-        let ok = unit.status == Status::Ready;
-        return (
-            ok,
-            if ok {
-                "done".into()
-            } else {
-                format!("{:?}", unit.status).to_lowercase()
-            },
-        );
-    };
+/// A unit's health, in words, and why it is not healthy.
+struct Health {
+    healthy: bool,
+    health: String,
+    reason: Option<String>,
+}
+
+/// A fresh probe of a ready daemon; a task reports how it ended, any other unit its status
+/// and why.
+fn health(cfg: &StackConfig, unit: &UnitState) -> Health {
     if unit.status != Status::Ready {
-        return (false, format!("{:?}", unit.status).to_lowercase());
+        return Health {
+            healthy: false,
+            health: status_word(unit.status),
+            reason: unit.message.clone(),
+        };
     }
+    let Some(Kind::Daemon(daemon)) = stack::unit(&unit.name).map(|u| &u.kind) else {
+        return Health {
+            healthy: true,
+            health: "done".into(),
+            reason: None,
+        };
+    };
     match (daemon.probe)(cfg) {
-        Ok(()) => (true, "healthy".into()),
-        Err(_) => (false, "unhealthy".into()),
+        Ok(()) => Health {
+            healthy: true,
+            health: "healthy".into(),
+            reason: None,
+        },
+        Err(err) => Health {
+            healthy: false,
+            health: "unhealthy".into(),
+            reason: Some(format!("{err:#}")),
+        },
+    }
+}
+
+fn status_word(status: Status) -> String {
+    format!("{status:?}").to_lowercase()
+}
+
+/// A unit that is not ready, in words: its status, and why when the supervisor knows.
+pub(crate) fn not_ready(unit: &UnitState) -> String {
+    match &unit.message {
+        Some(reason) => format!("{}: {reason}", status_word(unit.status)),
+        None => status_word(unit.status),
     }
 }
 
@@ -174,5 +224,45 @@ fn format_uptime(seconds: u64) -> String {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
         s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(name: &str, status: Status, message: Option<&str>) -> UnitState {
+        UnitState {
+            name: name.into(),
+            status,
+            daemon: true,
+            pid: None,
+            port: None,
+            installed: None,
+            started_at: None,
+            ready_ms: None,
+            restarts: 1,
+            message: message.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_service_that_is_not_ready_says_why() {
+        let cfg = crate::config::tests::config_in(Path::new("/tmp/amtp-status-test"));
+        let exited = "valkey exited (signal: 9 (SIGKILL))";
+        let restarting = health(&cfg, &unit("valkey", Status::Restarting, Some(exited)));
+        assert!(!restarting.healthy);
+        assert_eq!(restarting.health, "restarting");
+        assert_eq!(restarting.reason.as_deref(), Some(exited));
+
+        let failed = unit("postgres", Status::Failed, Some("postgres: not ready"));
+        assert_eq!(health(&cfg, &failed).health, "failed");
+        assert_eq!(not_ready(&failed), "failed: postgres: not ready");
+        assert_eq!(not_ready(&unit("nginx", Status::Waiting, None)), "waiting");
+
+        let task = unit("migrations", Status::Ready, Some("6 migrations applied"));
+        let done = health(&cfg, &task);
+        assert!(done.healthy && done.reason.is_none());
+        assert_eq!(done.health, "done");
     }
 }

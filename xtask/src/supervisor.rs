@@ -459,11 +459,12 @@ impl<'a> Supervisor<'a> {
     /// A unit failed to start: fatal while the stack starts; later, a restart is scheduled.
     fn failed(&mut self, index: usize, err: anyhow::Error) -> anyhow::Result<()> {
         let log = self.cfg.log_file(self.slots[index].unit.name);
+        // Kept for `status`: why the unit failed or is being restarted.
+        self.slots[index].state.message = Some(format!("{err:#}"));
         if self.phase == Phase::Starting {
             let slot = &mut self.slots[index];
             slot.state.status = Status::Failed;
             slot.busy = false;
-            slot.state.message = Some(format!("{err:#}"));
             let tail = process::log_tail(&log, 20);
             return Err(if tail.is_empty() || !slot.state.daemon {
                 err
@@ -505,7 +506,6 @@ impl<'a> Supervisor<'a> {
             };
             let name = slot.unit.name;
             slot.state.pid = None;
-            slot.state.message = Some(format!("exited ({status})"));
             self.failed(index, anyhow::anyhow!("{name} exited ({status})"))?;
         }
         Ok(())
@@ -725,6 +725,11 @@ mod tests {
             supervisor.failed(0, anyhow::anyhow!("exited")).unwrap();
             let slot = &supervisor.slots[0];
             assert_eq!(slot.state.status, Status::Restarting);
+            assert_eq!(
+                slot.state.message.as_deref(),
+                Some("exited"),
+                "the reason is kept"
+            );
             assert_eq!(slot.state.restarts, failures);
             let wait = slot.not_before.unwrap().duration_since(before);
             assert!(

@@ -2,6 +2,7 @@
 //! own, linking the whole dependency tree again), a module per topic.
 
 mod ci_workflow;
+mod clients;
 mod compose;
 mod contract;
 mod docs_site;
