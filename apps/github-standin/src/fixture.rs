@@ -386,23 +386,33 @@ pub fn large_repository(entries: usize) -> Repository {
     Repository::from_files(1002, "amtp", "large", files)
 }
 
+/// A repository the stand-in serves: its `owner/name` and the function that builds it.
+type Fixture = (&'static str, fn() -> Repository);
+
+/// Every repository the stand-in serves.
+const FIXTURES: [Fixture; 3] = [
+    ("amtp/sample", sample_repository),
+    ("amtp/large", || large_repository(LARGE_TREE_ENTRIES)),
+    ("amtp/empty", || Repository::empty(1003, "amtp", "empty")),
+];
+
+/// Each fixture once built, in [`FIXTURES`]' order.
+static BUILT: [OnceLock<Repository>; FIXTURES.len()] = [const { OnceLock::new() }; FIXTURES.len()];
+
 /// The repository the stand-in serves as `owner/name`, built once per process on first use:
 /// building `amtp/large` hashes 20,000 git objects, which must not delay the stand-in's start
 /// (nor every in-process stand-in of a test that never asks for it).
 pub fn repository(full_name: &str) -> Option<&'static Repository> {
-    static SAMPLE: OnceLock<Repository> = OnceLock::new();
-    static LARGE: OnceLock<Repository> = OnceLock::new();
-    static EMPTY: OnceLock<Repository> = OnceLock::new();
-    match full_name {
-        "amtp/sample" => Some(SAMPLE.get_or_init(sample_repository)),
-        "amtp/large" => Some(LARGE.get_or_init(|| large_repository(LARGE_TREE_ENTRIES))),
-        "amtp/empty" => Some(EMPTY.get_or_init(|| Repository::empty(1003, "amtp", "empty"))),
-        _ => None,
-    }
+    let index = FIXTURES.iter().position(|(name, _)| *name == full_name)?;
+    Some(BUILT[index].get_or_init(FIXTURES[index].1))
 }
 
-/// The names [`repository`] knows.
-pub const REPOSITORIES: [&str; 3] = ["amtp/sample", "amtp/large", "amtp/empty"];
+/// Builds every fixture now (the binary does this beside serving, so the first call is fast).
+pub fn build_all() {
+    for (name, _) in FIXTURES {
+        repository(name);
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -424,7 +434,7 @@ mod tests {
 
     #[test]
     fn every_listed_repository_resolves_to_itself() {
-        for name in REPOSITORIES {
+        for (name, _) in FIXTURES {
             let repo = repository(name).expect(name);
             assert_eq!(format!("{}/{}", repo.owner, repo.name), name);
         }

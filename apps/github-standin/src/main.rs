@@ -51,11 +51,7 @@ async fn main() -> anyhow::Result<()> {
         .context("read the listening address")?;
     let state = Arc::new(StandInState::new(&config, format!("http://{addr}")));
     // The port is bound already; the fixtures are built meanwhile, so the first tree call is fast too.
-    std::thread::spawn(|| {
-        for name in fixture::REPOSITORIES {
-            fixture::repository(name);
-        }
-    });
+    std::thread::spawn(fixture::build_all);
     tracing::info!(%addr, app_id = cli.app_id, installation_id = cli.installation_id, "github stand-in listening");
     amtp_graceful::serve(listener, app(state), shutdown, SHUTDOWN_GRACE)
         .await
