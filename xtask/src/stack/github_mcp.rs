@@ -1,9 +1,7 @@
 //! The GitHub MCP server (`apps/github-mcp`): `repo.tree` and `repo.read_file` over a GitHub
 //! App, the real one or the workspace's stand-in.
 
-use nix::sys::signal::Signal;
-
-use super::{Daemon, Kind, Program, RunAs, Unit, github_standin};
+use super::{Kind, Program, Unit, github_standin};
 use crate::binaries::Installed;
 use crate::config::{GithubApp, PortVar, StackConfig};
 use crate::contract::Contract;
@@ -23,17 +21,7 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &["valkey", "migrations", "github-standin"],
     enabled: super::always,
     checks: super::no_checks,
-    kind: Kind::Daemon(Daemon {
-        port: PORT,
-        // The apps' graceful shutdown (axum's `with_graceful_shutdown`).
-        stop_signal: Signal::SIGTERM,
-        run_as: RunAs::Invoker,
-        drift: super::no_drift,
-        prepare: super::no_files,
-        launch,
-        probe,
-        on_ready: super::nothing,
-    }),
+    kind: Kind::Daemon(super::workspace_app(PORT, super::no_files, launch, probe)),
 };
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {

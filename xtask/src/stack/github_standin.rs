@@ -1,10 +1,9 @@
 //! The GitHub stand-in (`apps/github-standin`), which `github-mcp` talks to when no GitHub App
 //! is configured: it checks the App JWT against a key it generates and answers like GitHub.
 
-use nix::sys::signal::Signal;
 use std::path::PathBuf;
 
-use super::{Daemon, Kind, Program, RunAs, Unit};
+use super::{Kind, Program, Unit};
 use crate::binaries::Installed;
 use crate::check::{Check, private_file};
 use crate::config::{GithubApp, PortVar, StackConfig};
@@ -25,17 +24,7 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &[],
     enabled: in_use,
     checks,
-    kind: Kind::Daemon(Daemon {
-        port: PORT,
-        // The apps' graceful shutdown (axum's `with_graceful_shutdown`).
-        stop_signal: Signal::SIGTERM,
-        run_as: RunAs::Invoker,
-        drift: super::no_drift,
-        prepare,
-        launch,
-        probe,
-        on_ready: super::nothing,
-    }),
+    kind: Kind::Daemon(super::workspace_app(PORT, prepare, launch, probe)),
 };
 
 /// The stand-in's App and installation ids (any number works; these are the stand-in's own).

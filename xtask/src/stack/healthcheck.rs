@@ -1,10 +1,8 @@
 //! The healthcheck service (`apps/healthcheck`): a Valkey write-probe over HTTP.
 
-use nix::sys::signal::Signal;
-
-use super::{Daemon, Kind, Program, RunAs, Unit};
 use std::collections::BTreeSet;
 
+use super::{Kind, Program, Unit};
 use crate::binaries::Installed;
 use crate::check::Check;
 use crate::config::{PortVar, StackConfig};
@@ -25,17 +23,7 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &["valkey", "migrations"],
     enabled: super::always,
     checks,
-    kind: Kind::Daemon(Daemon {
-        port: PORT,
-        // The apps' graceful shutdown (axum's `with_graceful_shutdown`).
-        stop_signal: Signal::SIGTERM,
-        run_as: RunAs::Invoker,
-        drift: super::no_drift,
-        prepare: super::no_files,
-        launch,
-        probe,
-        on_ready: super::nothing,
-    }),
+    kind: Kind::Daemon(super::workspace_app(PORT, super::no_files, launch, probe)),
 };
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {

@@ -169,6 +169,26 @@ fn no_drift(_: &StackConfig, _: &Installed) -> anyhow::Result<Vec<String>> {
     Ok(Vec::new())
 }
 
+/// One of the workspace's apps as a daemon: each stops on SIGTERM (their shared
+/// `amtp-graceful` shutdown: drain, then a grace timeout), runs as the invoker and has no pin.
+const fn workspace_app(
+    port: PortVar,
+    prepare: fn(&StackConfig, &Installed, &Contract) -> anyhow::Result<()>,
+    launch: fn(&StackConfig, &Installed, &Contract) -> Launch,
+    probe: fn(&StackConfig) -> anyhow::Result<()>,
+) -> Daemon {
+    Daemon {
+        port,
+        stop_signal: Signal::SIGTERM,
+        run_as: RunAs::Invoker,
+        drift: no_drift,
+        prepare,
+        launch,
+        probe,
+        on_ready: nothing,
+    }
+}
+
 /// A binary built next to the running xtask (same target dir and profile).
 fn workspace_binary(name: &str) -> anyhow::Result<Installed> {
     let path = binaries::built_by_workspace(name)?;
