@@ -16,12 +16,41 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Start the stack and return once every service is healthy; a background supervisor keeps
-    /// it running (restarting crashed services) until `down`.
+    /// it running (restarting crashed services) until `down`. On a running stack: start what
+    /// is not running, and restart each service whose configuration, flags, program or binary
+    /// changed since it started (saying why).
     Up {
+        /// Only these services and what they depend on (a later `up` adds the rest).
+        #[arg(value_parser = service_names())]
+        services: Vec<String>,
         /// Stay in the foreground; Ctrl-C stops everything.
         #[arg(long)]
         attach: bool,
+        /// On a running stack, leave changed services running as they are (only say what
+        /// changed).
+        #[arg(long)]
+        no_recreate: bool,
     },
+    /// Restart services of the running stack, leaving the others running; returns once they
+    /// are ready again, or fails with the last lines of their log.
+    Restart {
+        #[arg(required = true, value_parser = service_names())]
+        services: Vec<String>,
+    },
+    /// Stop services of the running stack; the supervisor leaves them stopped until `start`.
+    Stop {
+        #[arg(required = true, value_parser = service_names())]
+        services: Vec<String>,
+    },
+    /// Start stopped services of the running stack (and the stopped services they depend on);
+    /// returns once they are ready.
+    Start {
+        #[arg(required = true, value_parser = service_names())]
+        services: Vec<String>,
+    },
+    /// Rebuild the apps when their sources change and restart those whose binary changed; a
+    /// failed build leaves them running. Ctrl-C ends watching, not the stack.
+    Watch,
     /// Stop the stack gracefully, in reverse dependency order; data is kept.
     Down {
         /// Also delete the state dir: the database, generated passwords and logs.
@@ -115,7 +144,15 @@ pub(crate) enum Command {
     Guard,
     /// The background supervisor that `up` starts (internal).
     #[command(name = "__supervise", hide = true)]
-    Supervise,
+    Supervise {
+        /// Start only these services and their dependencies.
+        services: Vec<String>,
+    },
+}
+
+/// The services of the table, for the commands that name some.
+fn service_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::stack::UNITS.iter().map(|unit| unit.name))
 }
 
 /// How `status` and `verify` print.

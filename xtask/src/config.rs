@@ -96,13 +96,26 @@ impl StackConfig {
         overrides: &Overrides,
         secrets: Secrets,
     ) -> anyhow::Result<StackConfig> {
+        let env = std::env::vars().chain(overrides.iter().cloned());
+        Self::load_from(repo_root, ports, env, secrets)
+    }
+
+    /// Reads `.env` (or the `AMTP_ENV_FILE` that `env` names) and then `env`, which wins: the
+    /// supervisor reads a second `up`'s configuration from that `up`'s environment.
+    pub(crate) fn load_from(
+        repo_root: &Path,
+        ports: &[PortVar],
+        env: impl Iterator<Item = (String, String)>,
+        secrets: Secrets,
+    ) -> anyhow::Result<StackConfig> {
+        let env: BTreeMap<String, String> = env.collect();
         // Like Compose's `--env-file`: another file instead of the repository's `.env`.
-        let env_file = std::env::var_os("AMTP_ENV_FILE")
+        let env_file = env
+            .get("AMTP_ENV_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root.join(".env"));
         let mut vars = read_dotenv(&env_file)?;
-        vars.extend(std::env::vars());
-        vars.extend(overrides.iter().cloned());
+        vars.extend(env);
         Self::from_vars(repo_root, vars, ports, secrets)
     }
 
@@ -182,6 +195,19 @@ impl StackConfig {
             valkey_password: password("VALKEY_PASSWORD")?,
             github,
         })
+    }
+
+    /// A hash of every setting but the ports (users, passwords, paths, GitHub), any of which a
+    /// service's configuration may carry; nothing of it is ever shown.
+    pub(crate) fn settings_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let without_ports = StackConfig {
+            ports: Ports(BTreeMap::new()),
+            ..self.clone()
+        };
+        let mut hasher = std::hash::DefaultHasher::new();
+        format!("{without_ports:?}").hash(&mut hasher);
+        hasher.finish()
     }
 
     /// The port `port` is set to; its default when the unit table did not name it at load.

@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 
 use crate::cli::{Attach, Output};
 use crate::config::{Overrides, Secrets, StackConfig};
+use crate::control::{self, Request};
 use crate::process::{self, ProcessId};
 use crate::repo::Repo;
 use crate::run_state::{Phase, RunState, Status, UnitState};
@@ -26,19 +27,46 @@ const STATE_MARKER: &str = ".amtp-state";
 /// How long `down` waits for the supervisor to stop everything.
 const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(crate) fn up(repo: &Repo, attach: Attach) -> anyhow::Result<ExitCode> {
+/// What a second `up` does about services that changed since they started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recreate {
+    /// Restart them, one line each saying why.
+    Changed,
+    /// Leave them be (`--no-recreate`), saying what changed.
+    Never,
+}
+
+pub(crate) fn up(
+    repo: &Repo,
+    services: &[String],
+    attach: Attach,
+    recreate: Recreate,
+) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let root = repo.root.as_path();
     let cfg = repo.config_with(&[], Secrets::Generate)?;
     if let Some(state) = RunState::read_live(&cfg.state_dir) {
-        println!(
-            "the stack is already running (supervisor pid {}); nothing changed",
-            state.supervisor.pid
-        );
-        for change in changes_since_start(root, &cfg, &state) {
-            eprintln!("warning: {change}; `cargo xtask down && cargo xtask up` applies it");
+        match state.phase {
+            Phase::Starting => {
+                println!(
+                    "the stack is starting (supervisor pid {}); waiting until it is ready",
+                    state.supervisor.pid
+                );
+                watch_start(&cfg, state.supervisor, began)?;
+                return converge(repo, &cfg, services, recreate);
+            }
+            Phase::Running => return converge(repo, &cfg, services, recreate),
+            Phase::Stopping | Phase::Stopped | Phase::Failed => {
+                println!("the stack is stopping; starting it again once it has stopped");
+                let processes: Vec<ProcessId> = state.processes().collect();
+                if !wait_gone(&processes, DOWN_TIMEOUT) {
+                    bail!(
+                        "the stack did not stop within {DOWN_TIMEOUT:?}; see {}",
+                        cfg.log_file("supervisor").display()
+                    );
+                }
+            }
         }
-        return crate::status::print(&cfg, &state, Output::Table);
     }
     clean_leftovers(&cfg)?;
     let marker = cfg.state_dir.join(STATE_MARKER);
@@ -46,7 +74,7 @@ pub(crate) fn up(repo: &Repo, attach: Attach) -> anyhow::Result<ExitCode> {
     build_apps(root)?;
     if attach == Attach::Attached {
         render_docs(&cfg);
-        crate::supervisor::run(&cfg)?;
+        crate::supervisor::run(&cfg, services)?;
         return Ok(ExitCode::SUCCESS);
     }
     // Beside the start, off its critical path (nginx answers its probe without the site;
@@ -55,10 +83,57 @@ pub(crate) fn up(repo: &Repo, attach: Attach) -> anyhow::Result<ExitCode> {
         let cfg = cfg.clone();
         move || render_docs(&cfg)
     });
-    let started = start_supervisor(&cfg, Supervision::Detached, &[])
+    let started = start_supervisor(&cfg, Supervision::Detached(services), &[])
         .and_then(|supervisor| watch_start(&cfg, supervisor, began));
     let _ = docs.join();
     started?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `up` on a running stack: builds the apps if their sources changed, then asks the supervisor
+/// to start what is not running and to restart what changed; prints the status.
+fn converge(
+    repo: &Repo,
+    cfg: &StackConfig,
+    services: &[String],
+    recreate: Recreate,
+) -> anyhow::Result<ExitCode> {
+    build_apps(&repo.root)?;
+    let request = Request::Up {
+        services: services.to_vec(),
+        start: true,
+        recreate: recreate == Recreate::Changed,
+        env: std::env::vars().collect(),
+    };
+    control::call(cfg, &request)?;
+    match RunState::read_live(&cfg.state_dir) {
+        Some(state) => crate::status::print(cfg, &state, Output::Table),
+        None => bail!(
+            "the supervisor stopped; see {}",
+            cfg.log_file("supervisor").display()
+        ),
+    }
+}
+
+/// `restart`, `stop` and `start`: asks the running supervisor and waits for its answer.
+pub(crate) fn control(repo: &Repo, request: Request) -> anyhow::Result<ExitCode> {
+    let began = Instant::now();
+    let cfg = repo.config()?;
+    if RunState::read_live(&cfg.state_dir).is_none() {
+        bail!("the stack is not running; start it with `cargo xtask up`");
+    }
+    let (done, services) = match &request {
+        Request::Restart { services } => ("restarted", services),
+        Request::Stop { services } => ("stopped", services),
+        Request::Start { services } => ("started", services),
+        Request::Up { services, .. } => ("started", services),
+    };
+    control::call(&cfg, &request)?;
+    println!(
+        "{done} {} in {:.2} s",
+        services.join(", "),
+        began.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -73,28 +148,6 @@ pub(crate) fn render_docs(cfg: &StackConfig) {
             root.display()
         );
     }
-}
-
-/// What a second `up` would do differently from the running stack: ports set otherwise since,
-/// services whose sources changed since they were built.
-fn changes_since_start(root: &Path, cfg: &StackConfig, state: &RunState) -> Vec<String> {
-    let mut changes: Vec<String> = state
-        .units
-        .iter()
-        .filter_map(|running| {
-            let port_var = crate::stack::unit(&running.name)?.port()?;
-            let wanted = cfg.port(port_var);
-            let port = running.port.filter(|port| *port != wanted)?;
-            Some(format!(
-                "{} runs on port {port}, but {} now says {wanted}",
-                running.name, port_var.var
-            ))
-        })
-        .collect();
-    if !apps_built_stamp().is_ok_and(|stamp| apps_are_fresh(root, &stamp)) {
-        changes.push("the services' sources changed since they were built".to_owned());
-    }
-    changes
 }
 
 /// Builds the workspace's services when their sources changed since the last build.
@@ -167,9 +220,10 @@ fn apps_are_fresh(root: &Path, stamp: &Path) -> bool {
 
 /// How the supervisor runs beside the command that starts it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Supervision {
-    /// In its own session, so a closed terminal does not stop it (`up`).
-    Detached,
+pub(crate) enum Supervision<'a> {
+    /// In its own session, so a closed terminal does not stop it (`up`), running only these
+    /// services and their dependencies (all when empty).
+    Detached(&'a [String]),
     /// As our child with a parent-death signal, so that it dies with us whatever happens
     /// (`cargo xtask test`).
     Child,
@@ -178,7 +232,7 @@ pub(crate) enum Supervision {
 /// Starts `xtask __supervise` with the same configuration: our environment plus `overrides`.
 pub(crate) fn start_supervisor(
     cfg: &StackConfig,
-    supervision: Supervision,
+    supervision: Supervision<'_>,
     overrides: &Overrides,
 ) -> anyhow::Result<ProcessId> {
     let exe = crate::binaries::built_by_workspace(env!("CARGO_BIN_NAME"))?;
@@ -195,7 +249,7 @@ pub(crate) fn start_supervisor(
                 .arg("__supervise");
             process::spawn(&launch, &log)?
         }
-        Supervision::Detached => {
+        Supervision::Detached(services) => {
             let out = fs::File::options()
                 .create(true)
                 .append(true)
@@ -204,6 +258,7 @@ pub(crate) fn start_supervisor(
             let mut command = Command::new(exe);
             command
                 .arg("__supervise")
+                .args(services)
                 .envs(overrides.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(
@@ -343,6 +398,7 @@ fn describe(unit: &UnitState) -> String {
             ),
         },
         Status::Failed => format!("{:<15} failed", unit.name),
+        Status::Stopped => format!("{:<15} not started", unit.name),
         Status::Starting => format!("{:<15} starting{version}", unit.name),
         _ => format!("{:<15} waiting", unit.name),
     }

@@ -8,8 +8,10 @@ mod client;
 mod compose;
 mod config;
 mod contract;
+mod control;
 mod docs;
 mod env;
+mod fingerprint;
 mod guardian;
 mod lifecycle;
 mod logs;
@@ -23,13 +25,15 @@ mod supervisor;
 mod test_cmd;
 mod url;
 mod verify;
+mod watch;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{Attach, Cli, Command, Output};
-use crate::lifecycle::Volumes;
+use crate::control::Request;
+use crate::lifecycle::{Recreate, Volumes};
 use crate::repo::Repo;
 
 fn main() -> ExitCode {
@@ -45,14 +49,27 @@ fn main() -> ExitCode {
 
 fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { attach } => lifecycle::up(
-            repo,
-            if attach {
+        Command::Up {
+            services,
+            attach,
+            no_recreate,
+        } => {
+            let attach = if attach {
                 Attach::Attached
             } else {
                 Attach::Detached
-            },
-        ),
+            };
+            let recreate = if no_recreate {
+                Recreate::Never
+            } else {
+                Recreate::Changed
+            };
+            lifecycle::up(repo, &services, attach, recreate)
+        }
+        Command::Restart { services } => lifecycle::control(repo, Request::Restart { services }),
+        Command::Stop { services } => lifecycle::control(repo, Request::Stop { services }),
+        Command::Start { services } => lifecycle::control(repo, Request::Start { services }),
+        Command::Watch => watch::run(repo),
         Command::Down { volumes } => {
             let volumes = if volumes {
                 Volumes::Delete
@@ -97,8 +114,8 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             guardian::run()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Supervise => {
-            supervisor::run(&repo.config()?)?;
+        Command::Supervise { services } => {
+            supervisor::run(&repo.config()?, &services)?;
             Ok(ExitCode::SUCCESS)
         }
     }

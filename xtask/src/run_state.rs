@@ -27,6 +27,9 @@ pub(crate) enum Status {
     Ready,
     Restarting,
     Failed,
+    /// Being stopped on request (`stop`, `restart`).
+    Stopping,
+    /// Stopped on request, or never started (`up SERVICE`): the supervisor leaves it so.
     Stopped,
 }
 

@@ -95,7 +95,7 @@ pub(crate) fn print(
                         reason,
                         uptime_s: unit
                             .started_at
-                            .filter(|_| unit.daemon)
+                            .filter(|_| unit.daemon && unit.pid.is_some())
                             .map(|t| now.saturating_sub(t)),
                         version: unit.installed.as_ref().map(|i| i.version.clone()),
                         restarts: unit.restarts,

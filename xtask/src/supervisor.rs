@@ -7,7 +7,9 @@
 //!    PgBouncer and the migrations when Postgres answers, the apps after those;
 //! 3. keeps them: a daemon that exits is restarted with a growing delay (Compose's
 //!    `unless-stopped`);
-//! 4. on SIGTERM/SIGINT/SIGHUP stops them in reverse dependency order and exits.
+//! 4. answers the commands of its [`control`] socket: stop, start or restart some services,
+//!    start more (`up SERVICE`), restart those that changed (a second `up`);
+//! 5. on SIGTERM/SIGINT/SIGHUP stops them in reverse dependency order and exits.
 //!
 //! Only the main thread spawns daemons: on Linux each carries a parent-death signal tied to that
 //! thread, so no daemon outlives the supervisor, even one killed with SIGKILL. Everywhere, the
@@ -30,6 +32,8 @@ use nix::sys::signal::Signal;
 use crate::binaries::Installed;
 use crate::config::StackConfig;
 use crate::contract::Contract;
+use crate::control::{self, Call, Caller, Request};
+use crate::fingerprint::Fingerprint;
 use crate::guardian;
 use crate::process::{self, ProcessId};
 use crate::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
@@ -60,11 +64,31 @@ struct Slot {
     failures: u32,
     /// A thread is preparing, probing or running this unit.
     busy: bool,
+    /// What the running daemon was started from (a second `up` compares).
+    fingerprint: Option<Fingerprint>,
+    /// Start again once stopped (`restart`).
+    then_start: bool,
+}
+
+/// A caller waiting for units to be ready (or stopped).
+struct Waiter {
+    caller: Caller,
+    slots: Vec<usize>,
+    until: Until,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Ready,
+    Stopped,
 }
 
 /// What the helper threads report.
 enum Event {
-    Prepared(anyhow::Result<()>),
+    /// Files rendered; the fingerprint of what is about to start.
+    Prepared(anyhow::Result<Fingerprint>),
+    /// A daemon stopped on request.
+    Stopped,
     Ready(anyhow::Result<()>),
     TaskDone(anyhow::Result<String>),
 }
@@ -75,8 +99,8 @@ struct Report {
     event: Event,
 }
 
-pub(crate) struct Supervisor<'a> {
-    cfg: &'a StackConfig,
+pub(crate) struct Supervisor {
+    cfg: StackConfig,
     slots: Vec<Slot>,
     phase: Phase,
     error: Option<String>,
@@ -93,10 +117,15 @@ pub(crate) struct Supervisor<'a> {
     contract: Option<ContractSummary>,
     /// The contract check started once the stack was ready, until it reports.
     contract_check: Option<Receiver<ContractSummary>>,
+    /// Requests from the control socket.
+    calls: Receiver<Call>,
+    calls_sender: Sender<Call>,
+    waiters: Vec<Waiter>,
 }
 
-/// Runs the stack until a stop signal; returns an error if it could not start.
-pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
+/// Runs the stack (`only` these services and their dependencies, when not empty) until a stop
+/// signal; returns an error if it could not start.
+pub(crate) fn run(cfg: &StackConfig, only: &[String]) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGTERM,
@@ -112,8 +141,10 @@ pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
     let exe = crate::binaries::built_by_workspace(env!("CARGO_BIN_NAME"))?;
     guardian::start(&exe, &cfg.log_file("supervisor"))?;
     let mut supervisor = Supervisor::new(cfg)?;
+    supervisor.hold_all_but(only)?;
     let result = supervisor
         .preflight()
+        .and_then(|()| control::listen(cfg, supervisor.calls_sender.clone()))
         .and_then(|()| supervisor.supervise(&stop));
     if let Err(err) = &result {
         supervisor.phase = Phase::Failed;
@@ -125,14 +156,15 @@ pub(crate) fn run(cfg: &StackConfig) -> anyhow::Result<()> {
     result
 }
 
-impl<'a> Supervisor<'a> {
-    fn new(cfg: &'a StackConfig) -> anyhow::Result<Supervisor<'a>> {
+impl Supervisor {
+    fn new(cfg: &StackConfig) -> anyhow::Result<Supervisor> {
         Self::of(cfg, stack::enabled_units(cfg))
     }
 
     /// A supervisor of `units` (the stack's, or a test's).
-    fn of(cfg: &'a StackConfig, units: Vec<&'static Unit>) -> anyhow::Result<Supervisor<'a>> {
+    fn of(cfg: &StackConfig, units: Vec<&'static Unit>) -> anyhow::Result<Supervisor> {
         let (sender, reports) = mpsc::channel();
+        let (calls_sender, calls) = mpsc::channel();
         let slots = units
             .into_iter()
             .map(|unit| Slot {
@@ -155,10 +187,12 @@ impl<'a> Supervisor<'a> {
                 not_before: None,
                 failures: 0,
                 busy: false,
+                fingerprint: None,
+                then_start: false,
             })
             .collect();
         let supervisor = Supervisor {
-            cfg,
+            cfg: cfg.clone(),
             slots,
             phase: Phase::Starting,
             error: None,
@@ -172,9 +206,70 @@ impl<'a> Supervisor<'a> {
             infra: Arc::new(Contract::default()),
             contract: None,
             contract_check: None,
+            calls,
+            calls_sender,
+            waiters: Vec::new(),
         };
         supervisor.publish();
         Ok(supervisor)
+    }
+
+    /// `up SERVICE…`: every unit that is not one of `only` or one of their dependencies stays
+    /// stopped until asked for (nothing is held when `only` is empty).
+    fn hold_all_but(&mut self, only: &[String]) -> anyhow::Result<()> {
+        if only.is_empty() {
+            return Ok(());
+        }
+        let wanted = self.with_dependencies(&self.indices(only)?);
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if !wanted.contains(&index) {
+                slot.state.status = Status::Stopped;
+                slot.state.message = Some(format!(
+                    "not started (`cargo xtask up {}` starts it)",
+                    slot.unit.name
+                ));
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// The slots of these service names; an unknown name is an error that lists the known.
+    fn indices(&self, names: &[String]) -> anyhow::Result<Vec<usize>> {
+        names
+            .iter()
+            .map(|name| {
+                self.slots
+                    .iter()
+                    .position(|s| s.unit.name == name)
+                    .with_context(|| {
+                        let known: Vec<&str> = self.slots.iter().map(|s| s.unit.name).collect();
+                        format!(
+                            "this stack has no service {name:?}; it has {}",
+                            known.join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// `indices` and every unit they depend on, directly or not, in table order.
+    fn with_dependencies(&self, indices: &[usize]) -> Vec<usize> {
+        let mut wanted = vec![false; self.slots.len()];
+        for &index in indices {
+            wanted[index] = true;
+        }
+        // Dependencies come before their dependents in the table: one backwards pass.
+        for index in (0..self.slots.len()).rev() {
+            if wanted[index] {
+                for dep in self.slots[index].unit.depends_on {
+                    if let Some(d) = self.slots.iter().position(|s| s.unit.name == *dep) {
+                        wanted[d] = true;
+                    }
+                }
+            }
+        }
+        (0..self.slots.len()).filter(|i| wanted[*i]).collect()
     }
 
     fn run_state(&self) -> RunState {
@@ -227,13 +322,27 @@ impl<'a> Supervisor<'a> {
     /// Reads `infra/`, finds every program (in parallel) and checks every port, before anything
     /// starts.
     fn preflight(&mut self) -> anyhow::Result<()> {
-        let cfg = self.cfg;
-        self.infra = Arc::new(Contract::read(&cfg.repo_root)?);
+        self.infra = Arc::new(Contract::read(&self.cfg.repo_root)?);
+        let starting: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].state.status != Status::Stopped)
+            .collect();
+        let result = self.locate(&starting);
+        self.publish();
+        result
+    }
+
+    /// Finds the programs of these units (in parallel) and checks their ports are free; every
+    /// problem is named at once.
+    fn locate(&mut self, indices: &[usize]) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        let slots = &self.slots;
         let found: Vec<anyhow::Result<Option<Installed>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .slots
+            let handles: Vec<_> = indices
                 .iter()
-                .map(|slot| scope.spawn(move || slot.unit.locate(cfg).context(slot.unit.name)))
+                .map(|&i| {
+                    let unit = slots[i].unit;
+                    scope.spawn(move || unit.locate(cfg).context(unit.name))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -241,7 +350,8 @@ impl<'a> Supervisor<'a> {
                 .collect()
         });
         let mut errors = Vec::new();
-        for (slot, installed) in self.slots.iter_mut().zip(found) {
+        for (&index, installed) in indices.iter().zip(found) {
+            let slot = &mut self.slots[index];
             match installed {
                 Ok(installed) => {
                     if let Some(installed) = &installed {
@@ -254,7 +364,8 @@ impl<'a> Supervisor<'a> {
                 Err(err) => errors.push(format!("{err:#}")),
             }
         }
-        for slot in &self.slots {
+        for &index in indices {
+            let slot = &self.slots[index];
             if let (Some(port), Some(port_var)) = (slot.state.port, slot.unit.port())
                 && let Err(holder) = crate::ports::check_free(port)
             {
@@ -265,7 +376,6 @@ impl<'a> Supervisor<'a> {
                 ));
             }
         }
-        self.publish();
         anyhow::ensure!(errors.is_empty(), "{}", errors.join("\n"));
         Ok(())
     }
@@ -277,6 +387,16 @@ impl<'a> Supervisor<'a> {
                 self.check_contract();
             }
             self.contract_checked();
+            while let Ok(call) = self.calls.try_recv() {
+                self.answer(call);
+            }
+            self.resolve_waiters();
+        }
+        if self.phase == Phase::Starting {
+            // Said by the `up` that is waiting for this start, and kept in the state.
+            self.error = Some(
+                "stopped while it was starting, by `cargo xtask down` (or a signal)".to_owned(),
+            );
         }
         Ok(())
     }
@@ -290,8 +410,12 @@ impl<'a> Supervisor<'a> {
             self.handle(report)?;
         }
         self.reap_exited()?;
+        // Held units (`up SERVICE`) are not waited for.
         let ready = self.phase == Phase::Starting
-            && self.slots.iter().all(|s| s.state.status == Status::Ready);
+            && self
+                .slots
+                .iter()
+                .all(|s| matches!(s.state.status, Status::Ready | Status::Stopped));
         if ready {
             self.phase = Phase::Running;
             println!("stack ready");
@@ -334,11 +458,13 @@ impl<'a> Supervisor<'a> {
         let generation = slot.generation;
         let helper = match &slot.unit.kind {
             Kind::Daemon(daemon) => {
-                let prepare = daemon.prepare;
+                let unit = slot.unit;
                 let installed = slot.state.installed.clone().expect("located in preflight");
                 let infra = Arc::clone(&self.infra);
                 std::thread::spawn(move || {
-                    let event = Event::Prepared(prepare(&cfg, &installed, &infra));
+                    let prepared = (daemon.prepare)(&cfg, &installed, &infra)
+                        .map(|()| Fingerprint::of(unit, daemon, &cfg, &installed, &infra));
+                    let event = Event::Prepared(prepared);
                     let _ = sender.send(Report {
                         slot: index,
                         generation,
@@ -368,7 +494,27 @@ impl<'a> Supervisor<'a> {
         }
         let name = self.slots[report.slot].unit.name;
         match report.event {
-            Event::Prepared(Ok(())) => self.spawn(report.slot)?,
+            Event::Prepared(Ok(fingerprint)) => {
+                self.slots[report.slot].fingerprint = Some(fingerprint);
+                self.spawn(report.slot)?;
+            }
+            Event::Stopped => {
+                let slot = &mut self.slots[report.slot];
+                slot.state.pid = None;
+                slot.busy = false;
+                slot.fingerprint = None;
+                if std::mem::take(&mut slot.then_start) {
+                    slot.failures = 0;
+                    slot.not_before = None;
+                    slot.state.status = Status::Waiting;
+                } else {
+                    slot.state.status = Status::Stopped;
+                    slot.state.message =
+                        Some(format!("stopped (`cargo xtask start {name}` starts it)"));
+                }
+                println!("{name}: stopped");
+                self.publish();
+            }
             Event::Prepared(Err(err)) => {
                 return self.failed(report.slot, err.context(format!("{name}: cannot prepare")));
             }
@@ -473,8 +619,288 @@ impl<'a> Supervisor<'a> {
             });
         }
         println!("{:#}", err);
+        self.fail_waiters(index, &err);
         self.schedule_restart(index);
         Ok(())
+    }
+
+    /// Tells every caller waiting for this unit that it failed, with the last lines of its log.
+    fn fail_waiters(&mut self, index: usize, err: &anyhow::Error) {
+        let log = self.cfg.log_file(self.slots[index].unit.name);
+        let tail = process::log_tail(&log, 20);
+        let (failed, waiting) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w: &Waiter| w.until == Until::Ready && w.slots.contains(&index));
+        self.waiters = waiting;
+        for waiter in failed {
+            let mut error = format!("{err:#}");
+            if !tail.is_empty() {
+                error.push_str(&format!("\nlast lines of {}:\n{tail}", log.display()));
+            }
+            waiter.caller.done(Some(error));
+        }
+    }
+
+    /// Answers the callers whose units are all ready (or stopped) now.
+    fn resolve_waiters(&mut self) {
+        let slots = &self.slots;
+        let (done, waiting) =
+            std::mem::take(&mut self.waiters)
+                .into_iter()
+                .partition(|w: &Waiter| {
+                    w.slots.iter().all(|&i| match w.until {
+                        Until::Ready => slots[i].state.status == Status::Ready,
+                        Until::Stopped => slots[i].state.status == Status::Stopped,
+                    })
+                });
+        self.waiters = waiting;
+        for waiter in done {
+            waiter.caller.done(None);
+        }
+    }
+
+    /// One request of the control socket; the caller is answered now, or once the units it
+    /// asked for are ready or stopped.
+    fn answer(&mut self, call: Call) {
+        let Call {
+            request,
+            mut caller,
+        } = call;
+        let result = match request {
+            Request::Stop { services } => self.indices(&services).map(|indices| {
+                for &index in &indices {
+                    self.stop_unit(index, false, &mut caller);
+                }
+                (indices, Until::Stopped)
+            }),
+            Request::Start { services } => self.indices(&services).and_then(|indices| {
+                let indices = self.start_units(&indices, &mut caller)?;
+                Ok((indices, Until::Ready))
+            }),
+            Request::Restart { services } => self.indices(&services).and_then(|indices| {
+                for &index in &indices {
+                    self.stop_unit(index, true, &mut caller);
+                }
+                let with_deps = self.start_units(&indices, &mut caller)?;
+                Ok((with_deps, Until::Ready))
+            }),
+            Request::Up {
+                services,
+                start,
+                recreate,
+                env,
+            } => self.up(&services, start, recreate, &env, &mut caller),
+        };
+        match result {
+            Ok((slots, until)) => {
+                self.publish();
+                self.waiters.push(Waiter {
+                    caller,
+                    slots,
+                    until,
+                });
+            }
+            Err(err) => caller.done(Some(format!("{err:#}"))),
+        }
+    }
+
+    /// Stops a unit: its daemon on a helper thread (reported as [`Event::Stopped`]); with
+    /// `then_start`, it starts again once stopped. A unit that is not running is marked so.
+    fn stop_unit(&mut self, index: usize, then_start: bool, caller: &mut Caller) {
+        let slot = &mut self.slots[index];
+        // Reports about the instance being stopped (its probe, its preparation) are stale now.
+        slot.generation += 1;
+        slot.busy = false;
+        let name = slot.unit.name;
+        match slot.child.take() {
+            Some(mut child) => {
+                caller.say(format!("{name}: stopping"));
+                slot.state.status = Status::Stopping;
+                slot.then_start = then_start;
+                slot.busy = true;
+                let signal = stop_signal(slot.unit);
+                let (sender, generation) = (self.sender.clone(), slot.generation);
+                self.helpers.push(std::thread::spawn(move || {
+                    process::stop_child(&mut child, signal, STOP_GRACE);
+                    let _ = sender.send(Report {
+                        slot: index,
+                        generation,
+                        event: Event::Stopped,
+                    });
+                }));
+            }
+            None if then_start => {
+                slot.state.status = Status::Waiting;
+                slot.not_before = None;
+            }
+            None => {
+                slot.state.status = Status::Stopped;
+                slot.state.pid = None;
+                slot.state.message =
+                    Some(format!("stopped (`cargo xtask start {name}` starts it)"));
+            }
+        }
+    }
+
+    /// Starts these units and the stopped ones they depend on (found and their ports checked
+    /// first, if this supervisor has not run them yet); returns them all.
+    fn start_units(
+        &mut self,
+        indices: &[usize],
+        caller: &mut Caller,
+    ) -> anyhow::Result<Vec<usize>> {
+        let all = self.with_dependencies(indices);
+        let never_located: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| self.slots[i].state.daemon && self.slots[i].state.installed.is_none())
+            .collect();
+        self.locate(&never_located)?;
+        for &index in &all {
+            let slot = &mut self.slots[index];
+            match slot.state.status {
+                Status::Stopped | Status::Failed => {
+                    caller.say(format!("{}: starting", slot.unit.name));
+                    slot.state.status = Status::Waiting;
+                    slot.state.message = None;
+                    slot.failures = 0;
+                    slot.not_before = None;
+                }
+                Status::Stopping => slot.then_start = true,
+                _ => {}
+            }
+        }
+        Ok(all)
+    }
+
+    /// A second `up`: starts what it names (everything when it names nothing) and, with
+    /// `recreate`, restarts the running daemons whose fingerprint changed, after reading the
+    /// configuration and `infra/` again.
+    fn up(
+        &mut self,
+        services: &[String],
+        start: bool,
+        recreate: bool,
+        env: &[(String, String)],
+        caller: &mut Caller,
+    ) -> anyhow::Result<(Vec<usize>, Until)> {
+        let asked = if services.is_empty() {
+            (0..self.slots.len()).collect()
+        } else {
+            self.indices(services)?
+        };
+        let scope = if start {
+            self.with_dependencies(&asked)
+        } else {
+            asked.clone()
+        };
+        let changed = self.changed_since_start(&scope, env, recreate)?;
+        let idle = scope
+            .iter()
+            .any(|&i| matches!(self.slots[i].state.status, Status::Stopped | Status::Failed));
+        if changed.is_empty() && !(start && idle) {
+            caller.say("nothing to do: every service runs as configured");
+        }
+        let mut restart = Vec::new();
+        for (index, changes) in changed {
+            let name = self.slots[index].unit.name;
+            if recreate {
+                caller.say(format!("{name}: restarting: {}", changes.join(", ")));
+                restart.push(index);
+            } else {
+                caller.say(format!(
+                    "{name}: not recreated (--no-recreate), though {}",
+                    changes.join(", ")
+                ));
+            }
+        }
+        for &index in &restart {
+            self.stop_unit(index, true, caller);
+        }
+        let mut started = if start {
+            self.start_units(&asked, caller)?
+        } else {
+            Vec::new()
+        };
+        started.extend(restart);
+        started.sort_unstable();
+        started.dedup();
+        Ok((started, Until::Ready))
+    }
+
+    /// The running daemons that would start differently now, with why. Reads the
+    /// configuration from `env` (the caller's environment) and `infra/` again; with `adopt`,
+    /// the supervisor starts everything from them from now on.
+    fn changed_since_start(
+        &mut self,
+        among: &[usize],
+        env: &[(String, String)],
+        adopt: bool,
+    ) -> anyhow::Result<Vec<(usize, Vec<String>)>> {
+        let cfg = StackConfig::load_from(
+            &self.cfg.repo_root,
+            &stack::port_vars(),
+            env.iter().cloned(),
+            crate::config::Secrets::MustExist,
+        )?;
+        anyhow::ensure!(
+            cfg.state_dir == self.cfg.state_dir,
+            "this supervisor runs the stack in {}, not {}",
+            self.cfg.state_dir.display(),
+            cfg.state_dir.display()
+        );
+        let infra = Arc::new(Contract::read(&cfg.repo_root)?);
+        let running: Vec<usize> = among
+            .iter()
+            .copied()
+            .filter(|&i| self.slots[i].fingerprint.is_some())
+            .collect();
+        let now: Vec<anyhow::Result<(Option<Installed>, Fingerprint)>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = running
+                    .iter()
+                    .map(|&i| {
+                        let (unit, cfg, infra) = (self.slots[i].unit, &cfg, &infra);
+                        scope.spawn(move || {
+                            let installed = unit.locate(cfg).context(unit.name)?;
+                            let Kind::Daemon(daemon) = &unit.kind else {
+                                unreachable!("only daemons have fingerprints")
+                            };
+                            let found = installed.as_ref().expect("a daemon has a program");
+                            let fingerprint = Fingerprint::of(unit, daemon, cfg, found, infra);
+                            Ok((installed, fingerprint))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("fingerprint thread panicked"))
+                    .collect()
+            });
+        let mut changed = Vec::new();
+        for (&index, now) in running.iter().zip(now) {
+            let (installed, fingerprint) = now?;
+            let slot = &mut self.slots[index];
+            let changes = slot
+                .fingerprint
+                .as_ref()
+                .map(|old| old.changes(&fingerprint))
+                .unwrap_or_default();
+            if !changes.is_empty() {
+                changed.push((index, changes));
+                if adopt {
+                    slot.state.installed = installed;
+                }
+            }
+        }
+        if adopt {
+            for slot in &mut self.slots {
+                slot.state.port = slot.unit.port().map(|port| cfg.port(port));
+            }
+            self.cfg = cfg;
+            self.infra = infra;
+        }
+        Ok(changed)
     }
 
     fn schedule_restart(&mut self, index: usize) {
@@ -516,6 +942,11 @@ impl<'a> Supervisor<'a> {
     fn stop_all(&mut self) {
         // A one-shot program (initdb) still running would go on writing into the state dir.
         self.stopping.store(true, Ordering::Relaxed);
+        for waiter in self.waiters.drain(..) {
+            waiter.caller.done(Some(
+                "the stack is stopping (`cargo xtask down`)".to_owned(),
+            ));
+        }
         process::kill_one_shots();
         if self.slots.iter().all(|s| s.child.is_none()) {
             self.finish();
@@ -653,6 +1084,10 @@ mod tests {
     static BROKEN: Unit = task("broken-base", &[], |_| anyhow::bail!("broken-base refuses"));
     static ABOVE_BROKEN: Unit = task("broken-above", &["broken-base"], |_| ran("broken-above"));
 
+    static HELD_BASE: Unit = task("held-base", &[], |_| ran("held-base"));
+    static HELD_MIDDLE: Unit = task("held-middle", &["held-base"], |_| ran("held-middle"));
+    static HELD_TOP: Unit = task("held-top", &["held-middle"], |_| ran("held-top"));
+
     fn state_dir(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("amtp-supervisor-{name}-{}", std::process::id()));
@@ -690,6 +1125,27 @@ mod tests {
         );
         let state = RunState::read(&dir).expect("the state is published");
         assert_eq!(state.phase, Phase::Running);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn up_service_starts_it_and_its_dependencies_only() {
+        let dir = state_dir("held");
+        let cfg = crate::config::tests::config_in(&dir);
+        let units = vec![&HELD_BASE, &HELD_MIDDLE, &HELD_TOP];
+        let mut supervisor = Supervisor::of(&cfg, units).unwrap();
+        supervisor.hold_all_but(&["held-middle".into()]).unwrap();
+        start(&mut supervisor).unwrap();
+        assert_eq!(
+            ran_before(&["held-base", "held-middle", "held-top"]),
+            ["held-base", "held-middle"]
+        );
+        assert_eq!(supervisor.slots[2].state.status, Status::Stopped);
+        let unknown = supervisor.hold_all_but(&["nope".into()]).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "this stack has no service \"nope\"; it has held-base, held-middle, held-top"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
