@@ -215,6 +215,12 @@ impl StackConfig {
         self.ports.0.get(port.var).copied().unwrap_or(port.default)
     }
 
+    /// This configuration with `port` set to `number` (what a running stack actually uses).
+    pub(crate) fn with_port(mut self, port: PortVar, number: u16) -> StackConfig {
+        self.ports.0.insert(port.var, number);
+        self
+    }
+
     /// The passwords generated at the first `up` (mode 0600).
     pub(crate) fn secrets_file(&self) -> PathBuf {
         self.state_dir.join(SECRETS_FILE)

@@ -116,6 +116,13 @@ pub(crate) fn listen(cfg: &StackConfig, calls: Sender<Call>) -> anyhow::Result<(
     Ok(())
 }
 
+/// Removes the socket and its directory (the supervisor is done).
+pub(crate) fn close(cfg: &StackConfig) {
+    let path = socket_path(cfg);
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(path.parent().expect("the socket is in a directory"));
+}
+
 /// Reads the request of one caller of the right account.
 fn accept(stream: UnixStream, owner: nix::unistd::Uid) -> Option<Call> {
     let caller = Caller(stream);

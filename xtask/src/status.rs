@@ -68,6 +68,14 @@ pub(crate) fn print(
     state: &RunState,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
+    // Probe the ports the services listen on, which a changed setting may not have moved yet
+    // (`up --no-recreate`).
+    let cfg = &state.units.iter().fold(cfg.clone(), |cfg, unit| {
+        match (stack::unit(&unit.name).and_then(|u| u.port()), unit.port) {
+            (Some(var), Some(port)) => cfg.with_port(var, port),
+            _ => cfg,
+        }
+    });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -121,6 +129,7 @@ pub(crate) fn print(
             "running": true,
             "phase": state.phase,
             "supervisor_pid": state.supervisor.pid,
+            "control_socket": crate::control::socket_path(cfg),
             "github": if github_standin::in_use(cfg) { "stand-in" } else { "github app" },
             "services": services,
             "contract": contract,

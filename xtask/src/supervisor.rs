@@ -152,6 +152,7 @@ pub(crate) fn run(cfg: &StackConfig, only: &[String]) -> anyhow::Result<()> {
         supervisor.publish();
     }
     supervisor.stop_all();
+    control::close(cfg);
     guardian::stop();
     result
 }

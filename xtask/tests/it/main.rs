@@ -5,6 +5,7 @@ mod ci_workflow;
 mod clients;
 mod compose;
 mod contract;
+mod daily;
 mod docs_site;
 mod stack;
 mod util;

@@ -41,6 +41,8 @@ impl TestStack {
         for var in port_vars() {
             env.insert(var.clone(), amtp_testkit::free_port().to_string());
         }
+        // What `cargo test` built: `watch`'s test edits a source meanwhile.
+        env.insert("AMTP_SKIP_BUILD".to_owned(), "1".to_owned());
         // A `.env` of the developer's must not leak into the test.
         env.insert("AMTP_ENV_FILE".to_owned(), "/nonexistent/.env".to_owned());
         TestStack { state_dir, env }
