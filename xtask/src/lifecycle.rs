@@ -458,7 +458,15 @@ pub(crate) fn down(cfg: &StackConfig, volumes: Volumes) -> anyhow::Result<ExitCo
                     cfg.log_file("supervisor").display()
                 );
             }
-            println!("stack stopped in {} ms", began.elapsed().as_millis());
+            let starting = if state.phase == Phase::Starting {
+                " (it was still starting: the `up` that started it stops too, and says so)"
+            } else {
+                ""
+            };
+            println!(
+                "stack stopped in {} ms{starting}",
+                began.elapsed().as_millis()
+            );
         }
         _ => {
             let cleaned = clean_leftovers(cfg)?;

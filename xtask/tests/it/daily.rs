@@ -300,3 +300,53 @@ fn watch_rebuilds_and_restarts_the_healthcheck_and_keeps_it_after_a_broken_edit(
         "Ctrl-C stopped the stack"
     );
 }
+
+/// `up` in the background, its output kept.
+fn spawn_up(stack: &TestStack) -> Child {
+    stack
+        .command(&["up"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn is_starting(stack: &TestStack) -> bool {
+    stack.status()["phase"] == "starting"
+}
+
+#[test]
+fn a_second_up_during_the_start_waits_for_it_and_a_down_stops_it() {
+    let stack = TestStack::new("concurrent");
+    let first = spawn_up(&stack);
+    assert!(
+        wait_for(Duration::from_secs(30), || is_starting(&stack)),
+        "the first up never showed a starting stack"
+    );
+    let second = stack.xtask(&["up"]);
+    let said = describe(&second);
+    assert!(second.status.success(), "{said}");
+    assert!(said.contains("waiting until it is ready"), "{said}");
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", describe(&first));
+    stack.ok(&["down", "--volumes"]);
+
+    // Again from nothing (initdb makes the start long enough), and `down` in the middle.
+    let starting = spawn_up(&stack);
+    assert!(wait_for(Duration::from_secs(30), || is_starting(&stack)));
+    let down = stack.ok(&["down"]);
+    assert!(down.contains("it was still starting"), "{down}");
+    let starting = starting.wait_with_output().unwrap();
+    let said = describe(&starting);
+    assert!(!starting.status.success(), "{said}");
+    assert!(
+        said.contains("stopped while it was starting, by `cargo xtask down`"),
+        "{said}"
+    );
+    assert_eq!(
+        stack.xtask(&["status"]).status.code(),
+        Some(3),
+        "a process survived"
+    );
+}
