@@ -11,17 +11,11 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 runs=${RUNS:-10}
-command -v hyperfine >/dev/null || { echo "commands.sh: hyperfine is required (apt-get install hyperfine)" >&2; exit 1; }
+# shellcheck source=own-stack.sh
+source "$repo/xtask/bench/own-stack.sh"
+need_hyperfine commands.sh
 cd "$repo"
-
-export AMTP_STATE_DIR=/tmp/amtp-bench-commands AMTP_ENV_FILE=/nonexistent/.env
-unset POSTGRES_PASSWORD VALKEY_PASSWORD GITHUB_APP_ID
-# One port per service, whatever the table holds (`__port-vars` prints VAR=default lines).
-port=17500
-while IFS='=' read -r var _; do
-    export "$var=$port"
-    port=$((port + 1))
-done < <(cargo xtask __port-vars 2>/dev/null)
+own_stack commands 17500
 
 trap 'cargo xtask down --volumes >/dev/null 2>&1 || true' EXIT
 cargo xtask down --volumes >/dev/null 2>&1 || true

@@ -14,16 +14,11 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 runs=${RUNS:-10}
-command -v hyperfine >/dev/null || { echo "daily.sh: hyperfine is required (apt-get install hyperfine)" >&2; exit 1; }
+# shellcheck source=own-stack.sh
+source "$repo/xtask/bench/own-stack.sh"
+need_hyperfine daily.sh
 cd "$repo"
-
-export AMTP_STATE_DIR=/tmp/amtp-bench-daily AMTP_ENV_FILE=/nonexistent/.env
-unset POSTGRES_PASSWORD VALKEY_PASSWORD GITHUB_APP_ID
-port=17600
-while IFS='=' read -r var _; do
-    export "$var=$port"
-    port=$((port + 1))
-done < <(cargo xtask __port-vars 2>/dev/null)
+own_stack daily 17600
 
 main_rs=apps/healthcheck/src/main.rs
 cp "$main_rs" /tmp/amtp-bench-daily-main.rs

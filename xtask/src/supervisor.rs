@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use crate::binaries::Installed;
 use crate::config::StackConfig;
 use crate::contract::Contract;
 use crate::control::{self, Call, Caller, Request};
@@ -335,20 +334,10 @@ impl Supervisor {
     /// Finds the programs of these units (in parallel) and checks their ports are free; every
     /// problem is named at once.
     fn locate(&mut self, indices: &[usize]) -> anyhow::Result<()> {
-        let cfg = &self.cfg;
-        let slots = &self.slots;
-        let found: Vec<anyhow::Result<Option<Installed>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = indices
-                .iter()
-                .map(|&i| {
-                    let unit = slots[i].unit;
-                    scope.spawn(move || unit.locate(cfg).context(unit.name))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("locate thread panicked"))
-                .collect()
+        let (cfg, slots) = (&self.cfg, &self.slots);
+        let found = on_threads(indices, |i| {
+            let unit = slots[i].unit;
+            unit.locate(cfg).context(unit.name)
         });
         let mut errors = Vec::new();
         for (&index, installed) in indices.iter().zip(found) {
@@ -856,28 +845,17 @@ impl Supervisor {
             .copied()
             .filter(|&i| self.slots[i].fingerprint.is_some())
             .collect();
-        let now: Vec<anyhow::Result<(Option<Installed>, Fingerprint)>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = running
-                    .iter()
-                    .map(|&i| {
-                        let (unit, cfg, infra) = (self.slots[i].unit, &cfg, &infra);
-                        scope.spawn(move || {
-                            let installed = unit.locate(cfg).context(unit.name)?;
-                            let Kind::Daemon(daemon) = &unit.kind else {
-                                unreachable!("only daemons have fingerprints")
-                            };
-                            let found = installed.as_ref().expect("a daemon has a program");
-                            let fingerprint = Fingerprint::of(unit, daemon, cfg, found, infra);
-                            Ok((installed, fingerprint))
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("fingerprint thread panicked"))
-                    .collect()
-            });
+        let slots = &self.slots;
+        let now = on_threads(&running, |i| -> anyhow::Result<_> {
+            let unit = slots[i].unit;
+            let installed = unit.locate(&cfg).context(unit.name)?;
+            let Kind::Daemon(daemon) = &unit.kind else {
+                unreachable!("only daemons have fingerprints")
+            };
+            let found = installed.as_ref().expect("a daemon has a program");
+            let fingerprint = Fingerprint::of(unit, daemon, &cfg, found, &infra);
+            Ok((installed, fingerprint))
+        });
         let mut changed = Vec::new();
         for (&index, now) in running.iter().zip(now) {
             let (installed, fingerprint) = now?;
@@ -988,6 +966,22 @@ impl Supervisor {
         }
         self.publish();
     }
+}
+
+/// `work` for each of `indices` at once, a thread each (each may run a program's `--version`,
+/// hash a binary), the results in the same order.
+fn on_threads<T: Send>(indices: &[usize], work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = indices
+            .iter()
+            .map(|&i| scope.spawn(move || work(i)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a supervisor helper thread panicked"))
+            .collect()
+    })
 }
 
 /// The wait before restart number `failures + 1`: doubling from the first delay, capped.

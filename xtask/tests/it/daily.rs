@@ -217,11 +217,14 @@ impl Drop for Watching {
     }
 }
 
-/// Waits until `watch` has printed `text` (its output goes to a file).
-fn watch_says(out: &PathBuf, text: &str, timeout: Duration) -> bool {
-    wait_for(timeout, || {
-        fs::read_to_string(out).unwrap_or_default().contains(text)
-    })
+/// Waits until `watch` has printed `text` (its output goes to a file) and returns all it
+/// printed; fails the test with that output after the timeout.
+fn watch_says(out: &PathBuf, text: &str) -> String {
+    let printed = || fs::read_to_string(out).unwrap_or_default();
+    // A first build of the apps after a change can take minutes on a small machine.
+    let said = wait_for(Duration::from_secs(300), || printed().contains(text));
+    assert!(said, "watch never said {text:?}:\n{}", printed());
+    printed()
 }
 
 #[test]
@@ -245,7 +248,7 @@ fn watch_rebuilds_and_restarts_the_healthcheck_and_keeps_it_after_a_broken_edit(
             .spawn()
             .unwrap(),
     );
-    assert!(watch_says(&out, "watching", Duration::from_secs(10)));
+    watch_says(&out, "watching");
     let before = pids(&stack)["healthcheck"];
 
     // A string the binary carries: the build changes its bytes.
@@ -255,12 +258,7 @@ fn watch_rebuilds_and_restarts_the_healthcheck_and_keeps_it_after_a_broken_edit(
     );
     assert_ne!(edited, text, "the test's edit no longer applies to main.rs");
     fs::write(&path, &edited).unwrap();
-    assert!(
-        watch_says(&out, "serving", Duration::from_secs(300)),
-        "{}",
-        fs::read_to_string(&out).unwrap()
-    );
-    let said = fs::read_to_string(&out).unwrap();
+    let said = watch_says(&out, "serving");
     assert!(
         said.contains("healthcheck: restarting: its binary was rebuilt"),
         "{said}"
@@ -270,12 +268,7 @@ fn watch_rebuilds_and_restarts_the_healthcheck_and_keeps_it_after_a_broken_edit(
     assert_eq!(health(&stack, "healthcheck"), "healthy");
 
     fs::write(&path, format!("{edited}\nfn broken( {{\n")).unwrap();
-    assert!(
-        watch_says(&out, "the build failed", Duration::from_secs(300)),
-        "{}",
-        fs::read_to_string(&out).unwrap()
-    );
-    let said = fs::read_to_string(&out).unwrap();
+    let said = watch_says(&out, "the build failed");
     assert!(
         said.contains("unclosed delimiter"),
         "the compiler's error is shown: {said}"
