@@ -141,6 +141,16 @@ fn up_service_starts_only_it_and_its_dependencies_and_a_second_up_restarts_only_
     let kept = stack.ok(&["up", "--no-recreate"]);
     assert!(kept.contains("pgbouncer: not recreated"), "{kept}");
     only_these_changed(&after, &pids(&stack), &[]);
+
+    // A restart that fails says why, with the end of the service's log.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    stack.env.insert("PGBOUNCER_PORT".into(), port.to_string());
+    let failed = stack.xtask(&["up"]);
+    let said = describe(&failed);
+    assert!(!failed.status.success(), "{said}");
+    assert!(said.contains("pgbouncer exited"), "{said}");
+    assert!(said.contains("last lines of"), "{said}");
 }
 
 /// `python3`, as another account, connecting to the socket and sending a request.
