@@ -644,8 +644,14 @@ impl Supervisor {
                     })
                 });
         self.waiters = waiting;
+        let mut started = false;
         for waiter in done {
+            started |= waiter.until == Until::Ready;
             waiter.caller.done(None);
+        }
+        // What runs now was not all checked at the start (`up SERVICE`, then `up`).
+        if started && self.phase == Phase::Running {
+            self.check_contract();
         }
     }
 

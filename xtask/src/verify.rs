@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use crate::check::{Check, Verdict, private_file};
 use crate::cli::Output;
 use crate::config::StackConfig;
-use crate::run_state::{ContractSummary, RunState};
+use crate::run_state::{ContractSummary, RunState, Status};
 use crate::stack::{self, Program};
 
 pub(crate) fn run(cfg: &StackConfig, output: Output) -> anyhow::Result<ExitCode> {
@@ -27,6 +27,9 @@ pub(crate) fn run(cfg: &StackConfig, output: Output) -> anyhow::Result<ExitCode>
     let summary = summary(&checks);
     if output == Output::Table {
         println!("{summary}");
+        for unit in state.units.iter().filter(|u| u.status == Status::Stopped) {
+            println!("{} is stopped: not checked", unit.name);
+        }
     }
     Ok(if summary.drift == 0 {
         ExitCode::SUCCESS
@@ -49,6 +52,16 @@ pub(crate) fn summary(checks: &[Check]) -> ContractSummary {
 
 /// All checks against the running stack.
 pub(crate) fn collect(cfg: &StackConfig, state: &RunState) -> Vec<Check> {
+    // A stopped service (`stop`, `up SERVICE`) has no live settings to read back.
+    let state = &RunState {
+        units: state
+            .units
+            .iter()
+            .filter(|unit| unit.status != Status::Stopped)
+            .cloned()
+            .collect(),
+        ..state.clone()
+    };
     let mut checks = Vec::new();
     checks.extend(versions(state));
     // Each unit's own live settings, in table order.
