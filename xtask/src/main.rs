@@ -12,6 +12,7 @@ mod docs;
 mod env;
 mod guardian;
 mod lifecycle;
+mod logfile;
 mod logs;
 mod ports;
 mod process;
@@ -97,9 +98,6 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             guardian::run()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Supervise => {
-            supervisor::run(&repo.config()?)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Supervise => lifecycle::supervise(&repo.config()?, logfile::Echo::No),
     }
 }
