@@ -65,16 +65,22 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         Command::Reset => lifecycle::down_if_started(repo, Volumes::Delete),
         Command::Status { json } => status::run(repo, Output::json_if(json)),
         Command::Logs {
-            service,
+            services,
             follow,
-            lines,
+            since,
+            tail,
+            timestamps,
+            no_prefix,
         } => {
-            let follow = if follow {
-                logs::Follow::New
-            } else {
-                logs::Follow::Stop
+            let options = logs::Options {
+                services,
+                since,
+                tail,
+                follow,
+                timestamps,
+                prefix: !no_prefix,
             };
-            logs::run(&repo.config()?, service.as_deref(), follow, lines)
+            logs::run(&repo.config()?, &options)
         }
         Command::Env { format } => env::run(&repo.config()?, format),
         Command::Psql { direct, args } => {
