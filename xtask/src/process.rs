@@ -467,6 +467,45 @@ mod tests {
     }
 
     #[test]
+    fn a_daemon_writing_a_lot_never_blocks_and_its_childrens_last_lines_are_kept() {
+        let log = std::env::temp_dir().join(format!("amtp-pump-test-{}.log", std::process::id()));
+        let _ = fs::remove_file(&log);
+        // 4 MB, far beyond a pipe's buffer, on stdout and stderr; then a child that outlives
+        // the daemon writes the last line, without a newline.
+        let launch = Launch::new(Path::new("/bin/sh")).arg("-c").arg(
+            "i=0; while [ $i -lt 400 ]; do head -c 9999 /dev/zero | tr '\\0' x; echo; \
+             echo err$i >&2; i=$((i+1)); done; (sleep 0.3; printf grandchild) & echo done",
+        );
+        let mut child = spawn(&launch, &log).unwrap();
+        let exited = wait_until(Duration::from_secs(20), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        assert!(exited, "the daemon blocked on its output");
+        assert_eq!(log_tail(&log, 2), "done\ngrandchild");
+        let text = fs::read(&log).unwrap();
+        let lines: Vec<&[u8]> = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            802,
+            "400 long lines, 400 on stderr, done, grandchild"
+        );
+        assert!(lines.iter().all(|l| logfile::timestamp_of(l).is_some()));
+        // One pipe for both: the lines keep the order the program wrote them in.
+        for (i, pair) in lines[..800].chunks(2).enumerate() {
+            assert_eq!(logfile::without_timestamp(pair[0]).len(), 9999);
+            assert_eq!(
+                logfile::without_timestamp(pair[1]),
+                format!("err{i}").as_bytes()
+            );
+        }
+        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(5));
+        fs::remove_file(log).unwrap();
+    }
+
+    #[test]
     fn a_one_shot_program_is_killed_and_reaped_on_request() {
         let log = std::env::temp_dir().join(format!("amtp-once-test-{}.log", std::process::id()));
         let launch = Launch::new(Path::new("/bin/sh"))
