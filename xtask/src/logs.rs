@@ -414,41 +414,51 @@ mod tests {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
     }
 
-    #[test]
-    fn since_takes_durations_back_from_now() {
+    /// Each `--since` text read at noon UTC in a local zone `east` seconds ahead of UTC.
+    fn assert_since(east: i32, cases: &[(&str, &str)]) {
         let now = utc("2026-12-02T12:00:00Z");
-        let zone = FixedOffset::east_opt(0).unwrap();
-        for (text, want) in [
-            ("10m", "2026-12-02T11:50:00Z"),
-            ("1h30m", "2026-12-02T10:30:00Z"),
-            ("45s", "2026-12-02T11:59:15Z"),
-            ("2d", "2026-11-30T12:00:00Z"),
-            ("1500ms", "2026-12-02T11:59:58.500Z"),
-        ] {
+        let zone = FixedOffset::east_opt(east).unwrap();
+        for (text, want) in cases {
             assert_eq!(since_at(text, now, &zone), Ok(utc(want)), "{text}");
         }
+    }
+
+    #[test]
+    fn since_takes_durations_back_from_now() {
+        assert_since(
+            0,
+            &[
+                ("10m", "2026-12-02T11:50:00Z"),
+                ("1h30m", "2026-12-02T10:30:00Z"),
+                ("45s", "2026-12-02T11:59:15Z"),
+                ("2d", "2026-11-30T12:00:00Z"),
+                ("1500ms", "2026-12-02T11:59:58.500Z"),
+            ],
+        );
+        let zone = FixedOffset::east_opt(0).unwrap();
         for bad in ["", "10", "m", "10x", "1h30", "-5m", "ten minutes"] {
-            let err = since_at(bad, now, &zone).unwrap_err();
+            let err = since_at(bad, Utc::now(), &zone).unwrap_err();
             assert!(err.contains("neither a duration"), "{bad}: {err}");
         }
     }
 
     #[test]
     fn since_takes_times_local_unless_they_carry_a_zone() {
-        let now = utc("2026-12-02T12:00:00Z");
-        let berlin = FixedOffset::east_opt(3600).unwrap();
-        for (text, want) in [
-            ("2026-12-01T10:00:00", "2026-12-01T09:00:00Z"),
-            ("2026-12-01 10:00:00.250", "2026-12-01T09:00:00.250Z"),
-            ("2026-12-01T10:00", "2026-12-01T09:00:00Z"),
-            ("2026-12-01", "2026-11-30T23:00:00Z"),
-            ("2026-12-01T10:00:00Z", "2026-12-01T10:00:00Z"),
-            ("2026-12-01T10:00:00+02:00", "2026-12-01T08:00:00Z"),
-            ("2026-12-01T10:00:00.5-01:00", "2026-12-01T11:00:00.500Z"),
-        ] {
-            assert_eq!(since_at(text, now, &berlin), Ok(utc(want)), "{text}");
-        }
-        assert!(since_at("2026-13-01T10:00:00", now, &berlin).is_err());
+        // An hour ahead of UTC, as Berlin in winter.
+        assert_since(
+            3600,
+            &[
+                ("2026-12-01T10:00:00", "2026-12-01T09:00:00Z"),
+                ("2026-12-01 10:00:00.250", "2026-12-01T09:00:00.250Z"),
+                ("2026-12-01T10:00", "2026-12-01T09:00:00Z"),
+                ("2026-12-01", "2026-11-30T23:00:00Z"),
+                ("2026-12-01T10:00:00Z", "2026-12-01T10:00:00Z"),
+                ("2026-12-01T10:00:00+02:00", "2026-12-01T08:00:00Z"),
+                ("2026-12-01T10:00:00.5-01:00", "2026-12-01T11:00:00.500Z"),
+            ],
+        );
+        let zone = FixedOffset::east_opt(3600).unwrap();
+        assert!(since_at("2026-13-01T10:00:00", Utc::now(), &zone).is_err());
     }
 
     #[test]
