@@ -139,8 +139,9 @@ struct Line {
     text: Vec<u8>,
 }
 
-/// The lines of `text`, keyed: `key` is carried in from the lines before and updated.
-fn keyed(text: &[u8], service: usize, key: &mut Key) -> Vec<Line> {
+/// The lines of `text` with their keys: `key` is carried in from the lines before and updated.
+/// Borrowed: a log is read whole, but only the lines shown are copied.
+fn keys<'a>(text: &'a [u8], key: &mut Key) -> Vec<(Key, &'a [u8])> {
     let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
     // What follows the last newline: empty for a whole file.
     if lines.last().is_some_and(|l| l.is_empty()) {
@@ -152,13 +153,66 @@ fn keyed(text: &[u8], service: usize, key: &mut Key) -> Vec<Line> {
             if let Some(stamp) = logfile::timestamp_of(line) {
                 *key = Some(stamp);
             }
-            Line {
-                key: *key,
-                service,
-                text: line.to_vec(),
-            }
+            (*key, line)
         })
         .collect()
+}
+
+/// The lines of `text` as [`Line`]s of `service`, keyed as [`keys`] does.
+fn keyed(text: &[u8], service: usize, key: &mut Key) -> Vec<Line> {
+    keys(text, key)
+        .into_iter()
+        .map(|(key, text)| Line {
+            key,
+            service,
+            text: text.to_vec(),
+        })
+        .collect()
+}
+
+/// The texts (oldest first) cut to their last `n` lines in all, and the key those lines carry
+/// in from the lines cut off.
+fn last_lines<'a>(texts: &[&'a [u8]], n: usize) -> (Key, Vec<&'a [u8]>) {
+    let mut kept = Vec::new();
+    let mut wanted = n;
+    for (index, text) in texts.iter().enumerate().rev() {
+        let start = start_of_last_lines(text, wanted);
+        let tail = &text[start..];
+        wanted -= line_count(tail).min(wanted);
+        kept.insert(0, tail);
+        if wanted == 0 {
+            // The last stamped line before the kept ones: usually the line just before.
+            let key = std::iter::once(&text[..start])
+                .chain(texts[..index].iter().rev().copied())
+                .find_map(|text| {
+                    let mut lines = text.split(|b| *b == b'\n').rev();
+                    lines.find_map(logfile::timestamp_of)
+                });
+            return (key, kept);
+        }
+    }
+    (None, kept)
+}
+
+/// Where the last `n` lines of `text` begin (0 when it has no more than `n`).
+fn start_of_last_lines(text: &[u8], n: usize) -> usize {
+    if n == 0 {
+        return text.len();
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let mut newlines = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i);
+    newlines.nth(n - 1).map_or(0, |i| i + 1)
+}
+
+/// How many lines [`keys`] finds in `text`.
+fn line_count(text: &[u8]) -> usize {
+    let newlines = text.iter().filter(|b| **b == b'\n').count();
+    newlines + usize::from(!text.is_empty() && !text.ends_with(b"\n"))
 }
 
 /// The first timestamp in a file's text.
@@ -181,14 +235,20 @@ fn read_service(
         let _ = file.read_to_end(&mut text);
         newest_first.push(text);
     }
+    // Lines still wanted from older files for `--tail`.
+    let mut wanted = match tail {
+        Tail::Last(n) => n,
+        Tail::All => usize::MAX,
+    };
     for n in 1..=logfile::KEEP {
-        let enough = newest_first.last().is_some_and(|text| match (since, tail) {
-            (Some(since), _) => first_stamp(text).is_some_and(|first| first < since),
-            (None, Tail::Last(n)) => {
-                let lines = newest_first.iter().flatten().filter(|b| **b == b'\n');
-                lines.count() >= n
+        let enough = newest_first.last().is_some_and(|text| match since {
+            Some(since) => first_stamp(text).is_some_and(|first| first < since),
+            // Counted from the end only: the file may be long, the tail is short.
+            None if start_of_last_lines(text, wanted) > 0 => true,
+            None => {
+                wanted -= line_count(text).min(wanted);
+                wanted == 0
             }
-            (None, Tail::All) => false,
         });
         if enough {
             break;
@@ -198,16 +258,28 @@ fn read_service(
             Err(_) => break,
         }
     }
-    let mut key = None;
-    let mut lines: Vec<Line> = newest_first
-        .iter()
-        .rev()
-        .flat_map(|text| keyed(text, service, &mut key))
-        .filter(|line| since.is_none_or(|since| line.key.is_some_and(|key| key >= since)))
+    let oldest_first: Vec<&[u8]> = newest_first.iter().rev().map(Vec::as_slice).collect();
+    let (mut key, texts) = match (since, tail) {
+        // Only the end of a long log is keyed: `logs` and `logs -f` stay quick on 10 MiB.
+        (None, Tail::Last(n)) => last_lines(&oldest_first, n),
+        _ => (None, oldest_first),
+    };
+    let mut lines: Vec<(Key, &[u8])> = texts
+        .into_iter()
+        .flat_map(|text| keys(text, &mut key))
+        .filter(|(key, _)| since.is_none_or(|since| key.is_some_and(|key| key >= since)))
         .collect();
     if let Tail::Last(n) = tail {
         lines.drain(..lines.len().saturating_sub(n));
     }
+    let lines = lines
+        .into_iter()
+        .map(|(key, text)| Line {
+            key,
+            service,
+            text: text.to_vec(),
+        })
+        .collect();
     let followed = current.map(|file| Followed::new(path, file, service, key));
     (lines, followed)
 }
@@ -566,6 +638,17 @@ mod tests {
         assert!(read(since("2026-12-02T02:00:00Z"), Tail::All).is_empty());
         assert_eq!(read(None, Tail::Last(3)), ["d", "e", "f"]);
         assert_eq!(read(None, Tail::Last(4)), ["no stamp", "d", "e", "f"]);
+        let (tail, _) = read_service(&path, 0, None, Tail::Last(4));
+        assert_eq!(
+            tail[0].key,
+            since("2026-12-02T01:01:00Z"),
+            "keyed by the line cut off"
+        );
+        assert_eq!(
+            read(None, Tail::Last(6)),
+            ["b", "c", "no stamp", "d", "e", "f"]
+        );
+        assert_eq!(read(None, Tail::Last(99)).len(), 7);
         assert_eq!(
             read(since("2026-12-02T01:00:00Z"), Tail::Last(2)),
             ["e", "f"]
