@@ -232,11 +232,10 @@ fn copy_lines(mut source: impl Read, log: &Mutex<LogFile>, mut echo: Option<File
     // Write errors (a full disk) are dropped: the pump must go on draining the pipe, or the
     // program would block on its next line, and there is nowhere better to say so.
     let mut write = |line: &[u8]| {
-        let stamp = timestamp();
-        let _ = log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .append(&stamp, line);
+        let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+        // Stamped under the lock, so the lines of a file are in time order (`logs --since`
+        // bisects on that) even when several pumps write it.
+        let _ = log.append(&timestamp(), line);
     };
     loop {
         let read = match source.read(&mut buffer) {
