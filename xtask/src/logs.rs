@@ -266,9 +266,13 @@ fn read_service(
 ) -> (Vec<Line>, Option<Followed>) {
     let mut current = File::open(path).ok();
     let mut newest_first: Vec<Vec<u8>> = Vec::new();
+    // A line the supervisor is writing at this moment waits for `--follow`.
+    let mut partial = Vec::new();
     if let Some(file) = current.as_mut() {
         let mut text = Vec::new();
         let _ = file.read_to_end(&mut text);
+        let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        partial = text.split_off(whole);
         newest_first.push(text);
     }
     // Lines still wanted from older files for `--tail`.
@@ -322,7 +326,13 @@ fn read_service(
             text: text.to_vec(),
         })
         .collect();
-    let followed = current.map(|file| Followed::new(path, file, service, key));
+    let followed = current.map(|file| Followed {
+        path: path.to_owned(),
+        file: Some(file),
+        service,
+        key,
+        pending: partial,
+    });
     (lines, followed)
 }
 
@@ -345,16 +355,6 @@ struct Followed {
 }
 
 impl Followed {
-    fn new(path: &Path, file: File, service: usize, key: Key) -> Followed {
-        Followed {
-            path: path.to_owned(),
-            file: Some(file),
-            service,
-            key,
-            pending: Vec::new(),
-        }
-    }
-
     /// The whole lines written since the last call, across a rotation (the old file is read
     /// to its end before the new one) and from a file that appeared since.
     fn new_lines(&mut self) -> Vec<Line> {
@@ -735,13 +735,18 @@ mod tests {
     fn follow_reads_new_lines_across_a_rotation() {
         let dir = temp_dir("follow");
         let path = rotated_log(&dir);
-        let (_, followed) = read_service(&path, 0, None, Tail::Last(1));
-        let mut followed = followed.expect("the current file is open");
-        assert!(followed.new_lines().is_empty());
         let append = |path: &Path, text: &str| {
             let mut file = File::options().append(true).open(path).unwrap();
             file.write_all(text.as_bytes()).unwrap();
         };
+        // A line caught half written is shown once it is whole.
+        append(&path, "2026-12-02T01:02:45.000Z ha");
+        let (shown, followed) = read_service(&path, 0, None, Tail::Last(1));
+        assert_eq!(contents(&shown), ["f"]);
+        let mut followed = followed.expect("the current file is open");
+        assert!(followed.new_lines().is_empty());
+        append(&path, "lf\n");
+        assert_eq!(contents(&followed.new_lines()), ["half"]);
         append(
             &path,
             "2026-12-02T01:03:00.000Z g\n2026-12-02T01:03:01.000Z par",
