@@ -1,13 +1,15 @@
 //! `cargo xtask logs` over the logs of the isolated stack that `cargo xtask test` runs (its
 //! state dir comes from the environment; without it these tests fail and say how to run them):
-//! several services merged in time order, each line prefixed, and `--since` filtering.
+//! several services merged in time order, each line prefixed, and `--since` filtering; and on a
+//! stack of its own, rotation by size.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use amtp_testkit::stack_env;
 
-use crate::util::describe;
+use crate::util::{TestStack, describe, wait_for};
 
 /// `xtask logs <args>` on the isolated stack, its output; fails the test unless it succeeds.
 fn logs(args: &[&str]) -> String {
@@ -119,4 +121,44 @@ fn since_keeps_only_the_lines_written_after_it() {
     }
     let none = logs(&["--since", "2999-01-01T00:00:00Z"]);
     assert!(none.is_empty(), "{none}");
+}
+
+#[test]
+fn a_small_size_limit_rotates_the_real_logs_and_since_still_reads_them() {
+    const LIMIT: u64 = 4096;
+    let mut stack = TestStack::new("logs-rotation");
+    stack
+        .env
+        .insert("AMTP_LOG_MAX_BYTES".into(), LIMIT.to_string());
+    stack.up();
+    let docs = format!("http://127.0.0.1:{}", stack.port("DOCS_HOST_PORT"));
+    // About 120 bytes a line: three rotations of nginx's log, less than the four files kept.
+    for n in 0..80 {
+        let _ = ureq::get(&format!("{docs}/rotation-{n:03}")).call();
+    }
+    let log = stack.state_dir.join("logs/nginx.log");
+    let rotated = |n: usize| PathBuf::from(format!("{}.{n}", log.display()));
+    let last_written = wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("rotation-079"))
+    });
+    assert!(last_written, "the last request is not in {}", log.display());
+    for path in [log.clone(), rotated(1), rotated(2)] {
+        let size = std::fs::metadata(&path)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+            .len();
+        assert!(size <= LIMIT, "{} has {size} bytes", path.display());
+    }
+    assert!(!rotated(4).exists(), "more than three rotated files kept");
+
+    let output = stack.ok(&["logs", "nginx", "--since", "10m", "--no-prefix"]);
+    let requests: Vec<&str> = output
+        .lines()
+        .filter_map(|line| line.split("GET /").nth(1)?.split(' ').next())
+        .filter(|path| path.starts_with("rotation-"))
+        .collect();
+    let wanted: Vec<String> = (0..80).map(|n| format!("rotation-{n:03}")).collect();
+    assert_eq!(
+        requests, wanted,
+        "every request once, in order, across the rotated files"
+    );
 }
