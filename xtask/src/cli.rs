@@ -66,17 +66,29 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the services' logs (all of them, or one).
+    /// Print the services' logs (all of them, or those named) merged in time order, each line
+    /// prefixed by its service, as `docker compose logs` does.
     Logs {
-        /// The service whose log to show (default: all).
+        /// The services whose logs to show (default: all).
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::logs::names()))]
-        service: Option<String>,
-        /// Keep printing new lines as they are written.
+        services: Vec<String>,
+        /// Keep printing new lines of every chosen service as they are written.
         #[arg(short, long)]
         follow: bool,
-        /// How many lines of each log to show first.
-        #[arg(short = 'n', long, default_value_t = 50)]
-        lines: usize,
+        /// Only lines written since then: a duration back from now (`10m`, `1h30m`, `45s`, `2d`)
+        /// or a time (`2026-12-01T10:00:00`, local; with `Z` or `+01:00` for UTC or an offset).
+        #[arg(long, value_parser = crate::logs::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// How many of each service's last lines to show first, or `all` [default: 50, or all
+        /// with --since].
+        #[arg(short = 'n', long, alias = "lines", value_parser = crate::logs::parse_tail)]
+        tail: Option<crate::logs::Tail>,
+        /// Show the time the supervisor read each line (UTC).
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Leave out the service name before each line.
+        #[arg(long)]
+        no_prefix: bool,
     },
     /// Print the connection settings of the stack (DATABASE_URL through PgBouncer,
     /// DIRECT_DATABASE_URL, VALKEY_URL, the apps' URLs).

@@ -27,6 +27,8 @@ pub(crate) struct StackConfig {
     pub(crate) postgres_password: String,
     pub(crate) valkey_password: String,
     pub(crate) github: GithubApp,
+    /// The size at which a log file is rotated (`AMTP_LOG_MAX_BYTES`).
+    pub(crate) log_max_bytes: u64,
 }
 
 /// The port a service listens on: the variable that sets it and its default (the Compose
@@ -184,6 +186,17 @@ impl StackConfig {
             },
             _ => GithubApp::StandIn,
         };
+        let log_max_bytes = match vars.get(crate::logfile::MAX_BYTES_VAR) {
+            Some(value) if !value.is_empty() => match value.parse::<u64>() {
+                Ok(bytes) if bytes > 0 => bytes,
+                _ => bail!(
+                    "{}={value:?} is not a size in bytes; set it to a whole number such as \
+                     10485760 (10 MiB, the default)",
+                    crate::logfile::MAX_BYTES_VAR
+                ),
+            },
+            _ => crate::logfile::DEFAULT_MAX_BYTES,
+        };
         Ok(StackConfig {
             repo_root: repo_root.to_owned(),
             runtime_dir: runtime_dir_for(&state_dir),
@@ -194,6 +207,7 @@ impl StackConfig {
             postgres_password: password("POSTGRES_PASSWORD")?,
             valkey_password: password("VALKEY_PASSWORD")?,
             github,
+            log_max_bytes,
         })
     }
 
@@ -430,6 +444,28 @@ pub(crate) mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("VALKEY_PORT=\"x\""), "{err}");
+    }
+
+    #[test]
+    fn the_log_size_limit_defaults_to_10_mib_and_a_bad_one_names_the_variable() {
+        let with = |size: &str| {
+            StackConfig::from_vars(
+                Path::new("/repo"),
+                vars(&[
+                    ("POSTGRES_PASSWORD", "p"),
+                    ("VALKEY_PASSWORD", "v"),
+                    ("AMTP_LOG_MAX_BYTES", size),
+                ]),
+                &[],
+                Secrets::MustExist,
+            )
+        };
+        assert_eq!(with("").unwrap().log_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(with("4096").unwrap().log_max_bytes, 4096);
+        for bad in ["0", "10MB", "-1"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("AMTP_LOG_MAX_BYTES="), "{err}");
+        }
     }
 
     #[test]

@@ -110,7 +110,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
         apply(&line, &mut groups);
     }
     for pgid in &groups {
-        eprintln!("guardian: the supervisor is gone; killing process group {pgid}");
+        // Straight into the log (the supervisor's pumps are gone with it), so timestamped
+        // here, as the pumps would have.
+        eprintln!(
+            "{} guardian: the supervisor is gone; killing process group {pgid}",
+            crate::logfile::timestamp()
+        );
         let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
     }
     Ok(())

@@ -16,6 +16,7 @@ use nix::sys::signal::Signal;
 use crate::cli::{Attach, Output};
 use crate::config::{Overrides, Secrets, StackConfig};
 use crate::control::{self, Request};
+use crate::logfile::Echo;
 use crate::process::{self, ProcessId};
 use crate::repo::Repo;
 use crate::run_state::{Phase, RunState, Status, UnitState};
@@ -74,8 +75,7 @@ pub(crate) fn up(
     build_apps(root)?;
     if attach == Attach::Attached {
         render_docs(&cfg);
-        crate::supervisor::run(&cfg, services)?;
-        return Ok(ExitCode::SUCCESS);
+        return supervise(&cfg, services, Echo::Yes);
     }
     // Beside the start, off its critical path (nginx answers its probe without the site;
     // each page is written whole, by rename); done before `up` returns.
@@ -135,6 +135,34 @@ pub(crate) fn control(repo: &Repo, request: Request) -> anyhow::Result<ExitCode>
         began.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the supervisor (`xtask __supervise`, or `up --attach` in the foreground) with its own
+/// stdout and stderr timestamped into `supervisor.log` like every service's lines, shown
+/// where they went before as well with [`Echo::Yes`]. An error is printed while the output is
+/// still captured, so it lands in the log too.
+pub(crate) fn supervise(
+    cfg: &StackConfig,
+    services: &[String],
+    echo: Echo,
+) -> anyhow::Result<ExitCode> {
+    crate::logfile::set_rotation(crate::logfile::Rotation {
+        max_bytes: cfg.log_max_bytes,
+        keep: crate::logfile::KEEP,
+    });
+    fs::create_dir_all(cfg.log_dir())
+        .with_context(|| format!("cannot create {}", cfg.log_dir().display()))?;
+    let output = crate::logfile::capture_own_output(&cfg.log_file("supervisor"), echo)?;
+    let result = crate::supervisor::run(cfg, services);
+    if let Err(err) = &result {
+        eprintln!("xtask: {err:#}");
+    }
+    output.finish();
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Renders the docs site nginx serves. A broken page is said loudly but does not stop the

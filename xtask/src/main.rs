@@ -14,6 +14,7 @@ mod env;
 mod fingerprint;
 mod guardian;
 mod lifecycle;
+mod logfile;
 mod logs;
 mod ports;
 mod process;
@@ -81,16 +82,22 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         Command::Reset => lifecycle::down_if_started(repo, Volumes::Delete),
         Command::Status { json } => status::run(repo, Output::json_if(json)),
         Command::Logs {
-            service,
+            services,
             follow,
-            lines,
+            since,
+            tail,
+            timestamps,
+            no_prefix,
         } => {
-            let follow = if follow {
-                logs::Follow::New
-            } else {
-                logs::Follow::Stop
+            let options = logs::Options {
+                services,
+                since,
+                tail,
+                follow,
+                timestamps,
+                prefix: !no_prefix,
             };
-            logs::run(&repo.config()?, service.as_deref(), follow, lines)
+            logs::run(&repo.config()?, &options)
         }
         Command::Env { format } => env::run(&repo.config()?, format),
         Command::Psql { direct, args } => {
@@ -115,8 +122,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Supervise { services } => {
-            supervisor::run(&repo.config()?, &services)?;
-            Ok(ExitCode::SUCCESS)
+            lifecycle::supervise(&repo.config()?, &services, logfile::Echo::No)
         }
     }
 }

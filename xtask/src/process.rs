@@ -5,19 +5,21 @@
 //! no program outlives the supervisor even when the supervisor is killed with SIGKILL.
 
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs;
+use std::io::PipeReader;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Gid, Pid, Uid, User, chown};
 
-use crate::guardian;
+use crate::{guardian, logfile};
 
 /// An unprivileged account for the programs that refuse to run as root.
 #[derive(Clone, Debug)]
@@ -120,17 +122,22 @@ impl Launch {
     }
 }
 
-/// `launch` as a command in a process group of its own, as its account, output appended to
-/// `log`.
-fn command(launch: &Launch, log: &Path) -> anyhow::Result<Command> {
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open log {}", log.display()))?;
+/// `launch` as a command in a process group of its own, as its account, stdout and stderr
+/// the write end of a pipe whose read end is returned, for [`logfile::pump`].
+fn command(launch: &Launch) -> anyhow::Result<(Command, PipeReader)> {
+    let program = launch.program.display();
+    let (reader, out) =
+        std::io::pipe().with_context(|| format!("cannot create the log pipe of {program}"))?;
+    if let Some(account) = &launch.run_as {
+        // The pipe is the program's own, as its log file was: nginx reopens it by name
+        // (`access_log /dev/stderr`), which the kernel checks against the pipe's owner.
+        nix::unistd::fchown(&out, Some(account.uid), Some(account.gid)).with_context(|| {
+            format!("cannot give the log pipe of {program} to {}", account.name)
+        })?;
+    }
     let err = out
         .try_clone()
-        .with_context(|| format!("cannot open log {}", log.display()))?;
+        .with_context(|| format!("cannot duplicate the log pipe of {program}"))?;
     let mut command = Command::new(&launch.program);
     command
         .args(&launch.args)
@@ -142,15 +149,69 @@ fn command(launch: &Launch, log: &Path) -> anyhow::Result<Command> {
     if let Some(account) = &launch.run_as {
         command.uid(account.uid.as_raw()).gid(account.gid.as_raw());
     }
-    Ok(command)
+    Ok((command, reader))
 }
 
-/// Starts a daemon with stdout and stderr appended to `log`.
+/// The pumps writing the output of the programs started here into their logs, by the
+/// program's pid.
+static PUMPS: Mutex<Vec<Pump>> = Mutex::new(Vec::new());
+
+struct Pump {
+    pid: u32,
+    log: PathBuf,
+    thread: JoinHandle<()>,
+}
+
+/// Starts the pump of `child`'s output into `log`. The command (which holds the parent's
+/// copies of the pipe's write end) must be dropped by now, or the pump never sees the end.
+fn start_pump(child: &Child, reader: PipeReader, log: &Path) -> anyhow::Result<()> {
+    let thread = logfile::pump(reader, log, None)?;
+    PUMPS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Pump {
+            pid: child.id(),
+            log: log.to_owned(),
+            thread,
+        });
+    Ok(())
+}
+
+/// How long a reaped program's pump may take to write its last lines: longer only when a
+/// process that left the group still holds the pipe.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Waits until the pumps of the programs chosen by `done` (reaped ones) wrote their last
+/// lines, then forgets them.
+fn drain_pumps(mut done: impl FnMut(&Pump) -> bool) {
+    let draining: Vec<Pump> = {
+        let mut pumps = PUMPS.lock().unwrap_or_else(PoisonError::into_inner);
+        let (draining, running) = pumps.drain(..).partition(|pump| done(pump));
+        *pumps = running;
+        draining
+    };
+    wait_until(DRAIN_TIMEOUT, || {
+        draining.iter().all(|pump| pump.thread.is_finished())
+    });
+    for pump in draining {
+        if pump.thread.is_finished() {
+            let _ = pump.thread.join();
+        }
+    }
+}
+
+/// Waits for the last lines of the exited programs that write into `log`, so that a tail of
+/// it read now shows why they exited.
+fn drain_exited(log: &Path) {
+    drain_pumps(|pump| pump.log == log && kill(Pid::from_raw(pump.pid as i32), None).is_err());
+}
+
+/// Starts a daemon, its stdout and stderr appended to `log` line by line, timestamped.
 ///
 /// Must be called from a thread that lives as long as the supervisor: the parent-death signal
 /// fires when the spawning *thread* exits.
 pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
-    let mut command = command(launch, log)?;
+    let (mut command, output) = command(launch)?;
     let supervisor = nix::unistd::getpid();
     let pdeathsig = guardian::pdeathsig_armed();
     // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
@@ -173,6 +234,8 @@ pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
         .spawn()
         .with_context(|| format!("cannot start {}", launch.program.display()))?;
     guardian::watch(child.id());
+    drop(command);
+    start_pump(&child, output, log)?;
     Ok(child)
 }
 
@@ -189,10 +252,10 @@ struct OneShots {
     refused: bool,
 }
 
-/// Runs a one-shot program to its end, output appended to `log`. Registered while it runs, so
+/// Runs a one-shot program to its end, output appended to `log` as [`spawn`] does. Registered while it runs, so
 /// that [`kill_one_shots`] can end it from another thread.
 pub(crate) fn run_once(launch: &Launch, log: &Path) -> anyhow::Result<ExitStatus> {
-    let mut command = command(launch, log)?;
+    let (mut command, output) = command(launch)?;
     let mut one_shots = ONE_SHOTS.lock().unwrap_or_else(PoisonError::into_inner);
     anyhow::ensure!(
         !one_shots.refused,
@@ -206,8 +269,12 @@ pub(crate) fn run_once(launch: &Launch, log: &Path) -> anyhow::Result<ExitStatus
     guardian::watch(pid);
     one_shots.running.push(pid);
     drop(one_shots);
+    drop(command);
+    let pumped = start_pump(&child, output, log);
     let status = child.wait();
     guardian::forget(pid);
+    drain_pumps(|pump| pump.pid == pid);
+    pumped?;
     ONE_SHOTS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -324,13 +391,30 @@ pub(crate) fn stop_child(child: &mut Child, stop_signal: Signal, grace: Duration
     // daemons, but never leave strays), and the guardian stops watching the number.
     let _ = killpg(group, Signal::SIGKILL);
     guardian::forget(child.id());
+    let pid = child.id();
+    drain_pumps(|pump| pump.pid == pid);
 }
 
-/// The last `lines` lines of a log file, for error messages.
+/// The last `lines` lines of a log (from the rotated files too, if the current one is short),
+/// for error messages: without their timestamps, which the file keeps.
 pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    drain_exited(path);
+    let mut tail: Vec<String> = Vec::new();
+    let files = std::iter::once(path.to_owned())
+        .chain((1..=logfile::KEEP).map(|n| logfile::rotated(path, n)));
+    for file in files {
+        let Ok(bytes) = fs::read(&file) else { break };
+        let older: Vec<String> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| String::from_utf8_lossy(logfile::without_timestamp(line)).into_owned())
+            .collect();
+        tail.splice(0..0, older);
+        if tail.len() >= lines {
+            break;
+        }
+    }
+    tail[tail.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]
@@ -379,6 +463,45 @@ mod tests {
             live_members_of_group(id.pid) == 0
         });
         assert!(emptied, "group still has members");
+        fs::remove_file(log).unwrap();
+    }
+
+    #[test]
+    fn a_daemon_writing_a_lot_never_blocks_and_its_childrens_last_lines_are_kept() {
+        let log = std::env::temp_dir().join(format!("amtp-pump-test-{}.log", std::process::id()));
+        let _ = fs::remove_file(&log);
+        // 4 MB, far beyond a pipe's buffer, on stdout and stderr; then a child that outlives
+        // the daemon writes the last line, without a newline.
+        let launch = Launch::new(Path::new("/bin/sh")).arg("-c").arg(
+            "i=0; while [ $i -lt 400 ]; do head -c 9999 /dev/zero | tr '\\0' x; echo; \
+             echo err$i >&2; i=$((i+1)); done; (sleep 0.3; printf grandchild) & echo done",
+        );
+        let mut child = spawn(&launch, &log).unwrap();
+        let exited = wait_until(Duration::from_secs(20), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        assert!(exited, "the daemon blocked on its output");
+        assert_eq!(log_tail(&log, 2), "done\ngrandchild");
+        let text = fs::read(&log).unwrap();
+        let lines: Vec<&[u8]> = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            802,
+            "400 long lines, 400 on stderr, done, grandchild"
+        );
+        assert!(lines.iter().all(|l| logfile::timestamp_of(l).is_some()));
+        // One pipe for both: the lines keep the order the program wrote them in.
+        for (i, pair) in lines[..800].chunks(2).enumerate() {
+            assert_eq!(logfile::without_timestamp(pair[0]).len(), 9999);
+            assert_eq!(
+                logfile::without_timestamp(pair[1]),
+                format!("err{i}").as_bytes()
+            );
+        }
+        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(5));
         fs::remove_file(log).unwrap();
     }
 

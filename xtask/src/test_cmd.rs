@@ -44,8 +44,11 @@ pub(crate) fn run(repo: &Repo, cargo_args: &[OsString]) -> anyhow::Result<ExitCo
     }
     let stack = IsolatedStack::start(repo)?;
     println!("isolated stack in {}", stack.state_dir.display());
+    // The state dir too, for the tests that read the stack's logs.
+    let state_dir = ("AMTP_STATE_DIR", stack.state_dir.display().to_string());
     let vars: Vec<(String, String)> = crate::env::vars(&stack.cfg)
         .into_iter()
+        .chain([state_dir])
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     let tests = cargo_test(root, cargo_args, &vars)

@@ -63,16 +63,10 @@ fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> any
     let temp_dir = dir.join("temp");
     fs::create_dir_all(&temp_dir)
         .with_context(|| format!("cannot create {}", temp_dir.display()))?;
-    let access_log = cfg.log_file("nginx-access");
-    fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&access_log)
-        .with_context(|| format!("cannot create {}", access_log.display()))?;
     let temp_kinds = temp_path_kinds(&installed.path)?;
     // Also what an earlier run as another user left (nginx makes the temp dirs at start).
     let temp_paths = temp_kinds.iter().map(|kind| temp_dir.join(kind));
-    for path in [dir.clone(), temp_dir.clone(), access_log]
+    for path in [dir.clone(), temp_dir.clone()]
         .into_iter()
         .chain(temp_paths)
     {
@@ -185,13 +179,14 @@ fn render_main_conf(
          \x20       text/plain txt md;\n\
          \x20   }}\n\
          \x20   default_type application/octet-stream;\n\
-         \x20   access_log {access_log};\n\
+         \x20   # Into the supervisor's pipe with the errors, as the nginx image sends it to\n\
+         \x20   # stdout: timestamped, merged by `logs`, rotated with nginx.log.\n\
+         \x20   access_log /dev/stderr;\n\
          \x20   sendfile on;\n\
          {temp_paths}\
          {server_block}\
          }}\n",
         pid = quote(&pid_file(cfg))?,
-        access_log = quote(&cfg.log_file("nginx-access"))?,
     ))
 }
 
@@ -373,7 +368,7 @@ mod tests {
         let conf = render_main_conf(&cfg, "    server { listen 127.0.0.1:1; }\n", &kinds).unwrap();
         for line in [
             "pid \"/tmp/rt sp/state dir/nginx/nginx.pid\";",
-            "access_log \"/tmp/rt sp/state dir/logs/nginx-access.log\";",
+            "access_log /dev/stderr;",
             "client_body_temp_path \"/tmp/rt sp/state dir/nginx/temp/client_body\";",
             "proxy_temp_path \"/tmp/rt sp/state dir/nginx/temp/proxy\";",
             "master_process off;",

@@ -7,5 +7,6 @@ mod compose;
 mod contract;
 mod daily;
 mod docs_site;
+mod logs;
 mod stack;
 mod util;
