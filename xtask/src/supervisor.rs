@@ -255,14 +255,15 @@ impl<'a> Supervisor<'a> {
             }
         }
         for slot in &self.slots {
-            if let (Some(port), Some(port_var)) = (slot.state.port, slot.unit.port())
-                && let Err(holder) = crate::ports::check_free(port)
-            {
-                let key = port_var.var;
-                errors.push(format!(
-                    "port {port} for {} is already in use{holder}; stop it or set {key}",
-                    slot.unit.name
-                ));
+            for port_var in slot.unit.ports() {
+                let port = self.cfg.port(port_var);
+                if let Err(holder) = crate::ports::check_free(port) {
+                    let key = port_var.var;
+                    errors.push(format!(
+                        "port {port} for {} is already in use{holder}; stop it or set {key}",
+                        slot.unit.name
+                    ));
+                }
             }
         }
         self.publish();

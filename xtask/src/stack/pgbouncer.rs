@@ -36,6 +36,7 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
+        more_ports: &[],
         // PgBouncer's safe shutdown: it waits for running queries, then exits.
         stop_signal: Signal::SIGINT,
         run_as: RunAs::UnprivilegedWhenRoot,

@@ -36,6 +36,7 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
+        more_ports: &[],
         // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
         stop_signal: Signal::SIGTERM,
         run_as: RunAs::Invoker,
