@@ -6,5 +6,6 @@ mod clients;
 mod compose;
 mod contract;
 mod docs_site;
+mod garage;
 mod stack;
 mod util;
