@@ -742,42 +742,23 @@ fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
 
 fn live_checks(cfg: &StackConfig, wanted: &Bootstrap) -> Vec<Check> {
     let bucket = &wanted.bucket;
-    let mut checks = Vec::new();
     let admin = match Admin::new(cfg) {
         Ok(admin) => admin,
         Err(err) => return vec![Check::failed("garage admin API", "answers", &err)],
     };
-    checks.push(match layout_roles(&admin) {
-        Ok(zones) => {
-            let ok = zones == [wanted.zone.clone()];
-            Check::new(
-                "garage layout",
-                format!("1 node in zone {}", wanted.zone),
-                format!("{} node(s) in zone(s) {}", zones.len(), zones.join(", ")),
-                ok,
-            )
-        }
-        Err(err) => Check::failed(
-            "garage layout",
-            format!("1 node in zone {}", wanted.zone),
-            &err,
-        ),
-    });
+    let mut checks = vec![read_back(
+        "garage layout",
+        nodes_in_zones(std::slice::from_ref(&wanted.zone)),
+        layout_roles(&admin).map(|zones| nodes_in_zones(&zones)),
+    )];
     let key = AccessKey::read(cfg).and_then(|key| key.context("no access key file"));
-    let name = format!("garage key {} on bucket {bucket}", wanted.key_name);
-    checks.push(
-        match key
-            .as_ref()
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .and_then(|key| key_permissions(&admin, bucket, key))
-        {
-            Ok(permissions) => {
-                let ok = permissions == "read, write, owner";
-                Check::new(name, "read, write, owner", permissions, ok)
-            }
-            Err(err) => Check::failed(name, "read, write, owner", &err),
-        },
-    );
+    checks.push(read_back(
+        format!("garage key {} on bucket {bucket}", wanted.key_name),
+        "read, write, owner".to_owned(),
+        key.as_ref()
+            .map_err(|err| anyhow::anyhow!("{err:#}"))
+            .and_then(|key| key_permissions(&admin, bucket, key)),
+    ));
     let s3 = match key.and_then(|key| S3::new(cfg, key)) {
         Ok(s3) => s3,
         Err(err) => {
@@ -785,29 +766,42 @@ fn live_checks(cfg: &StackConfig, wanted: &Bootstrap) -> Vec<Check> {
             return checks;
         }
     };
-    let expected = ExpiryRule::describe(&[ExpiryRule::whole_bucket(wanted.expire_after_days)]);
-    let name = format!("garage {bucket} lifecycle");
-    checks.push(match s3.lifecycle(bucket) {
-        Ok(rules) => {
-            let ok = rules == [ExpiryRule::whole_bucket(wanted.expire_after_days)];
-            Check::new(name, expected, ExpiryRule::describe(&rules), ok)
-        }
-        Err(err) => Check::failed(name, expected, &err),
-    });
-    let name = format!("garage {bucket} region");
-    checks.push(match s3.get(bucket, "location") {
-        Ok(body) => {
-            let live = body
-                .as_deref()
+    checks.push(read_back(
+        format!("garage {bucket} lifecycle"),
+        ExpiryRule::describe(&[ExpiryRule::whole_bucket(wanted.expire_after_days)]),
+        s3.lifecycle(bucket)
+            .map(|rules| ExpiryRule::describe(&rules)),
+    ));
+    checks.push(read_back(
+        format!("garage {bucket} region"),
+        s3.region.clone(),
+        s3.get(bucket, "location").map(|body| {
+            body.as_deref()
                 .and_then(|xml| element(xml, "LocationConstraint"))
                 .unwrap_or("(none)")
-                .to_owned();
-            let ok = live == s3.region;
-            Check::new(name, s3.region.clone(), live, ok)
-        }
-        Err(err) => Check::failed(name, s3.region.clone(), &err),
-    });
+                .to_owned()
+        }),
+    ));
     checks
+}
+
+/// One live value read back: drift when it differs from `expected` or cannot be read.
+fn read_back(name: impl Into<String>, expected: String, live: anyhow::Result<String>) -> Check {
+    match live {
+        Ok(live) => {
+            let ok = live == expected;
+            Check::new(name, expected, live, ok)
+        }
+        Err(err) => Check::failed(name, expected, &err),
+    }
+}
+
+/// `1 node in zone dev`, `2 nodes in zones a, b`.
+fn nodes_in_zones(zones: &[String]) -> String {
+    match zones {
+        [zone] => format!("1 node in zone {zone}"),
+        zones => format!("{} nodes in zones {}", zones.len(), zones.join(", ")),
+    }
 }
 
 /// The zone of each node with a role in the current layout.
@@ -847,13 +841,7 @@ fn key_permissions(admin: &Admin, bucket: &str, key: &AccessKey) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn setting(key: &str, value: &str) -> Setting {
-        Setting {
-            key: key.into(),
-            value: value.into(),
-        }
-    }
+    use crate::stack::tests::{args, launched, setting};
 
     #[test]
     fn the_toml_gets_loopback_ports_and_a_quoted_state_dir() {
@@ -893,17 +881,9 @@ mod tests {
 
     #[test]
     fn garage_gets_its_config_file_and_the_server_command_only() {
-        let cfg = crate::config::tests::config_in(Path::new("/s t"));
-        let launch = launch(
-            &cfg,
-            &crate::stack::tests::installed("/root/.cargo/bin/garage"),
-            &Contract::default(),
-        );
+        let launch = launched(launch, "/s t", "/root/.cargo/bin/garage");
         assert_eq!(launch.program, Path::new("/root/.cargo/bin/garage"));
-        assert_eq!(
-            crate::stack::tests::args(&launch),
-            ["-c", "/s t/garage/garage.toml", "server"]
-        );
+        assert_eq!(args(&launch), ["-c", "/s t/garage/garage.toml", "server"]);
         assert_eq!(
             launch.env,
             [("RUST_LOG".to_owned(), "netapp=info,garage=info".to_owned())],

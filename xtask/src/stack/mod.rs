@@ -265,6 +265,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// What a row's `launch` builds for a stack in `state_dir` and the program at `program`.
+    pub(crate) fn launched(
+        launch: fn(&StackConfig, &Installed, &Contract) -> Launch,
+        state_dir: &str,
+        program: &str,
+    ) -> Launch {
+        let cfg = crate::config::tests::config_in(std::path::Path::new(state_dir));
+        launch(&cfg, &installed(program), &Contract::default())
+    }
+
+    /// A documented setting, for the tests of the rows that read them.
+    pub(crate) fn setting(key: &str, value: &str) -> crate::contract::Setting {
+        crate::contract::Setting {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
     /// `launch`'s arguments as text.
     pub(crate) fn args(launch: &Launch) -> Vec<String> {
         launch

@@ -243,13 +243,7 @@ fn show_config_checks(cfg: &StackConfig, installed: Option<&Installed>) -> Vec<C
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn setting(key: &str, value: &str) -> Setting {
-        Setting {
-            key: key.into(),
-            value: value.into(),
-        }
-    }
+    use crate::stack::tests::setting;
 
     #[test]
     fn max_prepared_statements_needs_1_21() {
