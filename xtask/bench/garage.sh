@@ -37,7 +37,7 @@ xtask=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_direct
 # One `up`'s "garage ready in N ms" and "stack ready in S s", as two numbers.
 ready_times() {
     local out
-    out=$("$xtask" up)
+    out=$("$xtask" up 2>/dev/null)
     echo "$(sed -n 's/^garage *ready in \([0-9]*\) ms.*/\1/p' <<<"$out") $(sed -n 's/^stack ready in \([0-9.]*\) s/\1/p' <<<"$out")"
 }
 
@@ -62,7 +62,11 @@ url="$AWS_ENDPOINT_URL/$ARTIFACTS_BUCKET/bench/test-bundle.tar.gz"
 netrc=$(mktemp)
 trap 'cleanup; rm -f "$netrc"' EXIT
 printf 'machine 127.0.0.1 login %s password %s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$netrc"
-s3() { curl --silent --show-error --fail --netrc-file "$netrc" --aws-sigv4 "aws:amz:$AWS_REGION:s3" "$@"; }
+# Garage wants the payload's hash header; curl signs it as given (an unsigned payload).
+s3() {
+    curl --silent --show-error --fail --netrc-file "$netrc" --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+        -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
+}
 export -f s3 && export netrc bundle url AWS_REGION
 s3 -T "$bundle" "$url"
 s3 -o - "$url" | cmp - "$bundle"
