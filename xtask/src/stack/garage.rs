@@ -961,6 +961,30 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_garage_names_the_install_command_of_the_pin() {
+        let Program::External(wanted) = &UNIT.program else {
+            panic!("garage is an external program")
+        };
+        assert_eq!(wanted.pin, "2.5.0");
+        let command = format!("cargo install garage --version {} --locked", wanted.pin);
+        assert!(
+            wanted.install_hint.contains(&command),
+            "{}",
+            wanted.install_hint
+        );
+        let ci = std::fs::read_to_string(
+            crate::config::tests::config_in(Path::new("/s"))
+                .repo_root
+                .join(".ci/run"),
+        )
+        .unwrap();
+        assert!(
+            ci.contains(&format!("garage_version={}", wanted.pin)),
+            ".ci/run installs another Garage"
+        );
+    }
+
+    #[test]
     fn generated_keys_have_garage_s_shape() {
         let key = AccessKey::generate().unwrap();
         assert_eq!(key.id.len(), 26);
