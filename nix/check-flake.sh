@@ -65,7 +65,7 @@ nix_flake flake check --no-build . || fail "flake check failed"
 check_report='{ expectOverridden }: report:
   let
     accepts = want: version: version == want || builtins.substring 0 (builtins.stringLength want + 1) version == "${want}.";
-    pins = { postgresql = "15"; pgbouncer = "1.22.1"; valkey = "8.0.10"; nginx = "1.27.5"; };
+    pins = { postgresql = "15"; pgbouncer = "1.22.1"; valkey = "8.0.10"; nginx = "1.27.5"; garage = "2"; };
     problems =
       builtins.concatMap (name:
         (if accepts pins.${name} report.versions.${name} then [ ]
@@ -77,7 +77,8 @@ check_report='{ expectOverridden }: report:
         if report.overridden.${name} == expectOverridden then [ ]
         else [ "${name}: overridden = ${builtins.toJSON report.overridden.${name}}, expected ${builtins.toJSON expectOverridden} with the stand-in" ]
       ) [ "pgbouncer" "valkey" "nginx" ]
-      ++ (if report.overridden.postgresql then [ "postgresql_15 must come from nixpkgs unchanged" ] else [ ]);
+      ++ (if report.overridden.postgresql then [ "postgresql_15 must come from nixpkgs unchanged" ] else [ ])
+      ++ (if report.overridden.garage then [ "garage_2 must come from nixpkgs unchanged" ] else [ ]);
   in
   if problems == [ ] then "ok" else builtins.concatStringsSep "; " problems'
 
@@ -87,7 +88,7 @@ for system in "${systems[@]}"; do
         fail "devShells.$system.default does not evaluate"
     report=$(nix_flake eval --json ".#devShells.$system.default.report") ||
         fail "the pin report for $system does not evaluate"
-    for name in pgbouncer valkey nginx; do
+    for name in pgbouncer valkey nginx garage; do
         nix_flake eval --raw ".#packages.$system.$name.drvPath" >/dev/null ||
             fail "packages.$system.$name does not evaluate"
     done
@@ -128,4 +129,4 @@ echo "== flake.lock: $lock"
 [[ $(git hash-object flake.lock) == "$lock_before" ]] || fail "flake.lock was modified"
 
 echo "check-flake: ok: flake parsed and evaluated for $checked systems against the stand-in;" \
-    "pins resolve to postgres 15, pgbouncer 1.22.1, valkey 8.0.10, nginx 1.27.5; nothing was built"
+    "pins resolve to postgres 15, pgbouncer 1.22.1, valkey 8.0.10, nginx 1.27.5, garage 2.x; nothing was built"

@@ -29,12 +29,13 @@ let
 
   fromNixpkgs = {
     postgresql = pkgs.postgresql_15;
+    garage = pkgs.garage_2;
     inherit (pkgs) pgbouncer valkey;
     nginx = pkgs.nginxMainline;
   };
 
   packages = {
-    inherit (fromNixpkgs) postgresql;
+    inherit (fromNixpkgs) postgresql garage;
     pgbouncer = pin "pgbouncer" fromNixpkgs.pgbouncer (_old: { });
     # nixos-25.11's recipe is written for Valkey 8.1 (NixOS/nixpkgs,
     # pkgs/by-name/va/valkey/package.nix, e.g. its 8.1.4 expression at
@@ -60,6 +61,8 @@ let
 in
 assert lib.assertMsg (accepts pins.postgresql.want packages.postgresql.version)
   "postgresql_15 in this nixpkgs is ${packages.postgresql.version}, not ${pins.postgresql.want}.x";
+assert lib.assertMsg (accepts pins.garage.want packages.garage.version)
+  "garage_2 in this nixpkgs is ${packages.garage.version}, not ${pins.garage.want}.x";
 assert lib.assertMsg (lib.versionAtLeast pkgs.rustc.version pins.rustc.minimum)
   "rustc in this nixpkgs is ${pkgs.rustc.version}; the workspace needs ${pins.rustc.minimum} or newer";
 {

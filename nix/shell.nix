@@ -14,6 +14,8 @@ pkgs.mkShell {
     # valkey-server and valkey-cli.
     services.packages.valkey
     services.packages.nginx
+    # The artifact store (S3 API).
+    services.packages.garage
 
     pkgs.cargo
     pkgs.rustc
@@ -27,7 +29,7 @@ pkgs.mkShell {
 
   # Versions come from evaluation, so entering the shell runs nothing but echo.
   shellHook = ''
-    echo "amtp dev shell (nixpkgs ${nixpkgsRev}): postgres ${versions.postgresql}, pgbouncer ${versions.pgbouncer}, valkey ${versions.valkey}, nginx ${versions.nginx}, rustc ${versions.rustc}"
+    echo "amtp dev shell (nixpkgs ${nixpkgsRev}): postgres ${versions.postgresql}, pgbouncer ${versions.pgbouncer}, valkey ${versions.valkey}, nginx ${versions.nginx}, garage ${versions.garage}, rustc ${versions.rustc}"
     echo "start the stack with: cargo xtask up"
   '';
 

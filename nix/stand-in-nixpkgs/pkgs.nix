@@ -101,6 +101,8 @@ in
     ];
   };
   nginxMainline = package "nginx" carries.nginx;
+  # A 2.x, as nixpkgs' garage_2 (pkgs/tools/filesystems/garage/default.nix) carries.
+  garage_2 = package "garage" "2.3.0";
 
   rustc = package "rustc" "1.91.1";
   cargo = package "cargo" "1.91.1";

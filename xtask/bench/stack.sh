@@ -5,7 +5,7 @@
 #   xtask/bench/stack.sh            # from anywhere in the repository; RUNS=10 by default
 #
 # Needs hyperfine (apt-get install hyperfine), curl, psql/createdb, valkey-cli or redis-cli and the stack's
-# servers. Everything listens on 127.0.0.1 (ports 17400-17416) under /tmp, and is stopped and
+# servers. Everything listens on 127.0.0.1 (ports 17400-17419) under /tmp, and is stopped and
 # deleted on exit. Results go to docs/benchmarks.md by hand.
 set -euo pipefail
 
@@ -19,7 +19,8 @@ cd "$repo"
 # The xtask's own stack: its own state dir and ports, no .env of the developer's.
 export AMTP_STATE_DIR=/tmp/amtp-bench-xtask AMTP_ENV_FILE=/nonexistent/.env
 export POSTGRES_PORT=17410 PGBOUNCER_PORT=17411 VALKEY_PORT=17412 HEALTHCHECK_PORT=17413 \
-    MCP_HTTP_PORT=17414 DOCS_HOST_PORT=17415 GITHUB_STANDIN_PORT=17416
+    MCP_HTTP_PORT=17414 DOCS_HOST_PORT=17415 GITHUB_STANDIN_PORT=17416 \
+    GARAGE_S3_PORT=17417 GARAGE_RPC_PORT=17418 GARAGE_ADMIN_PORT=17419
 unset POSTGRES_PASSWORD VALKEY_PASSWORD GITHUB_APP_ID
 
 cleanup() {

@@ -79,6 +79,17 @@ pub(crate) fn valkey(repo_root: &Path) -> anyhow::Result<Vec<Setting>> {
         .collect()
 }
 
+/// `infra/garage/garage.toml`, with its placeholders still in.
+pub(crate) fn garage_toml(repo_root: &Path) -> anyhow::Result<String> {
+    read(&repo_root.join("infra/garage/garage.toml"))
+}
+
+/// `infra/garage/bootstrap.conf`: the bucket, its key and lifecycle rule, the node's role.
+pub(crate) fn garage_bootstrap(repo_root: &Path) -> anyhow::Result<Vec<Setting>> {
+    let path = repo_root.join("infra/garage/bootstrap.conf");
+    parse_key_equals_value(&read(&path)?, &['#']).with_context(|| format!("in {}", path.display()))
+}
+
 /// `infra/nginx/default.conf`, the server block, with its placeholders still in.
 pub(crate) fn nginx_server_block(repo_root: &Path) -> anyhow::Result<String> {
     read(&repo_root.join("infra/nginx/default.conf"))

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use crate::cli::EnvFormat;
 use crate::config::StackConfig;
 use crate::run_state::RunState;
-use crate::stack::{github_mcp, healthcheck, nginx, pgbouncer, postgres, valkey};
+use crate::stack::{garage, github_mcp, healthcheck, nginx, pgbouncer, postgres, valkey};
 
 /// Every variable a client of the stack needs, in a stable order.
 pub(crate) fn vars(cfg: &StackConfig) -> Vec<(&'static str, String)> {
@@ -35,6 +35,7 @@ pub(crate) fn vars(cfg: &StackConfig) -> Vec<(&'static str, String)> {
             format!("http://127.0.0.1:{}", cfg.port(nginx::PORT)),
         ),
     ];
+    vars.extend(garage::client_vars(cfg));
     // The valkey-server the stack runs, for tests that start throwaway servers of their own.
     let valkey_bin = RunState::read(&cfg.state_dir)
         .and_then(|state| {

@@ -28,7 +28,8 @@ pub(crate) struct Fingerprint {
     command: u64,
     /// A hash of every file under `infra/<service>/`.
     infra: u64,
-    /// The port variables and ports of the service and of its dependencies.
+    /// The port variables and ports (further ports included) of the service and of its
+    /// dependencies.
     ports: Vec<(&'static str, u16)>,
     /// A hash of every other setting (users, passwords, paths, GitHub).
     settings: u64,
@@ -53,7 +54,7 @@ impl Fingerprint {
                     .iter()
                     .filter_map(|dep| crate::stack::unit(dep)),
             )
-            .filter_map(Unit::port)
+            .flat_map(Unit::ports)
             .map(|port| (port.var, cfg.port(port)))
             .collect();
         Fingerprint {

@@ -356,14 +356,15 @@ impl Supervisor {
         }
         for &index in indices {
             let slot = &self.slots[index];
-            if let (Some(port), Some(port_var)) = (slot.state.port, slot.unit.port())
-                && let Err(holder) = crate::ports::check_free(port)
-            {
-                let key = port_var.var;
-                errors.push(format!(
-                    "port {port} for {} is already in use{holder}; stop it or set {key}",
-                    slot.unit.name
-                ));
+            for port_var in slot.unit.ports() {
+                let port = self.cfg.port(port_var);
+                if let Err(holder) = crate::ports::check_free(port) {
+                    let key = port_var.var;
+                    errors.push(format!(
+                        "port {port} for {} is already in use{holder}; stop it or set {key}",
+                        slot.unit.name
+                    ));
+                }
             }
         }
         anyhow::ensure!(errors.is_empty(), "{}", errors.join("\n"));

@@ -311,7 +311,7 @@ mod tests {
                 unit.name
             );
             assert!(html.contains(&escape(&pin)), "{} pin {pin}", unit.name);
-            if let Some(port) = unit.port() {
+            for port in unit.ports() {
                 let row = format!("<td><code>{}</code></td>", port.var);
                 assert!(html.contains(&row), "{}", port.var);
                 let default = port.default;

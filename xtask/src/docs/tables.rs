@@ -33,6 +33,8 @@ pub(super) struct ServiceRow {
     pin: String,
     port_var: Option<&'static str>,
     default_port: Option<u16>,
+    /// The daemon's further ports (Garage's RPC and admin API), for the ports table.
+    more_ports: Vec<(&'static str, u16)>,
     depends_on: &'static [&'static str],
     runs: String,
 }
@@ -94,6 +96,12 @@ pub(super) fn service_rows(repo_root: &Path) -> anyhow::Result<Vec<ServiceRow>> 
                 pin,
                 port_var: port.map(|p| p.var),
                 default_port: port.map(|p| p.default),
+                more_ports: unit
+                    .ports()
+                    .iter()
+                    .skip(1)
+                    .map(|p| (p.var, p.default))
+                    .collect(),
                 depends_on: unit.depends_on,
                 runs: format!("{kind}, {when}"),
             }
@@ -221,12 +229,11 @@ pub(super) fn service_map(facts: &Facts) -> String {
 pub(super) fn ports(facts: &Facts) -> String {
     table(
         &["Variable", "Default", "Service"],
-        facts.services.iter().filter_map(|s| {
-            Some(vec![
-                code(s.port_var?),
-                s.default_port?.to_string(),
-                code(s.name),
-            ])
+        facts.services.iter().flat_map(|s| {
+            let main = s.port_var.zip(s.default_port);
+            main.into_iter()
+                .chain(s.more_ports.iter().copied())
+                .map(|(var, default)| vec![code(var), default.to_string(), code(s.name)])
         }),
     )
 }

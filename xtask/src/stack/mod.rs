@@ -5,6 +5,7 @@
 //! help, `verify`, `status`, `logs` and the docs derive from the table. Adding a service is one
 //! module and one line in [`UNITS`].
 
+pub(crate) mod garage;
 pub(crate) mod github_mcp;
 pub(crate) mod github_standin;
 pub(crate) mod healthcheck;
@@ -68,6 +69,9 @@ pub(crate) enum RunAs {
 /// What the supervisor needs to know about a long-running service.
 pub(crate) struct Daemon {
     pub(crate) port: PortVar,
+    /// Further ports it listens on (Garage: RPC and admin API beside S3), each with its own
+    /// variable: checked free before the start and given free ports by the tests like `port`.
+    pub(crate) more_ports: &'static [PortVar],
     /// The signal that asks the program for a graceful stop (each module says what it means
     /// to that program).
     pub(crate) stop_signal: Signal,
@@ -88,6 +92,7 @@ pub(crate) struct Daemon {
 /// `down` walks it backwards.
 pub(crate) const UNITS: &[&Unit] = &[
     &postgres::UNIT,
+    &garage::UNIT,
     &valkey::UNIT,
     &nginx::UNIT,
     &pgbouncer::UNIT,
@@ -103,6 +108,16 @@ impl Unit {
         match &self.kind {
             Kind::Daemon(daemon) => Some(daemon.port),
             Kind::Task(_) => None,
+        }
+    }
+
+    /// Every port of a daemon, its main one first; a task has none.
+    pub(crate) fn ports(&self) -> Vec<PortVar> {
+        match &self.kind {
+            Kind::Daemon(daemon) => std::iter::once(daemon.port)
+                .chain(daemon.more_ports.iter().copied())
+                .collect(),
+            Kind::Task(_) => Vec::new(),
         }
     }
 
@@ -134,9 +149,9 @@ pub(crate) fn unit(name: &str) -> Option<&'static Unit> {
     UNITS.iter().copied().find(|unit| unit.name == name)
 }
 
-/// The variable and default of every daemon's port, in table order.
+/// The variable and default of every daemon's ports, in table order.
 pub(crate) fn port_vars() -> Vec<PortVar> {
-    UNITS.iter().filter_map(|unit| unit.port()).collect()
+    UNITS.iter().flat_map(|unit| unit.ports()).collect()
 }
 
 /// The workspace's packages and binaries the stack runs.
@@ -179,6 +194,7 @@ const fn workspace_app(
 ) -> Daemon {
     Daemon {
         port,
+        more_ports: &[],
         stop_signal: Signal::SIGTERM,
         run_as: RunAs::Invoker,
         drift: no_drift,
@@ -246,6 +262,24 @@ pub(crate) mod tests {
             path: path.into(),
             version: "1.0".into(),
             drift: Vec::new(),
+        }
+    }
+
+    /// What a row's `launch` builds for a stack in `state_dir` and the program at `program`.
+    pub(crate) fn launched(
+        launch: fn(&StackConfig, &Installed, &Contract) -> Launch,
+        state_dir: &str,
+        program: &str,
+    ) -> Launch {
+        let cfg = crate::config::tests::config_in(std::path::Path::new(state_dir));
+        launch(&cfg, &installed(program), &Contract::default())
+    }
+
+    /// A documented setting, for the tests of the rows that read them.
+    pub(crate) fn setting(key: &str, value: &str) -> crate::contract::Setting {
+        crate::contract::Setting {
+            key: key.into(),
+            value: value.into(),
         }
     }
 

@@ -36,6 +36,7 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
+        more_ports: &[],
         // PgBouncer's safe shutdown: it waits for running queries, then exits.
         stop_signal: Signal::SIGINT,
         run_as: RunAs::UnprivilegedWhenRoot,
@@ -242,13 +243,7 @@ fn show_config_checks(cfg: &StackConfig, installed: Option<&Installed>) -> Vec<C
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn setting(key: &str, value: &str) -> Setting {
-        Setting {
-            key: key.into(),
-            value: value.into(),
-        }
-    }
+    use crate::stack::tests::setting;
 
     #[test]
     fn max_prepared_statements_needs_1_21() {

@@ -42,6 +42,7 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
+        more_ports: &[],
         // Postgres' "fast shutdown": roll back open transactions, checkpoint, exit. (SIGTERM
         // waits for every client to disconnect, which can take forever.)
         stop_signal: Signal::SIGINT,

@@ -36,6 +36,7 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
+        more_ports: &[],
         // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
         stop_signal: Signal::SIGTERM,
         run_as: RunAs::Invoker,
@@ -206,12 +207,7 @@ mod tests {
 
     #[test]
     fn the_server_gets_only_its_config_file() {
-        let cfg = crate::config::tests::config_in(Path::new("/s t"));
-        let launch = launch(
-            &cfg,
-            &crate::stack::tests::installed("/bin/valkey-server"),
-            &Contract::default(),
-        );
+        let launch = crate::stack::tests::launched(launch, "/s t", "/bin/valkey-server");
         assert_eq!(launch.program, Path::new("/bin/valkey-server"));
         assert_eq!(
             crate::stack::tests::args(&launch),

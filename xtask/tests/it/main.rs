@@ -7,6 +7,7 @@ mod compose;
 mod contract;
 mod daily;
 mod docs_site;
+mod garage;
 mod logs;
 mod stack;
 mod util;

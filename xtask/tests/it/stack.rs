@@ -87,7 +87,11 @@ fn a_killed_service_comes_back() {
         "valkey did not come back:\n{}",
         describe(&stack.xtask(&["status"]))
     );
-    assert_eq!(stack.status()["services"][1]["restarts"], 1);
+    let status = stack.status();
+    let valkey = status["services"]
+        .as_array()
+        .and_then(|services| services.iter().find(|s| s["name"] == "valkey"));
+    assert_eq!(valkey.expect("valkey in status")["restarts"], 1);
 }
 
 #[test]
@@ -205,6 +209,9 @@ fn verify_reports_exactly_the_setting_changed_at_run_time() {
 fn a_taken_port_is_named_before_anything_starts() {
     let stack = TestStack::new("port-taken");
     let listener = std::net::TcpListener::bind(("127.0.0.1", stack.port("VALKEY_PORT"))).unwrap();
+    // A daemon's further port (Garage's admin API) is checked like its main one.
+    let admin_port = stack.port("GARAGE_ADMIN_PORT");
+    let admin = std::net::TcpListener::bind(("127.0.0.1", admin_port)).unwrap();
     let output = stack.xtask(&["up"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -215,9 +222,12 @@ fn a_taken_port_is_named_before_anything_starts() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(stderr.contains("set VALKEY_PORT"), "{stderr}");
+    let expected = format!("port {admin_port} for garage is already in use");
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("set GARAGE_ADMIN_PORT"), "{stderr}");
     // Nothing was started: Postgres never got a data dir.
     assert!(!stack.state_dir.join("postgres/data").exists());
-    drop(listener);
+    drop((listener, admin));
 }
 
 #[test]
