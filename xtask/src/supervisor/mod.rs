@@ -17,7 +17,8 @@
 //! programs a helper thread runs (initdb), and it is all there is where the signal is missing
 //! (macOS). Helper threads only prepare files, run one-shot programs and probe readiness; they
 //! report back over a channel. Progress is
-//! published in `<state>/run/state.json`, which `up`, `status` and `down` read.
+//! published in `<state>/run/state.json`, which `up`, `status` and `down` read. The requests of
+//! the control socket are answered in [`requests`].
 
 use std::process::Child;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::StackConfig;
 use crate::contract::Contract;
-use crate::control::{self, Call, Caller, Request};
+use crate::control::{self, Call};
 use crate::fingerprint::Fingerprint;
 use crate::guardian;
 use crate::process::{self, ProcessId};
@@ -50,6 +51,10 @@ const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
 
+mod requests;
+
+use requests::Waiter;
+
 /// A unit while the supervisor runs it.
 struct Slot {
     unit: &'static Unit,
@@ -67,19 +72,6 @@ struct Slot {
     fingerprint: Option<Fingerprint>,
     /// Start again once stopped (`restart`).
     then_start: bool,
-}
-
-/// A caller waiting for units to be ready (or stopped).
-struct Waiter {
-    caller: Caller,
-    slots: Vec<usize>,
-    until: Until,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Until {
-    Ready,
-    Stopped,
 }
 
 /// What the helper threads report.
@@ -613,280 +605,6 @@ impl Supervisor {
         self.fail_waiters(index, &err);
         self.schedule_restart(index);
         Ok(())
-    }
-
-    /// Tells every caller waiting for this unit that it failed, with the last lines of its log.
-    fn fail_waiters(&mut self, index: usize, err: &anyhow::Error) {
-        let log = self.cfg.log_file(self.slots[index].unit.name);
-        let tail = process::log_tail(&log, 20);
-        let (failed, waiting) = std::mem::take(&mut self.waiters)
-            .into_iter()
-            .partition(|w: &Waiter| w.until == Until::Ready && w.slots.contains(&index));
-        self.waiters = waiting;
-        for waiter in failed {
-            let mut error = format!("{err:#}");
-            if !tail.is_empty() {
-                error.push_str(&format!("\nlast lines of {}:\n{tail}", log.display()));
-            }
-            waiter.caller.done(Some(error));
-        }
-    }
-
-    /// Answers the callers whose units are all ready (or stopped) now.
-    fn resolve_waiters(&mut self) {
-        let slots = &self.slots;
-        let (done, waiting) =
-            std::mem::take(&mut self.waiters)
-                .into_iter()
-                .partition(|w: &Waiter| {
-                    w.slots.iter().all(|&i| match w.until {
-                        Until::Ready => slots[i].state.status == Status::Ready,
-                        Until::Stopped => slots[i].state.status == Status::Stopped,
-                    })
-                });
-        self.waiters = waiting;
-        let mut started = false;
-        for waiter in done {
-            started |= waiter.until == Until::Ready;
-            waiter.caller.done(None);
-        }
-        // What runs now was not all checked at the start (`up SERVICE`, then `up`).
-        if started && self.phase == Phase::Running {
-            self.check_contract();
-        }
-    }
-
-    /// One request of the control socket; the caller is answered now, or once the units it
-    /// asked for are ready or stopped.
-    fn answer(&mut self, call: Call) {
-        let Call {
-            request,
-            mut caller,
-        } = call;
-        let result = match request {
-            Request::Stop { services } => self.indices(&services).map(|indices| {
-                for &index in &indices {
-                    self.stop_unit(index, false, &mut caller);
-                }
-                (indices, Until::Stopped)
-            }),
-            Request::Start { services } => self.indices(&services).and_then(|indices| {
-                let indices = self.start_units(&indices, &mut caller)?;
-                Ok((indices, Until::Ready))
-            }),
-            Request::Restart { services } => self.indices(&services).and_then(|indices| {
-                for &index in &indices {
-                    self.stop_unit(index, true, &mut caller);
-                }
-                let with_deps = self.start_units(&indices, &mut caller)?;
-                Ok((with_deps, Until::Ready))
-            }),
-            Request::Up {
-                services,
-                start,
-                recreate,
-                env,
-            } => self.up(&services, start, recreate, &env, &mut caller),
-        };
-        match result {
-            Ok((slots, until)) => {
-                self.publish();
-                self.waiters.push(Waiter {
-                    caller,
-                    slots,
-                    until,
-                });
-            }
-            Err(err) => caller.done(Some(format!("{err:#}"))),
-        }
-    }
-
-    /// Stops a unit: its daemon on a helper thread (reported as [`Event::Stopped`]); with
-    /// `then_start`, it starts again once stopped. A unit that is not running is marked so.
-    fn stop_unit(&mut self, index: usize, then_start: bool, caller: &mut Caller) {
-        let slot = &mut self.slots[index];
-        // Reports about the instance being stopped (its probe, its preparation) are stale now.
-        slot.generation += 1;
-        slot.busy = false;
-        let name = slot.unit.name;
-        match slot.child.take() {
-            Some(mut child) => {
-                caller.say(format!("{name}: stopping"));
-                slot.state.status = Status::Stopping;
-                slot.then_start = then_start;
-                slot.busy = true;
-                let signal = stop_signal(slot.unit);
-                let (sender, generation) = (self.sender.clone(), slot.generation);
-                self.helpers.push(std::thread::spawn(move || {
-                    process::stop_child(&mut child, signal, STOP_GRACE);
-                    let _ = sender.send(Report {
-                        slot: index,
-                        generation,
-                        event: Event::Stopped,
-                    });
-                }));
-            }
-            None if then_start => {
-                slot.state.status = Status::Waiting;
-                slot.not_before = None;
-            }
-            None => {
-                slot.state.status = Status::Stopped;
-                slot.state.pid = None;
-                slot.state.message =
-                    Some(format!("stopped (`cargo xtask start {name}` starts it)"));
-            }
-        }
-    }
-
-    /// Starts these units and the stopped ones they depend on (found and their ports checked
-    /// first, if this supervisor has not run them yet); returns them all.
-    fn start_units(
-        &mut self,
-        indices: &[usize],
-        caller: &mut Caller,
-    ) -> anyhow::Result<Vec<usize>> {
-        let all = self.with_dependencies(indices);
-        let never_located: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|&i| self.slots[i].state.daemon && self.slots[i].state.installed.is_none())
-            .collect();
-        self.locate(&never_located)?;
-        for &index in &all {
-            let slot = &mut self.slots[index];
-            match slot.state.status {
-                Status::Stopped | Status::Failed => {
-                    caller.say(format!("{}: starting", slot.unit.name));
-                    slot.state.status = Status::Waiting;
-                    slot.state.message = None;
-                    slot.failures = 0;
-                    slot.not_before = None;
-                }
-                Status::Stopping => slot.then_start = true,
-                _ => {}
-            }
-        }
-        Ok(all)
-    }
-
-    /// A second `up`: starts what it names (everything when it names nothing) and, with
-    /// `recreate`, restarts the running daemons whose fingerprint changed, after reading the
-    /// configuration and `infra/` again.
-    fn up(
-        &mut self,
-        services: &[String],
-        start: bool,
-        recreate: bool,
-        env: &[(String, String)],
-        caller: &mut Caller,
-    ) -> anyhow::Result<(Vec<usize>, Until)> {
-        let asked = if services.is_empty() {
-            (0..self.slots.len()).collect()
-        } else {
-            self.indices(services)?
-        };
-        let scope = if start {
-            self.with_dependencies(&asked)
-        } else {
-            asked.clone()
-        };
-        let changed = self.changed_since_start(&scope, env, recreate)?;
-        let idle = scope
-            .iter()
-            .any(|&i| matches!(self.slots[i].state.status, Status::Stopped | Status::Failed));
-        if changed.is_empty() && !(start && idle) {
-            caller.say("nothing to do: every service runs as configured");
-        }
-        let mut restart = Vec::new();
-        for (index, changes) in changed {
-            let name = self.slots[index].unit.name;
-            if recreate {
-                caller.say(format!("{name}: restarting: {}", changes.join(", ")));
-                restart.push(index);
-            } else {
-                caller.say(format!(
-                    "{name}: not recreated (--no-recreate), though {}",
-                    changes.join(", ")
-                ));
-            }
-        }
-        for &index in &restart {
-            self.stop_unit(index, true, caller);
-        }
-        let mut started = if start {
-            self.start_units(&asked, caller)?
-        } else {
-            Vec::new()
-        };
-        started.extend(restart);
-        started.sort_unstable();
-        started.dedup();
-        Ok((started, Until::Ready))
-    }
-
-    /// The running daemons that would start differently now, with why. Reads the
-    /// configuration from `env` (the caller's environment) and `infra/` again; with `adopt`,
-    /// the supervisor starts everything from them from now on.
-    fn changed_since_start(
-        &mut self,
-        among: &[usize],
-        env: &[(String, String)],
-        adopt: bool,
-    ) -> anyhow::Result<Vec<(usize, Vec<String>)>> {
-        let cfg = StackConfig::load_from(
-            &self.cfg.repo_root,
-            &stack::port_vars(),
-            env.iter().cloned(),
-            crate::config::Secrets::MustExist,
-        )?;
-        anyhow::ensure!(
-            cfg.state_dir == self.cfg.state_dir,
-            "this supervisor runs the stack in {}, not {}",
-            self.cfg.state_dir.display(),
-            cfg.state_dir.display()
-        );
-        let infra = Arc::new(Contract::read(&cfg.repo_root)?);
-        let running: Vec<usize> = among
-            .iter()
-            .copied()
-            .filter(|&i| self.slots[i].fingerprint.is_some())
-            .collect();
-        let slots = &self.slots;
-        let now = on_threads(&running, |i| -> anyhow::Result<_> {
-            let unit = slots[i].unit;
-            let installed = unit.locate(&cfg).context(unit.name)?;
-            let Kind::Daemon(daemon) = &unit.kind else {
-                unreachable!("only daemons have fingerprints")
-            };
-            let found = installed.as_ref().expect("a daemon has a program");
-            let fingerprint = Fingerprint::of(unit, daemon, &cfg, found, &infra);
-            Ok((installed, fingerprint))
-        });
-        let mut changed = Vec::new();
-        for (&index, now) in running.iter().zip(now) {
-            let (installed, fingerprint) = now?;
-            let slot = &mut self.slots[index];
-            let changes = slot
-                .fingerprint
-                .as_ref()
-                .map(|old| old.changes(&fingerprint))
-                .unwrap_or_default();
-            if !changes.is_empty() {
-                changed.push((index, changes));
-                if adopt {
-                    slot.state.installed = installed;
-                }
-            }
-        }
-        if adopt {
-            for slot in &mut self.slots {
-                slot.state.port = slot.unit.port().map(|port| cfg.port(port));
-            }
-            self.cfg = cfg;
-            self.infra = infra;
-        }
-        Ok(changed)
     }
 
     fn schedule_restart(&mut self, index: usize) {
