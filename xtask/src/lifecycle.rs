@@ -535,7 +535,7 @@ fn clean_leftovers(cfg: &StackConfig) -> anyhow::Result<usize> {
 }
 
 fn wait_gone(processes: &[ProcessId], timeout: Duration) -> bool {
-    process::wait_until(timeout, || processes.iter().all(|p| !p.is_alive()))
+    crate::poll::wait_until(timeout, || processes.iter().all(|p| !p.is_alive()))
 }
 
 fn delete_state(cfg: &StackConfig) -> anyhow::Result<()> {

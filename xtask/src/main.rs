@@ -16,6 +16,7 @@ mod guardian;
 mod lifecycle;
 mod logfile;
 mod logs;
+mod poll;
 mod ports;
 mod process;
 mod repo;

@@ -104,7 +104,7 @@ mod tests {
         drop(listener);
         // A child another test forks at this moment holds a copy of the socket until its exec
         // closes it (close-on-exec), so the port may take a moment to be free again.
-        let freed = crate::process::wait_until(std::time::Duration::from_secs(2), || {
+        let freed = crate::poll::wait_until(std::time::Duration::from_secs(2), || {
             check_free(port).is_ok()
         });
         assert!(

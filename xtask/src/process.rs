@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Gid, Pid, Uid, User, chown};
 
+use crate::poll::wait_until;
 use crate::{guardian, logfile};
 
 /// An unprivileged account for the programs that refuse to run as root.
@@ -359,20 +360,6 @@ pub(crate) fn command_name(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
         .map(|s| s.trim().to_owned())
-}
-
-/// Polls `done` every few milliseconds until it holds or `timeout` passes.
-pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Stops a daemon we spawned: its stop signal to the group, then SIGKILL after `grace`.

@@ -401,7 +401,7 @@ fn bootstrap(cfg: &StackConfig) -> anyhow::Result<()> {
     let wanted = Bootstrap::read(&cfg.repo_root)?;
     let admin = Admin::new(cfg)?;
     assign_layout(&admin, &wanted).context("garage: cannot assign the node's layout")?;
-    let healthy = crate::process::wait_until(HEALTHY_TIMEOUT, || {
+    let healthy = crate::poll::wait_until(HEALTHY_TIMEOUT, || {
         admin.health().is_ok_and(|(status, _)| status == 200)
     });
     if !healthy {

@@ -292,7 +292,7 @@ impl Supervisor {
         // in the way of the services' graceful stops.
         std::thread::spawn(move || {
             let stopped =
-                process::wait_until(CONTRACT_CHECK_DELAY, || stopping.load(Ordering::Relaxed));
+                crate::poll::wait_until(CONTRACT_CHECK_DELAY, || stopping.load(Ordering::Relaxed));
             if !stopped {
                 let checks = crate::verify::collect(&cfg, &state);
                 let _ = sender.send(crate::verify::summary(&checks));
