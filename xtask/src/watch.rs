@@ -56,10 +56,9 @@ pub(crate) fn run(repo: &Repo) -> anyhow::Result<ExitCode> {
         "watching apps/, crates/ and Cargo.toml for {} (Ctrl-C ends watching; the stack keeps running)",
         apps.join(", ")
     );
-    while let Some(changed) = next_change(&events, &ignored, &stop) {
-        let saved = Instant::now();
+    while let Some((changed, saved)) = next_change(&events, &ignored, &stop) {
         println!("{} changed: building", changed.display());
-        let began = SystemTime::now();
+        let (began, building) = (SystemTime::now(), Instant::now());
         let built = crate::binaries::cargo(root)
             .args(["build", "--workspace", "--bins", "--examples"])
             .status()
@@ -68,8 +67,8 @@ pub(crate) fn run(repo: &Repo) -> anyhow::Result<ExitCode> {
             eprintln!("the build failed (see above); the running apps are left as they are");
             continue;
         }
+        let build = building.elapsed();
         crate::lifecycle::record_apps_built(began)?;
-        let build = saved.elapsed();
         let request = Request::Up {
             services: apps.clone(),
             start: false,
@@ -104,13 +103,13 @@ fn gitignore(root: &Path) -> Gitignore {
     builder.build().unwrap_or_else(|_| Gitignore::empty())
 }
 
-/// Waits for a change to a source and then for quiet; returns one changed path (`None` once
-/// asked to stop).
+/// Waits for a change to a source and then for quiet; returns one changed path and when the
+/// first change was seen (`None` once asked to stop).
 fn next_change(
     events: &mpsc::Receiver<notify::Result<notify::Event>>,
     ignored: &Gitignore,
     stop: &AtomicBool,
-) -> Option<PathBuf> {
+) -> Option<(PathBuf, Instant)> {
     let mut changed = None;
     loop {
         // Short waits, to notice Ctrl-C; once something changed, wait for quiet.
@@ -122,7 +121,7 @@ fn next_change(
         match events.recv_timeout(wait) {
             Ok(Ok(event)) => {
                 if let Some(path) = source_change(&event, ignored) {
-                    changed.get_or_insert(path);
+                    changed.get_or_insert((path, Instant::now()));
                 }
             }
             Ok(Err(err)) => eprintln!("watch: {err}"),
@@ -194,7 +193,7 @@ mod tests {
             sender.send(Ok(event(modify, &path))).unwrap();
         }
         let stop = AtomicBool::new(false);
-        let first = next_change(&events, &Gitignore::empty(), &stop);
+        let first = next_change(&events, &Gitignore::empty(), &stop).map(|(path, _)| path);
         assert_eq!(first, Some(PathBuf::from("/repo/crates/x/a.rs")));
         assert!(
             events.try_recv().is_err(),
