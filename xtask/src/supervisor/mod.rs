@@ -74,6 +74,26 @@ struct Slot {
     then_start: bool,
 }
 
+impl Slot {
+    /// Due to start as soon as its dependencies are ready, with no restart delay (`start`,
+    /// `restart`).
+    fn start_again(&mut self) {
+        self.state.status = Status::Waiting;
+        self.failures = 0;
+        self.not_before = None;
+    }
+
+    /// Stopped on request: the supervisor leaves it so until `start`.
+    fn hold(&mut self) {
+        self.state.status = Status::Stopped;
+        self.state.pid = None;
+        self.state.message = Some(format!(
+            "stopped (`cargo xtask start {}` starts it)",
+            self.unit.name
+        ));
+    }
+}
+
 /// What the helper threads report.
 enum Event {
     /// Files rendered; the fingerprint of what is about to start.
@@ -487,13 +507,9 @@ impl Supervisor {
                 slot.busy = false;
                 slot.fingerprint = None;
                 if std::mem::take(&mut slot.then_start) {
-                    slot.failures = 0;
-                    slot.not_before = None;
-                    slot.state.status = Status::Waiting;
+                    slot.start_again();
                 } else {
-                    slot.state.status = Status::Stopped;
-                    slot.state.message =
-                        Some(format!("stopped (`cargo xtask start {name}` starts it)"));
+                    slot.hold();
                 }
                 println!("{name}: stopped");
                 self.publish();

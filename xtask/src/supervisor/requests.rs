@@ -141,16 +141,8 @@ impl Supervisor {
                     });
                 }));
             }
-            None if then_start => {
-                slot.state.status = Status::Waiting;
-                slot.not_before = None;
-            }
-            None => {
-                slot.state.status = Status::Stopped;
-                slot.state.pid = None;
-                slot.state.message =
-                    Some(format!("stopped (`cargo xtask start {name}` starts it)"));
-            }
+            None if then_start => slot.start_again(),
+            None => slot.hold(),
         }
     }
 
@@ -173,10 +165,8 @@ impl Supervisor {
             match slot.state.status {
                 Status::Stopped | Status::Failed => {
                     caller.say(format!("{}: starting", slot.unit.name));
-                    slot.state.status = Status::Waiting;
+                    slot.start_again();
                     slot.state.message = None;
-                    slot.failures = 0;
-                    slot.not_before = None;
                 }
                 Status::Stopping => slot.then_start = true,
                 _ => {}
