@@ -199,19 +199,26 @@ pub(crate) fn build_apps(root: &Path) -> anyhow::Result<()> {
         );
     }
     let began = SystemTime::now();
-    // The same feature unification as `cargo test --workspace`, so the two share every
-    // compiled dependency: examples, like tests, turn on the dev-dependencies' features (with
-    // `--bins` alone, tokio, reqwest, rmcp and the apps would be compiled a second time).
-    // Cargo's own progress on a terminal, never `--quiet`: a build can take minutes.
+    anyhow::ensure!(
+        cargo_build_apps(root)?,
+        "cannot build the stack's services (see above)"
+    );
+    record_apps_built(began)
+}
+
+/// Builds the workspace's services (`up` and `watch`); false when the build failed (Cargo
+/// printed why).
+///
+/// The same feature unification as `cargo test --workspace`, so the two share every compiled
+/// dependency: examples, like tests, turn on the dev-dependencies' features (with `--bins`
+/// alone, tokio, reqwest, rmcp and the apps would be compiled a second time). Cargo's own
+/// progress on a terminal, never `--quiet`: a build can take minutes.
+pub(crate) fn cargo_build_apps(root: &Path) -> anyhow::Result<bool> {
     let status = crate::binaries::cargo(root)
         .args(["build", "--workspace", "--bins", "--examples"])
         .status()
         .context("cannot run cargo build")?;
-    anyhow::ensure!(
-        status.success(),
-        "cannot build the stack's services (see above)"
-    );
-    record_apps_built(began)
+    Ok(status.success())
 }
 
 /// Notes that the services were built from the sources as they were at `began` (before the

@@ -59,11 +59,7 @@ pub(crate) fn run(repo: &Repo) -> anyhow::Result<ExitCode> {
     while let Some((changed, saved)) = next_change(&events, &ignored, &stop) {
         println!("{} changed: building", changed.display());
         let (began, building) = (SystemTime::now(), Instant::now());
-        let built = crate::binaries::cargo(root)
-            .args(["build", "--workspace", "--bins", "--examples"])
-            .status()
-            .context("cannot run cargo build")?;
-        if !built.success() {
+        if !crate::lifecycle::cargo_build_apps(root)? {
             eprintln!("the build failed (see above); the running apps are left as they are");
             continue;
         }
