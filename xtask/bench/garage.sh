@@ -13,14 +13,11 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 runs=${RUNS:-10}
-command -v hyperfine >/dev/null || { echo "garage.sh: hyperfine is required (apt-get install hyperfine)" >&2; exit 1; }
+# shellcheck source=own-stack.sh
+source "$repo/xtask/bench/own-stack.sh"
+need_hyperfine garage.sh
 cd "$repo"
-
-export AMTP_STATE_DIR=/tmp/amtp-bench-garage AMTP_ENV_FILE=/nonexistent/.env
-export POSTGRES_PORT=17420 PGBOUNCER_PORT=17421 VALKEY_PORT=17422 HEALTHCHECK_PORT=17423 \
-    MCP_HTTP_PORT=17424 DOCS_HOST_PORT=17425 GITHUB_STANDIN_PORT=17426 \
-    GARAGE_S3_PORT=17427 GARAGE_RPC_PORT=17428 GARAGE_ADMIN_PORT=17429
-unset POSTGRES_PASSWORD VALKEY_PASSWORD GITHUB_APP_ID
+own_stack garage 17420
 bundle=/tmp/amtp-bench-garage-bundle.tar.gz
 
 cleanup() {
