@@ -22,13 +22,9 @@ fn pids(stack: &TestStack) -> BTreeMap<String, Option<i64>> {
 }
 
 fn health(stack: &TestStack, service: &str) -> String {
-    let status = stack.status();
-    let found = status["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == service)
-        .unwrap_or_else(|| panic!("{service} missing from status: {status}"));
+    let found = stack
+        .service(service)
+        .unwrap_or_else(|| panic!("{service} missing from status: {}", stack.status()));
     found["health"].as_str().unwrap().to_owned()
 }
 

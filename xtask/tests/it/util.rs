@@ -90,14 +90,16 @@ impl TestStack {
         serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
     }
 
+    /// A service's entry in `status --json` (`None` while status cannot say).
+    pub fn service(&self, service: &str) -> Option<serde_json::Value> {
+        let status = self.status();
+        let services = status["services"].as_array()?;
+        services.iter().find(|s| s["name"] == service).cloned()
+    }
+
     /// Pid of a service according to `status`.
     pub fn pid(&self, service: &str) -> Option<i32> {
-        self.status()["services"]
-            .as_array()?
-            .iter()
-            .find(|s| s["name"] == service)?["pid"]
-            .as_i64()
-            .map(|p| p as i32)
+        self.service(service)?["pid"].as_i64().map(|p| p as i32)
     }
 
     /// Every process of the stack: the supervisor and each service's process group.
