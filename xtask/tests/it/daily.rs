@@ -257,10 +257,15 @@ fn watch_rebuilds_and_restarts_the_healthcheck_and_keeps_it_after_a_broken_edit(
     watch_says(&out, "watching");
     let before = pids(&stack)["healthcheck"];
 
-    // A string the binary carries: the build changes its bytes.
+    // A string the binary carries, new at each run (a binary left by an earlier run may carry
+    // an older one): the build changes its bytes.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let edited = text.replace(
         r#"tracing::info!("stopped");"#,
-        r#"tracing::info!("stopped (watch test)");"#,
+        &format!(r#"tracing::info!("stopped (watch test {nonce})");"#),
     );
     assert_ne!(edited, text, "the test's edit no longer applies to main.rs");
     fs::write(&path, &edited).unwrap();
