@@ -13,15 +13,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 runs=${RUNS:-10}
 seq_state=/tmp/amtp-bench-sequential
 seq="$repo/xtask/bench/sequential.sh"
-command -v hyperfine >/dev/null || { echo "stack.sh: hyperfine is required (apt-get install hyperfine)" >&2; exit 1; }
+# shellcheck source=own-stack.sh
+source "$repo/xtask/bench/own-stack.sh"
+need_hyperfine stack.sh
 cd "$repo"
-
-# The xtask's own stack: its own state dir and ports, no .env of the developer's.
-export AMTP_STATE_DIR=/tmp/amtp-bench-xtask AMTP_ENV_FILE=/nonexistent/.env
-export POSTGRES_PORT=17410 PGBOUNCER_PORT=17411 VALKEY_PORT=17412 HEALTHCHECK_PORT=17413 \
-    MCP_HTTP_PORT=17414 DOCS_HOST_PORT=17415 GITHUB_STANDIN_PORT=17416 \
-    GARAGE_S3_PORT=17417 GARAGE_RPC_PORT=17418 GARAGE_ADMIN_PORT=17419
-unset POSTGRES_PASSWORD VALKEY_PASSWORD GITHUB_APP_ID
+# The xtask's own stack (ports 17410 up, state in /tmp/amtp-bench-xtask), beside the
+# sequential script's (17400 up).
+own_stack xtask 17410
 
 cleanup() {
     cargo xtask down --volumes >/dev/null 2>&1 || true
