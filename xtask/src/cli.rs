@@ -70,19 +70,19 @@ pub(crate) enum Command {
     /// prefixed by its service, as `docker compose logs` does.
     Logs {
         /// The services whose logs to show (default: all).
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::logs::names()))]
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::cmd::logs::names()))]
         services: Vec<String>,
         /// Keep printing new lines of every chosen service as they are written.
         #[arg(short, long)]
         follow: bool,
         /// Only lines written since then: a duration back from now (`10m`, `1h30m`, `45s`, `2d`)
         /// or a time (`2026-12-01T10:00:00`, local; with `Z` or `+01:00` for UTC or an offset).
-        #[arg(long, value_parser = crate::logs::parse_since)]
+        #[arg(long, value_parser = crate::cmd::logs::parse_since)]
         since: Option<chrono::DateTime<chrono::Utc>>,
         /// How many of each service's last lines to show first, or `all` [default: 50, or all
         /// with --since].
-        #[arg(short = 'n', long, alias = "lines", value_parser = crate::logs::parse_tail)]
-        tail: Option<crate::logs::Tail>,
+        #[arg(short = 'n', long, alias = "lines", value_parser = crate::cmd::logs::parse_tail)]
+        tail: Option<crate::cmd::logs::Tail>,
         /// Show the time the supervisor read each line (UTC).
         #[arg(short, long)]
         timestamps: bool,

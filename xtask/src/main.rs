@@ -1,42 +1,24 @@
 //! `cargo xtask`: the AMTP native dev stack. `main` only routes: parse the command line, build
 //! the one context, run the command.
 
-mod binaries;
-mod check;
 mod cli;
-mod client;
-mod compose;
+mod cmd;
 mod config;
-mod contract;
-mod control;
 mod docs;
-mod env;
-mod fingerprint;
-mod guardian;
-mod lifecycle;
-mod logfile;
-mod logs;
-mod poll;
-mod ports;
-mod process;
+mod os;
 mod repo;
-mod run_state;
 mod stack;
-mod status;
 mod supervisor;
-mod test_cmd;
-mod url;
-mod verify;
-mod watch;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{Attach, Cli, Command, Output};
-use crate::control::Request;
-use crate::lifecycle::{Recreate, Volumes};
+use crate::cmd::down::Volumes;
+use crate::cmd::up::Recreate;
 use crate::repo::Repo;
+use crate::supervisor::socket::Request;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -66,22 +48,22 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 Recreate::Changed
             };
-            lifecycle::up(repo, &services, attach, recreate)
+            cmd::up::up(repo, &services, attach, recreate)
         }
-        Command::Restart { services } => lifecycle::control(repo, Request::Restart { services }),
-        Command::Stop { services } => lifecycle::control(repo, Request::Stop { services }),
-        Command::Start { services } => lifecycle::control(repo, Request::Start { services }),
-        Command::Watch => watch::run(repo),
+        Command::Restart { services } => cmd::restart::run(repo, Request::Restart { services }),
+        Command::Stop { services } => cmd::restart::run(repo, Request::Stop { services }),
+        Command::Start { services } => cmd::restart::run(repo, Request::Start { services }),
+        Command::Watch => cmd::watch::run(repo),
         Command::Down { volumes } => {
             let volumes = if volumes {
                 Volumes::Delete
             } else {
                 Volumes::Keep
             };
-            lifecycle::down_if_started(repo, volumes)
+            cmd::down::down_if_started(repo, volumes)
         }
-        Command::Reset => lifecycle::down_if_started(repo, Volumes::Delete),
-        Command::Status { json } => status::run(repo, Output::json_if(json)),
+        Command::Reset => cmd::down::down_if_started(repo, Volumes::Delete),
+        Command::Status { json } => cmd::status::run(repo, Output::json_if(json)),
         Command::Logs {
             services,
             follow,
@@ -90,7 +72,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             timestamps,
             no_prefix,
         } => {
-            let options = logs::Options {
+            let options = cmd::logs::Options {
                 services,
                 since,
                 tail,
@@ -98,32 +80,32 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
                 timestamps,
                 prefix: !no_prefix,
             };
-            logs::run(&repo.config()?, &options)
+            cmd::logs::run(&repo.config()?, &options)
         }
-        Command::Env { format } => env::run(&repo.config()?, format),
+        Command::Env { format } => cmd::env::run(&repo.config()?, format),
         Command::Psql { direct, args } => {
             let database = if direct {
-                client::Database::Direct
+                cmd::clients::Database::Direct
             } else {
-                client::Database::ThroughPgBouncer
+                cmd::clients::Database::ThroughPgBouncer
             };
-            client::psql(repo, database, &args)
+            cmd::clients::psql(repo, database, &args)
         }
-        Command::ValkeyCli { args } => client::valkey_cli(repo, &args),
-        Command::Test { cargo_args } => test_cmd::run(repo, &cargo_args),
-        Command::Migrate(args) => lifecycle::migrate(repo, &args),
-        Command::Verify { json } => verify::run(&repo.config()?, Output::json_if(json)),
+        Command::ValkeyCli { args } => cmd::clients::valkey_cli(repo, &args),
+        Command::Test { cargo_args } => cmd::test::run(repo, &cargo_args),
+        Command::Migrate(args) => cmd::migrate::run(repo, &args),
+        Command::Verify { json } => cmd::verify::run(&repo.config()?, Output::json_if(json)),
         Command::Docs { out } => docs::run(repo, out),
-        Command::PortVars => Ok(env::print_port_vars()),
+        Command::PortVars => Ok(cmd::env::print_port_vars()),
         Command::Compose { check, out } => {
-            compose::run(&repo.root, out.as_deref().unwrap_or(&repo.root), check)
+            cmd::compose::run(&repo.root, out.as_deref().unwrap_or(&repo.root), check)
         }
         Command::Guard => {
-            guardian::run()?;
+            os::guardian::run()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Supervise { services } => {
-            lifecycle::supervise(&repo.config()?, &services, logfile::Echo::No)
+            cmd::supervise::run(&repo.config()?, &services, os::logfile::Echo::No)
         }
     }
 }

@@ -265,6 +265,19 @@ fn make_world_readable(out: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+/// Renders the docs site nginx serves. A broken page is said loudly but does not stop the
+/// stack from starting: nginx serves the last good build (`cargo xtask docs` shows the error).
+pub(crate) fn render_for_nginx(cfg: &crate::config::StackConfig) {
+    let root = crate::stack::nginx::docs_root(cfg);
+    if let Err(err) = build_site(&cfg.repo_root, &root) {
+        eprintln!(
+            "warning: the docs site was not rebuilt ({err:#}); nginx serves the last build; \
+             fix the page and run `cargo xtask docs --out {}`",
+            root.display()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::render::{escape, navigation};

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag};
 
 use crate::config::{Secrets, StackConfig};
-use crate::contract;
+use crate::stack::contract;
 use crate::stack::{self, Kind, Program, Unit, pgbouncer};
 
 /// What the generated sections are built from: the xtask's own tables and `infra/`.

@@ -18,11 +18,11 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
-use crate::binaries::{Installed, OffPin, Wanted};
-use crate::check::{Check, private_file};
 use crate::config::{PortVar, StackConfig, write_private};
-use crate::contract::{self, Contract, Setting};
-use crate::process::Launch;
+use crate::os::process::Launch;
+use crate::stack::check::{Check, private_file};
+use crate::stack::contract::{self, Contract, Setting};
+use crate::stack::programs::{Installed, OffPin, Wanted};
 
 /// The S3 API, the seed's port 3900.
 pub(crate) const PORT: PortVar = PortVar {
@@ -401,7 +401,7 @@ fn bootstrap(cfg: &StackConfig) -> anyhow::Result<()> {
     let wanted = Bootstrap::read(&cfg.repo_root)?;
     let admin = Admin::new(cfg)?;
     assign_layout(&admin, &wanted).context("garage: cannot assign the node's layout")?;
-    let healthy = crate::poll::wait_until(HEALTHY_TIMEOUT, || {
+    let healthy = crate::os::poll::wait_until(HEALTHY_TIMEOUT, || {
         admin.health().is_ok_and(|(status, _)| status == 200)
     });
     if !healthy {

@@ -2,10 +2,10 @@
 //! App, the real one or the workspace's stand-in.
 
 use super::{Kind, Program, Unit, github_standin};
-use crate::binaries::Installed;
 use crate::config::{GithubApp, PortVar, StackConfig};
-use crate::contract::Contract;
-use crate::process::Launch;
+use crate::os::process::Launch;
+use crate::stack::contract::Contract;
+use crate::stack::programs::Installed;
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "MCP_HTTP_PORT",

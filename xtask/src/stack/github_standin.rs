@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use super::{Kind, Program, Unit};
-use crate::binaries::Installed;
-use crate::check::{Check, private_file};
 use crate::config::{GithubApp, PortVar, StackConfig};
-use crate::contract::Contract;
-use crate::process::Launch;
+use crate::os::process::Launch;
+use crate::stack::check::{Check, private_file};
+use crate::stack::contract::Contract;
+use crate::stack::programs::Installed;
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "GITHUB_STANDIN_PORT",

@@ -3,11 +3,11 @@
 use std::collections::BTreeSet;
 
 use super::{Kind, Program, Unit};
-use crate::binaries::Installed;
-use crate::check::Check;
 use crate::config::{PortVar, StackConfig};
-use crate::contract::Contract;
-use crate::process::Launch;
+use crate::os::process::Launch;
+use crate::stack::check::Check;
+use crate::stack::contract::Contract;
+use crate::stack::programs::Installed;
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "HEALTHCHECK_PORT",

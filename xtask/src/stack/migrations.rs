@@ -4,9 +4,9 @@
 use anyhow::Context;
 
 use super::{Kind, Program, Unit, postgres};
-use crate::binaries::Installed;
-use crate::check::Check;
 use crate::config::StackConfig;
+use crate::stack::check::Check;
+use crate::stack::programs::Installed;
 
 pub(crate) const UNIT: Unit = Unit {
     name: "migrations",

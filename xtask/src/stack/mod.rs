@@ -5,6 +5,10 @@
 //! help, `verify`, `status`, `logs` and the docs derive from the table. Adding a service is one
 //! module and one line in [`UNITS`].
 
+pub(crate) mod build;
+pub(crate) mod check;
+pub(crate) mod contract;
+pub(crate) mod fingerprint;
 pub(crate) mod garage;
 pub(crate) mod github_mcp;
 pub(crate) mod github_standin;
@@ -13,16 +17,17 @@ pub(crate) mod migrations;
 pub(crate) mod nginx;
 pub(crate) mod pgbouncer;
 pub(crate) mod postgres;
+pub(crate) mod programs;
 pub(crate) mod valkey;
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use crate::binaries::{self, Installed, Wanted};
-use crate::check::Check;
 use crate::config::{PortVar, StackConfig};
-use crate::contract::Contract;
-use crate::process::Launch;
+use crate::os::process::Launch;
+use crate::stack::check::Check;
+use crate::stack::contract::Contract;
+use crate::stack::programs::{Installed, Wanted};
 
 /// One row of the stack: a daemon or a one-shot task, started once its dependencies are ready.
 pub(crate) struct Unit {
@@ -127,7 +132,7 @@ impl Unit {
             return Ok(None);
         };
         let mut installed = match &self.program {
-            Program::External(wanted) => binaries::locate(wanted)?,
+            Program::External(wanted) => programs::locate(wanted)?,
             Program::Workspace { binary, .. } => workspace_binary(binary)?,
             Program::Xtask { .. } => anyhow::bail!("{} runs inside the xtask", self.name),
         };
@@ -207,7 +212,7 @@ const fn workspace_app(
 
 /// A binary built next to the running xtask (same target dir and profile).
 fn workspace_binary(name: &str) -> anyhow::Result<Installed> {
-    let path = binaries::built_by_workspace(name)?;
+    let path = crate::stack::build::built_by_workspace(name)?;
     anyhow::ensure!(
         path.is_file(),
         "{} is not built; run `cargo build --workspace` (or `cargo xtask up`, which builds it)",
@@ -276,8 +281,8 @@ pub(crate) mod tests {
     }
 
     /// A documented setting, for the tests of the rows that read them.
-    pub(crate) fn setting(key: &str, value: &str) -> crate::contract::Setting {
-        crate::contract::Setting {
+    pub(crate) fn setting(key: &str, value: &str) -> crate::stack::contract::Setting {
+        crate::stack::contract::Setting {
             key: key.into(),
             value: value.into(),
         }

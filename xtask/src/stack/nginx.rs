@@ -9,11 +9,11 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
-use crate::binaries::{Installed, OffPin, Wanted};
-use crate::check::{Check, Verdict};
 use crate::config::{PortVar, StackConfig};
-use crate::contract::{self, Contract};
-use crate::process::{Launch, give_to, unprivileged_account};
+use crate::os::process::{Launch, give_to, unprivileged_account};
+use crate::stack::check::{Check, Verdict};
+use crate::stack::contract::{self, Contract};
+use crate::stack::programs::{Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "DOCS_HOST_PORT",
@@ -49,7 +49,7 @@ pub(crate) const UNIT: Unit = Unit {
     }),
 };
 
-/// Where `up` renders the docs site that nginx serves (see `lifecycle::render_docs`).
+/// Where `up` renders the docs site that nginx serves (see `docs::render_for_nginx`).
 pub(crate) fn docs_root(cfg: &StackConfig) -> PathBuf {
     cfg.state_dir.join("docs-site")
 }

@@ -11,11 +11,11 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit, postgres};
-use crate::binaries::{Installed, OffPin, Wanted};
-use crate::check::{Check, Verdict, equivalent, private_file};
 use crate::config::{PortVar, StackConfig, write_private};
-use crate::contract::{self, Contract, Setting};
-use crate::process::{Account, Launch, give_to, unprivileged_account};
+use crate::os::process::{Account, Launch, give_to, unprivileged_account};
+use crate::stack::check::{Check, Verdict, equivalent, private_file};
+use crate::stack::contract::{self, Contract, Setting};
+use crate::stack::programs::{Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "PGBOUNCER_PORT",

@@ -11,11 +11,11 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
-use crate::binaries::{Installed, OffPin, Wanted};
-use crate::check::{Check, settings_checks};
 use crate::config::{PortVar, StackConfig, write_private};
-use crate::contract::{self, Contract, Setting};
-use crate::process::{self, Launch, give_to, unprivileged_account};
+use crate::os::process::{self, Launch, give_to, unprivileged_account};
+use crate::stack::check::{Check, settings_checks};
+use crate::stack::contract::{self, Contract, Setting};
+use crate::stack::programs::{Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "POSTGRES_PORT",
@@ -266,9 +266,9 @@ pub(crate) fn scram_verifier(cfg: &StackConfig) -> anyhow::Result<String> {
 pub(crate) fn url(cfg: &StackConfig, port: u16) -> String {
     format!(
         "postgres://{}:{}@127.0.0.1:{port}/{}",
-        crate::url::url_encode(&cfg.postgres_user),
-        crate::url::url_encode(&cfg.postgres_password),
-        crate::url::url_encode(&cfg.postgres_db)
+        crate::config::url::url_encode(&cfg.postgres_user),
+        crate::config::url::url_encode(&cfg.postgres_password),
+        crate::config::url::url_encode(&cfg.postgres_db)
     )
 }
 

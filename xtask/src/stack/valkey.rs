@@ -10,11 +10,11 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
-use crate::binaries::{Installed, OffPin, Wanted};
-use crate::check::{Check, private_file, settings_checks};
 use crate::config::{PortVar, StackConfig, write_private};
-use crate::contract::{self, Contract, Setting};
-use crate::process::Launch;
+use crate::os::process::Launch;
+use crate::stack::check::{Check, private_file, settings_checks};
+use crate::stack::contract::{self, Contract, Setting};
+use crate::stack::programs::{Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "VALKEY_PORT",
@@ -106,7 +106,7 @@ fn quote(value: &str) -> String {
 pub(crate) fn url(cfg: &StackConfig) -> String {
     format!(
         "redis://:{}@127.0.0.1:{}/",
-        crate::url::url_encode(&cfg.valkey_password),
+        crate::config::url::url_encode(&cfg.valkey_password),
         cfg.port(PORT)
     )
 }

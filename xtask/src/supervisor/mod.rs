@@ -31,13 +31,13 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use crate::config::StackConfig;
-use crate::contract::Contract;
-use crate::control::{self, Call};
-use crate::fingerprint::Fingerprint;
-use crate::guardian;
-use crate::process::{self, ProcessId};
-use crate::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
+use crate::os::guardian;
+use crate::os::process::{self, ProcessId};
+use crate::stack::contract::Contract;
+use crate::stack::fingerprint::Fingerprint;
 use crate::stack::{self, Kind, RunAs, Unit};
+use crate::supervisor::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
+use crate::supervisor::socket::Call;
 
 /// How long a service may take from start to ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,7 +51,10 @@ const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
 
+pub(crate) mod launch;
 mod requests;
+pub(crate) mod run_state;
+pub(crate) mod socket;
 
 use requests::Waiter;
 
@@ -149,13 +152,13 @@ pub(crate) fn run(cfg: &StackConfig, only: &[String]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let exe = crate::binaries::built_by_workspace(env!("CARGO_BIN_NAME"))?;
+    let exe = crate::stack::build::built_by_workspace(env!("CARGO_BIN_NAME"))?;
     guardian::start(&exe, &cfg.log_file("supervisor"))?;
     let mut supervisor = Supervisor::new(cfg)?;
     supervisor.hold_all_but(only)?;
     let result = supervisor
         .preflight()
-        .and_then(|()| control::listen(cfg, supervisor.calls_sender.clone()))
+        .and_then(|()| socket::listen(cfg, supervisor.calls_sender.clone()))
         .and_then(|()| supervisor.supervise(&stop));
     if let Err(err) = &result {
         supervisor.phase = Phase::Failed;
@@ -163,7 +166,7 @@ pub(crate) fn run(cfg: &StackConfig, only: &[String]) -> anyhow::Result<()> {
         supervisor.publish();
     }
     supervisor.stop_all();
-    control::close(cfg);
+    socket::close(cfg);
     guardian::stop();
     result
 }
@@ -311,11 +314,12 @@ impl Supervisor {
         // that a `down` right after `up` (scripts, the benchmark) never has its connections
         // in the way of the services' graceful stops.
         std::thread::spawn(move || {
-            let stopped =
-                crate::poll::wait_until(CONTRACT_CHECK_DELAY, || stopping.load(Ordering::Relaxed));
+            let stopped = crate::os::poll::wait_until(CONTRACT_CHECK_DELAY, || {
+                stopping.load(Ordering::Relaxed)
+            });
             if !stopped {
-                let checks = crate::verify::collect(&cfg, &state);
-                let _ = sender.send(crate::verify::summary(&checks));
+                let checks = crate::cmd::verify::collect(&cfg, &state);
+                let _ = sender.send(crate::cmd::verify::summary(&checks));
             }
         });
         self.contract_check = Some(receiver);
@@ -370,7 +374,7 @@ impl Supervisor {
             let slot = &self.slots[index];
             for port_var in slot.unit.ports() {
                 let port = self.cfg.port(port_var);
-                if let Err(holder) = crate::ports::check_free(port) {
+                if let Err(holder) = crate::os::ports::check_free(port) {
                     let key = port_var.var;
                     errors.push(format!(
                         "port {port} for {} is already in use{holder}; stop it or set {key}",

@@ -9,12 +9,12 @@ use anyhow::Context;
 
 use super::{Event, Report, STOP_GRACE, Supervisor, on_threads, stop_signal};
 use crate::config::StackConfig;
-use crate::contract::Contract;
-use crate::control::{Call, Caller, Request};
-use crate::fingerprint::Fingerprint;
-use crate::process;
-use crate::run_state::{Phase, Status};
+use crate::os::process;
+use crate::stack::contract::Contract;
+use crate::stack::fingerprint::Fingerprint;
 use crate::stack::{self, Kind};
+use crate::supervisor::run_state::{Phase, Status};
+use crate::supervisor::socket::{Call, Caller, Request};
 
 /// A caller waiting for units to be ready (or stopped).
 pub(super) struct Waiter {

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::contract::{self, Setting};
+use crate::stack::contract::{self, Setting};
 
 /// The generated files, in the order Compose reads them.
 const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];

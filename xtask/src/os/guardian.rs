@@ -114,7 +114,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         // here, as the pumps would have.
         eprintln!(
             "{} guardian: the supervisor is gone; killing process group {pgid}",
-            crate::logfile::timestamp()
+            crate::os::logfile::timestamp()
         );
         let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
     }

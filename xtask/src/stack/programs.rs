@@ -8,47 +8,6 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// The target dir (and profile) the running xtask was built into, where the workspace's other
-/// programs are built too.
-///
-/// Not `current_exe()` itself: `cargo test` relinks the xtask binary with the tests' features
-/// while `cargo xtask test` runs, and the running file then reads as `xtask (deleted)`. Its
-/// directory stays right, and the fresh file at the same name is the same program.
-pub(crate) fn workspace_target_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
-    let dir = exe
-        .parent()
-        .with_context(|| format!("{} has no directory", exe.display()))?;
-    Ok(dir.to_owned())
-}
-
-/// A program built by this workspace, in [`workspace_target_dir`].
-pub(crate) fn built_by_workspace(name: &str) -> anyhow::Result<PathBuf> {
-    Ok(workspace_target_dir()?.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
-}
-
-/// `cargo` (the one running us, if any) in `root`, without the variables `cargo run` sets for
-/// the xtask itself (`CARGO_PKG_NAME=xtask`, …). Build scripts that read those (ring's does)
-/// would otherwise see them change between `cargo test` and `cargo xtask test`, and Cargo would
-/// compile them and everything above them again.
-pub(crate) fn cargo(root: &Path) -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.current_dir(root);
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        let set_by_cargo_run = key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_MANIFEST_")
-            || matches!(
-                key,
-                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
-            );
-        if set_by_cargo_run {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
 /// Directories searched after PATH.
 const EXTRA_DIRS: [&str; 6] = [
     "/usr/lib/postgresql/15/bin",

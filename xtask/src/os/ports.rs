@@ -29,7 +29,12 @@ fn holder(port: u16) -> Option<(i32, String)> {
             .any(|fd| {
                 fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target.as_str())
             });
-        owns.then(|| (pid, crate::process::command_name(pid).unwrap_or_default()))
+        owns.then(|| {
+            (
+                pid,
+                crate::os::process::command_name(pid).unwrap_or_default(),
+            )
+        })
     })
 }
 
@@ -104,7 +109,7 @@ mod tests {
         drop(listener);
         // A child another test forks at this moment holds a copy of the socket until its exec
         // closes it (close-on-exec), so the port may take a moment to be free again.
-        let freed = crate::poll::wait_until(std::time::Duration::from_secs(2), || {
+        let freed = crate::os::poll::wait_until(std::time::Duration::from_secs(2), || {
             check_free(port).is_ok()
         });
         assert!(

@@ -18,7 +18,7 @@ use anyhow::bail;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
 
 use crate::config::StackConfig;
-use crate::logfile::{self, TIMESTAMP_LEN};
+use crate::os::logfile::{self, TIMESTAMP_LEN};
 use crate::stack::{Kind, UNITS};
 
 /// How often `--follow` looks for new lines.

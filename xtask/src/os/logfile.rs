@@ -311,7 +311,7 @@ impl CapturedOutput {
         let _ = nix::unistd::dup2_stdout(&self.saved[0]);
         let _ = nix::unistd::dup2_stderr(&self.saved[1]);
         let pumps = self.pumps;
-        crate::poll::wait_until(Duration::from_secs(2), || {
+        crate::os::poll::wait_until(Duration::from_secs(2), || {
             pumps.iter().all(JoinHandle::is_finished)
         });
         for pump in pumps.into_iter().filter(JoinHandle::is_finished) {

@@ -17,10 +17,10 @@ use anyhow::Context;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use crate::control::{self, Request};
 use crate::repo::Repo;
-use crate::run_state::RunState;
 use crate::stack::{Program, UNITS};
+use crate::supervisor::run_state::RunState;
+use crate::supervisor::socket::{self, Request};
 
 /// A build starts once the sources have been quiet this long.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -59,19 +59,19 @@ pub(crate) fn run(repo: &Repo) -> anyhow::Result<ExitCode> {
     while let Some((changed, saved)) = next_change(&events, &ignored, &stop) {
         println!("{} changed: building", changed.display());
         let (began, building) = (SystemTime::now(), Instant::now());
-        if !crate::lifecycle::cargo_build_apps(root)? {
+        if !crate::stack::build::cargo_build_apps(root)? {
             eprintln!("the build failed (see above); the running apps are left as they are");
             continue;
         }
         let build = building.elapsed();
-        crate::lifecycle::record_apps_built(began)?;
+        crate::stack::build::record_apps_built(began)?;
         let request = Request::Up {
             services: apps.clone(),
             start: false,
             recreate: true,
             env: std::env::vars().collect(),
         };
-        match control::call(&cfg, &request) {
+        match socket::call(&cfg, &request) {
             Ok(()) => println!(
                 "serving {:.2} s after the change (build {:.2} s)",
                 saved.elapsed().as_secs_f64(),

@@ -2,6 +2,8 @@
 //! wins), then the defaults of the Compose stack. Passwords left unset are generated at the
 //! first `up` and kept in `<state>/secrets.env` (mode 0600).
 
+pub(crate) mod url;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -186,16 +188,16 @@ impl StackConfig {
             },
             _ => GithubApp::StandIn,
         };
-        let log_max_bytes = match vars.get(crate::logfile::MAX_BYTES_VAR) {
+        let log_max_bytes = match vars.get(crate::os::logfile::MAX_BYTES_VAR) {
             Some(value) if !value.is_empty() => match value.parse::<u64>() {
                 Ok(bytes) if bytes > 0 => bytes,
                 _ => bail!(
                     "{}={value:?} is not a size in bytes; set it to a whole number such as \
                      10485760 (10 MiB, the default)",
-                    crate::logfile::MAX_BYTES_VAR
+                    crate::os::logfile::MAX_BYTES_VAR
                 ),
             },
-            _ => crate::logfile::DEFAULT_MAX_BYTES,
+            _ => crate::os::logfile::DEFAULT_MAX_BYTES,
         };
         Ok(StackConfig {
             repo_root: repo_root.to_owned(),

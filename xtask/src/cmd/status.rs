@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use crate::cli::Output;
 use crate::config::StackConfig;
 use crate::repo::Repo;
-use crate::run_state::{RunState, Status, UnitState};
 use crate::stack::{self, Kind, github_standin};
+use crate::supervisor::run_state::{RunState, Status, UnitState};
 
 /// Exit code when the stack is not running at all (distinct from "running but unhealthy").
 const NOT_RUNNING: u8 = 3;
@@ -129,7 +129,7 @@ pub(crate) fn print(
             "running": true,
             "phase": state.phase,
             "supervisor_pid": state.supervisor.pid,
-            "control_socket": crate::control::socket_path(cfg),
+            "control_socket": crate::supervisor::socket::socket_path(cfg),
             "github": if github_standin::in_use(cfg) { "stand-in" } else { "github app" },
             "services": services,
             "contract": contract,

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use crate::cli::EnvFormat;
 use crate::config::StackConfig;
-use crate::run_state::RunState;
 use crate::stack::{garage, github_mcp, healthcheck, nginx, pgbouncer, postgres, valkey};
+use crate::supervisor::run_state::RunState;
 
 /// Every variable a client of the stack needs, in a stable order.
 pub(crate) fn vars(cfg: &StackConfig) -> Vec<(&'static str, String)> {

@@ -14,12 +14,12 @@ use std::process::{Command, ExitCode, ExitStatus};
 use anyhow::{Context, bail};
 use nix::sys::signal::{SigHandler, Signal};
 
-use crate::binaries;
 use crate::config::StackConfig;
-use crate::process::Launch;
+use crate::os::process::Launch;
 use crate::repo::Repo;
-use crate::run_state::{RunState, Status};
+use crate::stack::programs;
 use crate::stack::{pgbouncer, postgres, valkey};
+use crate::supervisor::run_state::{RunState, Status};
 
 /// Which server `psql` talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,14 +37,14 @@ pub(crate) fn psql(repo: &Repo, database: Database, args: &[OsString]) -> anyhow
         Database::Direct => postgres::UNIT.name,
     };
     let cfg = running(repo, server)?;
-    let program = binaries::client(&["psql"], "postgresql-client-15 (apt) or libpq (Homebrew)")?;
+    let program = programs::client(&["psql"], "postgresql-client-15 (apt) or libpq (Homebrew)")?;
     run(&psql_launch(&cfg, &program, database, args))
 }
 
 /// `cargo xtask valkey-cli [-- ARGS]`.
 pub(crate) fn valkey_cli(repo: &Repo, args: &[OsString]) -> anyhow::Result<ExitCode> {
     let cfg = running(repo, valkey::UNIT.name)?;
-    let program = binaries::client(
+    let program = programs::client(
         &["valkey-cli", "redis-cli"],
         "redis-tools (apt) or valkey (Homebrew)",
     )?;
@@ -94,7 +94,7 @@ fn running(repo: &Repo, server: &str) -> anyhow::Result<StackConfig> {
     {
         bail!(
             "{server} is {}; see `cargo xtask status` and `cargo xtask logs {server}`",
-            crate::status::not_ready(unit)
+            crate::cmd::status::not_ready(unit)
         );
     }
     Ok(cfg)

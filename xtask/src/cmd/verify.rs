@@ -8,11 +8,11 @@
 
 use std::process::ExitCode;
 
-use crate::check::{Check, Verdict, private_file};
 use crate::cli::Output;
 use crate::config::StackConfig;
-use crate::run_state::{ContractSummary, RunState, Status};
+use crate::stack::check::{Check, Verdict, private_file};
 use crate::stack::{self, Program};
+use crate::supervisor::run_state::{ContractSummary, RunState, Status};
 
 pub(crate) fn run(cfg: &StackConfig, output: Output) -> anyhow::Result<ExitCode> {
     let Some(state) = RunState::read_live(&cfg.state_dir) else {
@@ -110,7 +110,7 @@ fn listener_checks(state: &RunState) -> Vec<Check> {
         .iter()
         .filter_map(|unit| Some((unit, unit.pid?)))
         .map(|(unit, pid)| {
-            let listeners = crate::ports::listeners_of(pid.pid);
+            let listeners = crate::os::ports::listeners_of(pid.pid);
             let ok = !listeners.is_empty() && listeners.iter().all(|l| l.starts_with("127.0.0.1:"));
             Check::new(
                 format!("{} listens on loopback only", unit.name),

@@ -19,8 +19,8 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Gid, Pid, Uid, User, chown};
 
-use crate::poll::wait_until;
-use crate::{guardian, logfile};
+use crate::os::poll::wait_until;
+use crate::os::{guardian, logfile};
 
 /// An unprivileged account for the programs that refuse to run as root.
 #[derive(Clone, Debug)]
@@ -240,6 +240,34 @@ pub(crate) fn spawn(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
     Ok(child)
 }
 
+/// Starts a program in a session of its own, stdin closed, stdout and stderr appended to
+/// `log` as they come: it outlives us and the terminal that started it (`up`'s supervisor,
+/// which timestamps its own output into that log).
+pub(crate) fn spawn_detached(launch: &Launch, log: &Path) -> anyhow::Result<Child> {
+    let out = fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let mut command = Command::new(&launch.program);
+    command
+        .args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(
+            out.try_clone()
+                .with_context(|| format!("cannot open {}", log.display()))?,
+        )
+        .stderr(out);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into));
+    }
+    command
+        .spawn()
+        .with_context(|| format!("cannot start {}", launch.program.display()))
+}
+
 /// The one-shot programs running now (initdb), by pid, each the leader of its own group: a
 /// failed start ends them with the daemons, so none goes on writing into the state dir.
 static ONE_SHOTS: Mutex<OneShots> = Mutex::new(OneShots {
@@ -360,6 +388,11 @@ pub(crate) fn command_name(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
         .map(|s| s.trim().to_owned())
+}
+
+/// Waits until every one of `processes` is gone; false when `timeout` passed first.
+pub(crate) fn wait_gone(processes: &[ProcessId], timeout: Duration) -> bool {
+    wait_until(timeout, || processes.iter().all(|p| !p.is_alive()))
 }
 
 /// Stops a daemon we spawned: its stop signal to the group, then SIGKILL after `grace`.

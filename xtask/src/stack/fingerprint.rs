@@ -12,9 +12,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Read;
 use std::path::Path;
 
-use crate::binaries::Installed;
 use crate::config::StackConfig;
-use crate::contract::Contract;
+use crate::stack::contract::Contract;
+use crate::stack::programs::Installed;
 use crate::stack::{Daemon, Program, Unit};
 
 #[derive(Clone, Debug, PartialEq, Eq)]

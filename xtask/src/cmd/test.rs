@@ -13,10 +13,13 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 
+use crate::cmd::down::{self, Volumes};
+use crate::cmd::up;
 use crate::config::{Secrets, StackConfig};
-use crate::lifecycle::{self, Supervision, Volumes};
 use crate::repo::Repo;
 use crate::stack;
+use crate::stack::build;
+use crate::supervisor::launch::{self, Supervision};
 
 pub(crate) fn run(repo: &Repo, cargo_args: &[OsString]) -> anyhow::Result<ExitCode> {
     let root = repo.root.as_path();
@@ -33,11 +36,11 @@ pub(crate) fn run(repo: &Repo, cargo_args: &[OsString]) -> anyhow::Result<ExitCo
         return Ok(ExitCode::FAILURE);
     }
     if cargo_args.is_empty() {
-        lifecycle::record_apps_built(began)?;
+        build::record_apps_built(began)?;
     } else {
         // `-p`, `--exclude` and friends may have left a service out of that build; this one
         // has the same feature unification, so it only builds what is missing.
-        lifecycle::build_apps(root)?;
+        build::build_apps(root)?;
     }
     if !check_flake(root)? {
         return Ok(ExitCode::FAILURE);
@@ -46,7 +49,7 @@ pub(crate) fn run(repo: &Repo, cargo_args: &[OsString]) -> anyhow::Result<ExitCo
     println!("isolated stack in {}", stack.state_dir.display());
     // The state dir too, for the tests that read the stack's logs.
     let state_dir = ("AMTP_STATE_DIR", stack.state_dir.display().to_string());
-    let vars: Vec<(String, String)> = crate::env::vars(&stack.cfg)
+    let vars: Vec<(String, String)> = crate::cmd::env::vars(&stack.cfg)
         .into_iter()
         .chain([state_dir])
         .map(|(k, v)| (k.to_owned(), v))
@@ -54,7 +57,7 @@ pub(crate) fn run(repo: &Repo, cargo_args: &[OsString]) -> anyhow::Result<ExitCo
     let tests = cargo_test(root, cargo_args, &vars)
         .status()
         .context("cannot run cargo test")?;
-    let verified = crate::verify::run(&stack.cfg, crate::cli::Output::Table)?;
+    let verified = crate::cmd::verify::run(&stack.cfg, crate::cli::Output::Table)?;
     let ok = tests.success() && verified == ExitCode::SUCCESS;
     stack.stop(if ok { Volumes::Delete } else { Volumes::Keep })?;
     Ok(if ok {
@@ -82,7 +85,7 @@ fn check_flake(root: &Path) -> anyhow::Result<bool> {
 }
 
 fn cargo_test(root: &Path, cargo_args: &[OsString], vars: &[(String, String)]) -> Command {
-    let mut command = crate::binaries::cargo(root);
+    let mut command = build::cargo(root);
     command
         .args(["test", "--workspace"])
         .args(cargo_args)
@@ -145,16 +148,16 @@ impl IsolatedStack {
         let cfg = configured.inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&state_dir);
         })?;
-        lifecycle::render_docs(&cfg);
+        crate::docs::render_for_nginx(&cfg);
         let mut stack = IsolatedStack {
             cfg,
             state_dir,
             stopped: false,
         };
-        let supervisor = lifecycle::start_supervisor(&stack.cfg, Supervision::Child, &overrides)?;
-        if let Err(err) = lifecycle::watch_start(&stack.cfg, supervisor, began) {
+        let supervisor = launch::start_supervisor(&stack.cfg, Supervision::Child, &overrides)?;
+        if let Err(err) = up::follow_start(&stack.cfg, supervisor, began) {
             stack.stopped = true;
-            lifecycle::down(&stack.cfg, Volumes::Keep)?;
+            down::down(&stack.cfg, Volumes::Keep)?;
             return Err(err.context(format!("logs kept in {}", stack.cfg.log_dir().display())));
         }
         Ok(stack)
@@ -163,7 +166,7 @@ impl IsolatedStack {
     /// Stops the stack; deletes its state unless the run failed (the logs help then).
     fn stop(mut self, volumes: Volumes) -> anyhow::Result<()> {
         self.stopped = true;
-        lifecycle::down(&self.cfg, volumes)?;
+        down::down(&self.cfg, volumes)?;
         if volumes == Volumes::Keep {
             println!("state and logs kept in {}", self.state_dir.display());
         }
@@ -174,7 +177,7 @@ impl IsolatedStack {
 impl Drop for IsolatedStack {
     fn drop(&mut self) {
         if !self.stopped {
-            let _ = lifecycle::down(&self.cfg, Volumes::Keep);
+            let _ = down::down(&self.cfg, Volumes::Keep);
         }
     }
 }

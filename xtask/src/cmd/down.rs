@@ -1,0 +1,117 @@
+//! `cargo xtask down` and `reset`: ask the supervisor to stop and wait until every process is
+//! gone; after a crash, stop what the state file names.
+
+use std::fs;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::Signal;
+
+use crate::config::StackConfig;
+use crate::os::process::{self, ProcessId};
+use crate::repo::Repo;
+use crate::supervisor::run_state::{Phase, RunState};
+use crate::supervisor::socket;
+
+/// A file that marks a directory as a state dir of this tool: `down --volumes` deletes only
+/// directories that carry it.
+pub(crate) const STATE_MARKER: &str = ".amtp-state";
+/// How long `down` waits for the supervisor to stop everything.
+pub(crate) const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `down` does with the state dir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Volumes {
+    Keep,
+    /// `down --volumes` and `reset`: the database, generated passwords and logs go.
+    Delete,
+}
+
+/// `down` and `reset`: a stack that was never started has nothing to stop.
+pub(crate) fn down_if_started(repo: &Repo, volumes: Volumes) -> anyhow::Result<ExitCode> {
+    match repo.existing_config()? {
+        Some(cfg) => down(&cfg, volumes),
+        None => {
+            println!("the stack is not running (it was never started): nothing to stop");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub(crate) fn down(cfg: &StackConfig, volumes: Volumes) -> anyhow::Result<ExitCode> {
+    let began = Instant::now();
+    match RunState::read(&cfg.state_dir) {
+        Some(state) if state.supervisor.is_alive() => {
+            let processes: Vec<ProcessId> = state.processes().collect();
+            state.supervisor.signal(Signal::SIGTERM);
+            if !process::wait_gone(&processes, DOWN_TIMEOUT) {
+                bail!(
+                    "the stack did not stop within {DOWN_TIMEOUT:?}; see {}",
+                    cfg.log_file("supervisor").display()
+                );
+            }
+            let starting = if state.phase == Phase::Starting {
+                " (it was still starting: the `up` that started it stops too, and says so)"
+            } else {
+                ""
+            };
+            println!(
+                "stack stopped in {} ms{starting}",
+                began.elapsed().as_millis()
+            );
+        }
+        _ => {
+            let cleaned = clean_leftovers(cfg)?;
+            println!(
+                "the stack is not running{}",
+                if cleaned > 0 {
+                    format!(" ({cleaned} leftover processes stopped)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    // The sockets' dir in /tmp, empty once the servers are gone (kept if anything is left);
+    // a supervisor that was killed left its control socket.
+    socket::close(cfg);
+    let _ = fs::remove_dir(&cfg.runtime_dir);
+    if volumes == Volumes::Delete {
+        delete_state(cfg)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// After a crash of the supervisor: stops the processes the state file names, if they are
+/// still the very processes it recorded (pid and start time), and nothing else.
+pub(crate) fn clean_leftovers(cfg: &StackConfig) -> anyhow::Result<usize> {
+    fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot create the state dir {}", cfg.state_dir.display()))?;
+    let Some(state) = RunState::read(&cfg.state_dir) else {
+        return Ok(0);
+    };
+    let leftovers: Vec<ProcessId> = state.processes().filter(ProcessId::is_alive).collect();
+    for process in &leftovers {
+        process.signal_group(Signal::SIGKILL);
+    }
+    process::wait_gone(&leftovers, Duration::from_secs(5));
+    Ok(leftovers.len())
+}
+
+fn delete_state(cfg: &StackConfig) -> anyhow::Result<()> {
+    if !cfg.state_dir.exists() {
+        return Ok(());
+    }
+    if !cfg.state_dir.join(STATE_MARKER).exists() {
+        bail!(
+            "{} does not look like a state dir of this tool (no {STATE_MARKER}); delete it yourself if you mean to",
+            cfg.state_dir.display()
+        );
+    }
+    fs::remove_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot delete {}", cfg.state_dir.display()))?;
+    let _ = fs::remove_dir_all(&cfg.runtime_dir);
+    println!("deleted {}", cfg.state_dir.display());
+    Ok(())
+}
