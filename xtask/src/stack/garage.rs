@@ -17,7 +17,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use super::{Daemon, Kind, Program, RunAs, Unit};
+use super::{Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
 use crate::stack::check::{Check, private_file};
@@ -64,12 +64,11 @@ pub(crate) const UNIT: Unit = Unit {
         // Garage's graceful stop (server.rs): its API servers and background workers end,
         // the metadata database is closed, then it exits.
         stop_signal: Signal::SIGTERM,
-        run_as: RunAs::Invoker,
-        drift: super::no_drift,
         prepare,
         launch,
         probe,
         on_ready: bootstrap,
+        ..Daemon::DEFAULT
     }),
 };
 

@@ -1,7 +1,7 @@
 //! The GitHub MCP server (`apps/github-mcp`): `repo.tree` and `repo.read_file` over a GitHub
 //! App, the real one or the workspace's stand-in.
 
-use super::{Kind, Program, Unit, github_standin};
+use super::{Daemon, Kind, Program, Unit, github_standin};
 use crate::config::{GithubApp, PortVar, StackConfig};
 use crate::os::process::Launch;
 use crate::stack::contract::Contract;
@@ -21,7 +21,12 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &["valkey", "migrations", "github-standin"],
     enabled: super::always,
     checks: super::no_checks,
-    kind: Kind::Daemon(super::workspace_app(PORT, super::no_files, launch, probe)),
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        launch,
+        probe,
+        ..Daemon::DEFAULT
+    }),
 };
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Kind, Program, Unit};
+use super::{Daemon, Kind, Program, Unit};
 use crate::config::{GithubApp, PortVar, StackConfig};
 use crate::os::process::Launch;
 use crate::stack::check::{Check, private_file};
@@ -24,7 +24,13 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &[],
     enabled: in_use,
     checks,
-    kind: Kind::Daemon(super::workspace_app(PORT, prepare, launch, probe)),
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        prepare,
+        launch,
+        probe,
+        ..Daemon::DEFAULT
+    }),
 };
 
 /// The stand-in's App and installation ids (any number works; these are the stand-in's own).

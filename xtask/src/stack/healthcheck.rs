@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Kind, Program, Unit};
+use super::{Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig};
 use crate::os::process::Launch;
 use crate::stack::check::Check;
@@ -23,7 +23,12 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &["valkey", "migrations"],
     enabled: super::always,
     checks,
-    kind: Kind::Daemon(super::workspace_app(PORT, super::no_files, launch, probe)),
+    kind: Kind::Daemon(Daemon {
+        port: PORT,
+        launch,
+        probe,
+        ..Daemon::DEFAULT
+    }),
 };
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {

@@ -71,7 +71,8 @@ pub(crate) enum RunAs {
     UnprivilegedWhenRoot,
 }
 
-/// What the supervisor needs to know about a long-running service.
+/// What the supervisor needs to know about a long-running service. A row names what is its
+/// own and takes the rest from [`Daemon::DEFAULT`].
 pub(crate) struct Daemon {
     pub(crate) port: PortVar,
     /// Further ports it listens on (Garage: RPC and admin API beside S3), each with its own
@@ -91,6 +92,27 @@ pub(crate) struct Daemon {
     pub(crate) probe: fn(&StackConfig) -> anyhow::Result<()>,
     /// Runs once the probe first succeeds after a start (e.g. create the database).
     pub(crate) on_ready: fn(&StackConfig) -> anyhow::Result<()>,
+}
+
+impl Daemon {
+    /// What most daemons have: no further ports, no drift beyond the pin, no files, nothing
+    /// to do once ready, the invoker's account and SIGTERM (for the workspace's apps their
+    /// shared `amtp-graceful` shutdown: drain, then a grace timeout). Each row names its own
+    /// `port` (a test checks that it does), `launch` and `probe` (this one fails, saying so).
+    pub(crate) const DEFAULT: Daemon = Daemon {
+        port: PortVar {
+            var: "",
+            default: 0,
+        },
+        more_ports: &[],
+        stop_signal: Signal::SIGTERM,
+        run_as: RunAs::Invoker,
+        drift: |_, _| Ok(Vec::new()),
+        prepare: |_, _, _| Ok(()),
+        launch: |_, installed, _| Launch::new(&installed.path),
+        probe: |_| anyhow::bail!("this daemon's row has no probe; give it one"),
+        on_ready: |_| Ok(()),
+    };
 }
 
 /// The stack in dependency order (Compose's `depends_on`), which is also the start order;
@@ -171,43 +193,9 @@ fn always(_: &StackConfig) -> bool {
     true
 }
 
-fn nothing(_: &StackConfig) -> anyhow::Result<()> {
-    Ok(())
-}
-
-/// For a daemon that has no files of its own.
-fn no_files(_: &StackConfig, _: &Installed, _: &Contract) -> anyhow::Result<()> {
-    Ok(())
-}
-
 /// For a unit whose contract is its probe alone.
 fn no_checks(_: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
     Vec::new()
-}
-
-fn no_drift(_: &StackConfig, _: &Installed) -> anyhow::Result<Vec<String>> {
-    Ok(Vec::new())
-}
-
-/// One of the workspace's apps as a daemon: each stops on SIGTERM (their shared
-/// `amtp-graceful` shutdown: drain, then a grace timeout), runs as the invoker and has no pin.
-const fn workspace_app(
-    port: PortVar,
-    prepare: fn(&StackConfig, &Installed, &Contract) -> anyhow::Result<()>,
-    launch: fn(&StackConfig, &Installed, &Contract) -> Launch,
-    probe: fn(&StackConfig) -> anyhow::Result<()>,
-) -> Daemon {
-    Daemon {
-        port,
-        more_ports: &[],
-        stop_signal: Signal::SIGTERM,
-        run_as: RunAs::Invoker,
-        drift: no_drift,
-        prepare,
-        launch,
-        probe,
-        on_ready: nothing,
-    }
 }
 
 /// A binary built next to the running xtask (same target dir and profile).
@@ -307,6 +295,15 @@ pub(crate) mod tests {
                     "{} depends on {dep}, which is not an earlier unit",
                     unit.name
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn every_daemon_names_its_own_port() {
+        for unit in UNITS {
+            if let Kind::Daemon(daemon) = &unit.kind {
+                assert!(!daemon.port.var.is_empty(), "{} has no port", unit.name);
             }
         }
     }

@@ -37,15 +37,13 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
-        more_ports: &[],
         // nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
         stop_signal: Signal::SIGQUIT,
         run_as: RunAs::UnprivilegedWhenRoot,
-        drift: super::no_drift,
         prepare,
         launch,
         probe,
-        on_ready: super::nothing,
+        ..Daemon::DEFAULT
     }),
 };
 

@@ -36,7 +36,6 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
-        more_ports: &[],
         // PgBouncer's safe shutdown: it waits for running queries, then exits.
         stop_signal: Signal::SIGINT,
         run_as: RunAs::UnprivilegedWhenRoot,
@@ -44,7 +43,7 @@ pub(crate) const UNIT: Unit = Unit {
         prepare,
         launch,
         probe,
-        on_ready: super::nothing,
+        ..Daemon::DEFAULT
     }),
 };
 

@@ -42,16 +42,15 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
-        more_ports: &[],
         // Postgres' "fast shutdown": roll back open transactions, checkpoint, exit. (SIGTERM
         // waits for every client to disconnect, which can take forever.)
         stop_signal: Signal::SIGINT,
         run_as: RunAs::UnprivilegedWhenRoot,
-        drift: super::no_drift,
         prepare,
         launch,
         probe,
         on_ready,
+        ..Daemon::DEFAULT
     }),
 };
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use super::{Daemon, Kind, Program, RunAs, Unit};
+use super::{Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
 use crate::stack::check::{Check, private_file, settings_checks};
@@ -36,15 +36,12 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
-        more_ports: &[],
         // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
         stop_signal: Signal::SIGTERM,
-        run_as: RunAs::Invoker,
-        drift: super::no_drift,
         prepare,
         launch,
         probe,
-        on_ready: super::nothing,
+        ..Daemon::DEFAULT
     }),
 };
 
