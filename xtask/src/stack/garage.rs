@@ -316,7 +316,7 @@ impl Admin {
         Ok(Admin {
             base: format!("http://127.0.0.1:{}", cfg.port(ADMIN_PORT)),
             token: token.trim().to_owned(),
-            agent: agent(),
+            agent: super::http_agent(REQUEST_TIMEOUT),
         })
     }
 
@@ -369,14 +369,6 @@ impl Admin {
             _ => anyhow::bail!("admin API {name} answered {status}: {body}"),
         }
     }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(REQUEST_TIMEOUT))
-        .http_status_as_error(false)
-        .build()
-        .into()
 }
 
 /// Ready when `/health` says so, or when a fresh node answers that it has no layout yet
@@ -615,7 +607,7 @@ impl S3 {
             endpoint: endpoint(cfg),
             region: region(&cfg.repo_root)?,
             key,
-            agent: agent(),
+            agent: super::http_agent(REQUEST_TIMEOUT),
         })
     }
 

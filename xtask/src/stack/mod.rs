@@ -213,14 +213,20 @@ fn workspace_binary(name: &str) -> anyhow::Result<Installed> {
     })
 }
 
-/// `http://127.0.0.1:<port><path>` answers 200; the body is returned.
-pub(crate) fn http_ok(port: u16, path: &str) -> anyhow::Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_millis(800)))
+/// The HTTP client of every probe and check: each request ends within `timeout` whatever
+/// happens (the services are on loopback, so a slower one does not answer), and any status
+/// is an answer for the caller to judge, not an error.
+pub(crate) fn http_agent(timeout: std::time::Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
-        .into();
-    let mut response = agent
+        .into()
+}
+
+/// `http://127.0.0.1:<port><path>` answers 200 within 800 ms; the body is returned.
+pub(crate) fn http_ok(port: u16, path: &str) -> anyhow::Result<String> {
+    let mut response = http_agent(std::time::Duration::from_millis(800))
         .get(&format!("http://127.0.0.1:{port}{path}"))
         .call()?;
     let status = response.status();

@@ -215,12 +215,8 @@ enum Accept {
 
 /// `GET http://127.0.0.1:<port><path>`, asking for gzip with [`Accept::Gzip`].
 fn get(port: u16, path: &str, accept: Accept) -> anyhow::Result<Response> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(2)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent.get(&format!("http://127.0.0.1:{port}{path}"));
+    let mut request = super::http_agent(std::time::Duration::from_secs(2))
+        .get(&format!("http://127.0.0.1:{port}{path}"));
     if accept == Accept::Gzip {
         request = request.header("Accept-Encoding", "gzip");
     }
