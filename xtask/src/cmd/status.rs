@@ -110,7 +110,7 @@ pub(crate) fn print(
                         drift: unit
                             .installed
                             .as_ref()
-                            .map(|i| i.drift.clone())
+                            .map(|i| i.drift.iter().map(ToString::to_string).collect())
                             .unwrap_or_default(),
                     }
                 })

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use crate::cli::Output;
 use crate::config::StackConfig;
 use crate::stack::check::{Check, Verdict, private_file};
+use crate::stack::programs::Drift;
 use crate::stack::{self, Program};
 use crate::supervisor::run_state::{ContractSummary, RunState, Status};
 
@@ -85,10 +86,7 @@ fn versions(state: &RunState) -> Vec<Check> {
             };
             let installed = unit.installed.as_ref()?;
             let program = installed.path.file_name()?.to_string_lossy().into_owned();
-            let pinned = installed
-                .drift
-                .iter()
-                .all(|d| !d.starts_with("version ") && !d.contains("stands in"));
+            let pinned = !installed.drift.iter().any(Drift::is_unpinned);
             Some(Check {
                 check: format!("{} version", unit.name),
                 expected: format!("{} {}", pin.names[0], pin.pin),

@@ -27,7 +27,7 @@ use crate::config::{PortVar, StackConfig};
 use crate::os::process::Launch;
 use crate::stack::check::Check;
 use crate::stack::contract::Contract;
-use crate::stack::programs::{Installed, Wanted};
+use crate::stack::programs::{Drift, Installed, Wanted};
 
 /// One row of the stack: a daemon or a one-shot task, started once its dependencies are ready.
 pub(crate) struct Unit {
@@ -83,7 +83,7 @@ pub(crate) struct Daemon {
     pub(crate) stop_signal: Signal,
     pub(crate) run_as: RunAs,
     /// Differences from the contract that come with the installed version, beyond its pin.
-    pub(crate) drift: fn(&StackConfig, &Installed) -> anyhow::Result<Vec<String>>,
+    pub(crate) drift: fn(&StackConfig, &Installed) -> anyhow::Result<Vec<Drift>>,
     /// Idempotent, files only: renders config files, creates data dirs (runs initdb).
     pub(crate) prepare: fn(&StackConfig, &Installed, &Contract) -> anyhow::Result<()>,
     /// The command to run, from the configuration alone: no I/O, unit-tested.

@@ -15,7 +15,7 @@ use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::{Account, Launch, give_to, unprivileged_account};
 use crate::stack::check::{Check, Verdict, equivalent, private_file};
 use crate::stack::contract::{self, Contract, Setting};
-use crate::stack::programs::{Installed, OffPin, Wanted};
+use crate::stack::programs::{Drift, Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "PGBOUNCER_PORT",
@@ -51,15 +51,15 @@ pub(crate) const UNIT: Unit = Unit {
 pub(crate) const ADDED_IN: [(&str, (u32, u32)); 1] = [("max_prepared_statements", (1, 21))];
 
 /// The contract's keys this version does not take, which the rendered config leaves out.
-fn left_out(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Vec<String>> {
+fn left_out(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Vec<Drift>> {
     Ok(
         unsupported(&contract::pgbouncer(&cfg.repo_root)?, &installed.version)
             .into_iter()
-            .map(|setting| {
-                format!(
-                    "{}={} left out: PgBouncer {} does not support it",
-                    setting.key, setting.value, installed.version
-                )
+            .map(|setting| Drift::SettingLeftOut {
+                key: setting.key,
+                value: setting.value,
+                program: "PgBouncer".to_owned(),
+                version: installed.version.clone(),
             })
             .collect(),
     )

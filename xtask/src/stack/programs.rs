@@ -25,7 +25,53 @@ pub(crate) struct Installed {
     /// `x.y.z` as the program reports it.
     pub(crate) version: String,
     /// Differences from the pinned program, said at `up` and in `status`.
-    pub(crate) drift: Vec<String>,
+    pub(crate) drift: Vec<Drift>,
+}
+
+/// One way the program found differs from the contract. Its text is what `up` and `status`
+/// say; the run state keeps the fields (`{"kind": "off_pin", "found": …, "pinned": …}`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Drift {
+    /// Another program of the same protocol runs in its place (`redis-server`).
+    StandIn { found: String, wanted: String },
+    /// Its version is not the pin's.
+    OffPin { found: String, pinned: String },
+    /// A setting of the contract this version does not take, left out of its config.
+    SettingLeftOut {
+        key: String,
+        value: String,
+        program: String,
+        version: String,
+    },
+}
+
+impl Drift {
+    /// Whether the program itself is not the pinned one (`verify`'s `unpinned`), rather than
+    /// a setting this version lacks.
+    pub(crate) fn is_unpinned(&self) -> bool {
+        matches!(self, Drift::StandIn { .. } | Drift::OffPin { .. })
+    }
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Drift::StandIn { found, wanted } => {
+                write!(f, "{found} stands in for {wanted} (not found)")
+            }
+            Drift::OffPin { found, pinned } => write!(f, "version {found}, pinned {pinned}"),
+            Drift::SettingLeftOut {
+                key,
+                value,
+                program,
+                version,
+            } => write!(
+                f,
+                "{key}={value} left out: {program} {version} does not support it"
+            ),
+        }
+    }
 }
 
 /// What to look for and which version the flake pins.
@@ -85,10 +131,10 @@ fn find_first<'a>(names: &[&'a str], install_hint: &str) -> anyhow::Result<(&'a 
 fn judge(wanted: &Wanted, name: &str, path: PathBuf, version: String) -> anyhow::Result<Installed> {
     let mut drift = Vec::new();
     if name != wanted.names[0] {
-        drift.push(format!(
-            "{name} stands in for {} (not found)",
-            wanted.names[0]
-        ));
+        drift.push(Drift::StandIn {
+            found: name.to_owned(),
+            wanted: wanted.names[0].to_owned(),
+        });
     }
     if !matches_pin(&version, wanted.pin) {
         if let OffPin::Refuse { product, fix } = wanted.off_pin {
@@ -99,7 +145,10 @@ fn judge(wanted: &Wanted, name: &str, path: PathBuf, version: String) -> anyhow:
                 wanted.pin
             );
         }
-        drift.push(format!("version {version}, pinned {}", wanted.pin));
+        drift.push(Drift::OffPin {
+            found: version.clone(),
+            pinned: wanted.pin.to_owned(),
+        });
     }
     Ok(Installed {
         path,
@@ -188,7 +237,16 @@ mod tests {
             "/usr/sbin/pgbouncer".into(),
             "1.18.0".into(),
         );
-        assert_eq!(old.unwrap().drift, ["version 1.18.0, pinned 1.22.1"]);
+        let drift = old.unwrap().drift;
+        assert_eq!(
+            drift,
+            [Drift::OffPin {
+                found: "1.18.0".into(),
+                pinned: "1.22.1".into()
+            }]
+        );
+        assert_eq!(drift[0].to_string(), "version 1.18.0, pinned 1.22.1");
+        assert!(drift[0].is_unpinned());
     }
 
     #[test]
@@ -213,6 +271,35 @@ mod tests {
             "amtp-no-such-cli or amtp-nor-this not found on PATH or in /usr/lib/postgresql/15/bin; \
              run inside `nix develop`, or install amtp-cli (apt)"
         );
+    }
+
+    #[test]
+    fn drift_reads_as_before_and_keeps_its_fields_in_the_run_state() {
+        let stand_in = Drift::StandIn {
+            found: "redis-server".into(),
+            wanted: "valkey-server".into(),
+        };
+        assert_eq!(
+            stand_in.to_string(),
+            "redis-server stands in for valkey-server (not found)"
+        );
+        let left_out = Drift::SettingLeftOut {
+            key: "max_prepared_statements".into(),
+            value: "100".into(),
+            program: "PgBouncer".into(),
+            version: "1.18.0".into(),
+        };
+        assert_eq!(
+            left_out.to_string(),
+            "max_prepared_statements=100 left out: PgBouncer 1.18.0 does not support it"
+        );
+        assert!(stand_in.is_unpinned() && !left_out.is_unpinned());
+        let json = serde_json::to_value(&stand_in).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "stand_in", "found": "redis-server", "wanted": "valkey-server"})
+        );
+        assert_eq!(serde_json::from_value::<Drift>(json).unwrap(), stand_in);
     }
 
     #[test]
