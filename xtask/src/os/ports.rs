@@ -3,19 +3,63 @@
 use std::fs;
 use std::net::TcpListener;
 
-/// `Ok` if 127.0.0.1:`port` can be bound; otherwise a description of the holder such as
-/// ` (pid 4711, postgres)`, or an empty string when the OS does not tell.
-pub(crate) fn check_free(port: u16) -> Result<(), String> {
+/// The process listening on a port, as `/proc` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PortHolder {
+    pub(crate) pid: i32,
+    /// Its command name (`comm`); empty when `/proc` does not say.
+    pub(crate) command: String,
+}
+
+impl std::fmt::Display for PortHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}, {}", self.pid, self.command)
+    }
+}
+
+/// A port 127.0.0.1 cannot bind, with its holder when the OS tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PortInUse {
+    pub(crate) port: u16,
+    pub(crate) holder: Option<PortHolder>,
+}
+
+impl PortInUse {
+    /// ` (pid 4711, postgres)`, or nothing when the holder is unknown.
+    pub(crate) fn holder_in_parentheses(&self) -> String {
+        self.holder
+            .as_ref()
+            .map(|holder| format!(" ({holder})"))
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for PortInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "port {} is already in use{}",
+            self.port,
+            self.holder_in_parentheses()
+        )
+    }
+}
+
+impl std::error::Error for PortInUse {}
+
+/// `Ok` if 127.0.0.1:`port` can be bound; otherwise who holds it, when the OS tells.
+pub(crate) fn check_free(port: u16) -> Result<(), PortInUse> {
     match TcpListener::bind(("127.0.0.1", port)) {
         Ok(_) => Ok(()),
-        Err(_) => Err(holder(port)
-            .map(|(pid, name)| format!(" (pid {pid}, {name})"))
-            .unwrap_or_default()),
+        Err(_) => Err(PortInUse {
+            port,
+            holder: holder(port),
+        }),
     }
 }
 
 /// The process listening on `port`, found through `/proc/net/tcp*` and the fds of `/proc/*`.
-fn holder(port: u16) -> Option<(i32, String)> {
+fn holder(port: u16) -> Option<PortHolder> {
     let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|path| fs::read_to_string(path).ok())
@@ -29,11 +73,9 @@ fn holder(port: u16) -> Option<(i32, String)> {
             .any(|fd| {
                 fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target.as_str())
             });
-        owns.then(|| {
-            (
-                pid,
-                crate::os::process::command_name(pid).unwrap_or_default(),
-            )
+        owns.then(|| PortHolder {
+            pid,
+            command: crate::os::process::command_name(pid).unwrap_or_default(),
         })
     })
 }
@@ -102,9 +144,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let err = check_free(port).unwrap_err();
-        assert!(
-            err.contains(&format!("pid {}", std::process::id())),
-            "{err}"
+        let holder = err.holder.clone().expect("this process is named");
+        assert_eq!(holder.pid, std::process::id() as i32);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "port {port} is already in use (pid {}, {})",
+                holder.pid, holder.command
+            )
         );
         drop(listener);
         // A child another test forks at this moment holds a copy of the socket until its exec

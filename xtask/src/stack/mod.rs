@@ -24,6 +24,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use crate::config::{PortVar, StackConfig};
+use crate::os::ports::{PortInUse, check_free};
 use crate::os::process::Launch;
 use crate::stack::check::Check;
 use crate::stack::contract::Contract;
@@ -148,6 +149,21 @@ impl Unit {
         }
     }
 
+    /// Each of its ports, with this configuration, that cannot be bound now.
+    pub(crate) fn taken_ports(&self, cfg: &StackConfig) -> Vec<PortTaken> {
+        self.ports()
+            .into_iter()
+            .filter_map(|var| {
+                let in_use = check_free(cfg.port(var)).err()?;
+                Some(PortTaken {
+                    unit: self.name,
+                    var,
+                    in_use,
+                })
+            })
+            .collect()
+    }
+
     /// Finds a daemon's program, with its version and drift from the pins; `None` for a task.
     pub(crate) fn locate(&self, cfg: &StackConfig) -> anyhow::Result<Option<Installed>> {
         let Kind::Daemon(daemon) = &self.kind else {
@@ -162,6 +178,30 @@ impl Unit {
         Ok(Some(installed))
     }
 }
+
+/// A port of a unit that another process holds, said as `port 5432 for postgres is already
+/// in use (pid 812, postgres); stop it or set POSTGRES_PORT`.
+#[derive(Debug)]
+pub(crate) struct PortTaken {
+    pub(crate) unit: &'static str,
+    pub(crate) var: PortVar,
+    pub(crate) in_use: PortInUse,
+}
+
+impl std::fmt::Display for PortTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "port {} for {} is already in use{}; stop it or set {}",
+            self.in_use.port,
+            self.unit,
+            self.in_use.holder_in_parentheses(),
+            self.var.var
+        )
+    }
+}
+
+impl std::error::Error for PortTaken {}
 
 /// The units this configuration runs, in table order.
 pub(crate) fn enabled_units(cfg: &StackConfig) -> Vec<&'static Unit> {
@@ -312,6 +352,26 @@ pub(crate) mod tests {
                 assert!(!daemon.port.var.is_empty(), "{} has no port", unit.name);
             }
         }
+    }
+
+    #[test]
+    fn a_taken_port_names_its_unit_holder_and_variable() {
+        let taken = PortTaken {
+            unit: "postgres",
+            var: postgres::PORT,
+            in_use: PortInUse {
+                port: 5432,
+                holder: Some(crate::os::ports::PortHolder {
+                    pid: 812,
+                    command: "postgres".into(),
+                }),
+            },
+        };
+        assert_eq!(
+            taken.to_string(),
+            "port 5432 for postgres is already in use (pid 812, postgres); stop it or set \
+             POSTGRES_PORT"
+        );
     }
 
     #[test]

@@ -371,17 +371,8 @@ impl Supervisor {
             }
         }
         for &index in indices {
-            let slot = &self.slots[index];
-            for port_var in slot.unit.ports() {
-                let port = self.cfg.port(port_var);
-                if let Err(holder) = crate::os::ports::check_free(port) {
-                    let key = port_var.var;
-                    errors.push(format!(
-                        "port {port} for {} is already in use{holder}; stop it or set {key}",
-                        slot.unit.name
-                    ));
-                }
-            }
+            let taken = self.slots[index].unit.taken_ports(&self.cfg);
+            errors.extend(taken.iter().map(ToString::to_string));
         }
         anyhow::ensure!(errors.is_empty(), "{}", errors.join("\n"));
         Ok(())
