@@ -96,7 +96,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => cmd::migrate::run(repo, &args),
         Command::Verify { json } => cmd::verify::run(&repo.config()?, Output::json_if(json)),
         Command::Docs { out } => docs::run(repo, out),
-        Command::PortVars => Ok(cmd::env::print_port_vars()),
+        Command::PortVars => Ok(cmd::port_vars::run()),
         Command::Compose { check, out } => {
             cmd::compose::run(&repo.root, out.as_deref().unwrap_or(&repo.root), check)
         }

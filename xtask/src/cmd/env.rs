@@ -52,14 +52,6 @@ pub(crate) fn vars(cfg: &StackConfig) -> Vec<(&'static str, String)> {
     vars
 }
 
-/// `__port-vars`: each port variable of the unit table with its default, `VAR=port` a line.
-pub(crate) fn print_port_vars() -> ExitCode {
-    for port in crate::stack::port_vars() {
-        println!("{}={}", port.var, port.default);
-    }
-    ExitCode::SUCCESS
-}
-
 pub(crate) fn run(cfg: &StackConfig, format: EnvFormat) -> anyhow::Result<ExitCode> {
     if RunState::read_live(&cfg.state_dir).is_none() {
         eprintln!("note: the stack is not running; start it with `cargo xtask up`");

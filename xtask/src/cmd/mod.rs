@@ -7,6 +7,7 @@ pub(crate) mod down;
 pub(crate) mod env;
 pub(crate) mod logs;
 pub(crate) mod migrate;
+pub(crate) mod port_vars;
 pub(crate) mod progress;
 pub(crate) mod restart;
 pub(crate) mod status;
