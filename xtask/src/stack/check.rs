@@ -1,11 +1,16 @@
 //! One check of `verify`: what was checked, what the contract expects, what the live stack
-//! says, and the verdict. Each unit's row reads its own live settings into checks.
+//! says, and the verdict. Each unit's row reads its own live settings into checks; [`collect`]
+//! gathers them with the checks every unit gets, for `verify` and for the supervisor's check
+//! once the stack is ready.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::config::StackConfig;
 use crate::stack::contract::Setting;
+use crate::stack::programs::{Drift, Installed};
+use crate::stack::{Program, Unit};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +51,89 @@ impl Check {
         err: &anyhow::Error,
     ) -> Check {
         Check::new(check, expected, format!("error: {err:#}"), false)
+    }
+}
+
+/// A unit of the running stack, as the checks see it.
+pub(crate) struct Running<'a> {
+    pub(crate) unit: &'static Unit,
+    pub(crate) installed: Option<&'a Installed>,
+    pub(crate) pid: Option<i32>,
+}
+
+/// All checks against these running units: each program's version against its pin, each
+/// unit's own live settings (in the order given), its listeners, and the secrets file.
+pub(crate) fn collect(cfg: &StackConfig, units: &[Running]) -> Vec<Check> {
+    let mut checks: Vec<Check> = units.iter().filter_map(version).collect();
+    for running in units {
+        checks.extend((running.unit.checks)(cfg, running.installed));
+    }
+    checks.extend(units.iter().filter_map(listeners));
+    checks.extend(private_file(&cfg.state_dir, &cfg.secrets_file()));
+    checks
+}
+
+/// The program's version against the flake's pin: `unpinned` when it is another one.
+fn version(running: &Running) -> Option<Check> {
+    let Program::External(pin) = &running.unit.program else {
+        return None;
+    };
+    let installed = running.installed?;
+    let program = installed.path.file_name()?.to_string_lossy().into_owned();
+    let pinned = !installed.drift.iter().any(Drift::is_unpinned);
+    Some(Check {
+        check: format!("{} version", running.unit.name),
+        expected: format!("{} {}", pin.names[0], pin.pin),
+        live: format!("{program} {}", installed.version),
+        verdict: if pinned {
+            Verdict::Ok
+        } else {
+            Verdict::Unpinned
+        },
+    })
+}
+
+/// Every listening socket of the unit's process is on 127.0.0.1.
+fn listeners(running: &Running) -> Option<Check> {
+    let listeners = crate::os::ports::listeners_of(running.pid?);
+    let ok = !listeners.is_empty() && listeners.iter().all(|l| l.starts_with("127.0.0.1:"));
+    Some(Check::new(
+        format!("{} listens on loopback only", running.unit.name),
+        "127.0.0.1",
+        listeners.join(", "),
+        ok,
+    ))
+}
+
+/// Counts of checks by verdict: `status` shows them (as the supervisor recorded them at the
+/// start), `verify` ends with them.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ContractSummary {
+    pub(crate) checks: usize,
+    pub(crate) drift: usize,
+    pub(crate) unsupported: usize,
+    pub(crate) unpinned: usize,
+}
+
+impl ContractSummary {
+    pub(crate) fn of(checks: &[Check]) -> ContractSummary {
+        let count = |verdict| checks.iter().filter(|c| c.verdict == verdict).count();
+        ContractSummary {
+            checks: checks.len(),
+            drift: count(Verdict::Drift),
+            unsupported: count(Verdict::Unsupported),
+            unpinned: count(Verdict::Unpinned),
+        }
+    }
+}
+
+impl std::fmt::Display for ContractSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} checks, {} drift, {} unsupported by this binary, {} versions off the pins",
+            self.checks, self.drift, self.unsupported, self.unpinned
+        )
     }
 }
 

@@ -33,10 +33,11 @@ use nix::sys::signal::Signal;
 use crate::config::StackConfig;
 use crate::os::guardian;
 use crate::os::process::{self, ProcessId};
+use crate::stack::check::ContractSummary;
 use crate::stack::contract::Contract;
 use crate::stack::fingerprint::Fingerprint;
 use crate::stack::{self, Kind, RunAs, Unit};
-use crate::supervisor::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
+use crate::supervisor::run_state::{Phase, RunState, Status, UnitState, unix_now};
 use crate::supervisor::socket::Call;
 
 /// How long a service may take from start to ready.
@@ -318,14 +319,15 @@ impl Supervisor {
                 stopping.load(Ordering::Relaxed)
             });
             if !stopped {
-                let checks = crate::cmd::verify::collect(&cfg, &state);
-                let _ = sender.send(crate::cmd::verify::summary(&checks));
+                let checks = crate::stack::check::collect(&cfg, &state.checked_units());
+                let _ = sender.send(ContractSummary::of(&checks));
             }
         });
         self.contract_check = Some(receiver);
     }
 
-    fn contract_checked(&mut self) {
+    /// Once the contract check is done: keeps its summary and publishes it.
+    fn record_contract_check(&mut self) {
         let summary = self.contract_check.as_ref().map(Receiver::try_recv);
         if let Some(Ok(summary)) = summary {
             println!("contract: {summary}");
@@ -384,7 +386,7 @@ impl Supervisor {
             if self.step()? {
                 self.check_contract();
             }
-            self.contract_checked();
+            self.record_contract_check();
             while let Ok(call) = self.calls.try_recv() {
                 self.answer(call);
             }

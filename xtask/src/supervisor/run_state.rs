@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::os::process::ProcessId;
+use crate::stack::check::{ContractSummary, Running};
 use crate::stack::programs::Installed;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,25 +66,6 @@ pub(crate) struct RunState {
     pub(crate) contract: Option<ContractSummary>,
 }
 
-/// Counts of `verify`'s checks by verdict.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub(crate) struct ContractSummary {
-    pub(crate) checks: usize,
-    pub(crate) drift: usize,
-    pub(crate) unsupported: usize,
-    pub(crate) unpinned: usize,
-}
-
-impl std::fmt::Display for ContractSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} checks, {} drift, {} unsupported by this binary, {} versions off the pins",
-            self.checks, self.drift, self.unsupported, self.unpinned
-        )
-    }
-}
-
 impl RunState {
     pub(crate) fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("run/state.json")
@@ -105,6 +87,22 @@ impl RunState {
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The units whose live settings can be checked: all but those stopped on request
+    /// (`stop`, `up SERVICE`).
+    pub(crate) fn checked_units(&self) -> Vec<Running<'_>> {
+        self.units
+            .iter()
+            .filter(|unit| unit.status != Status::Stopped)
+            .filter_map(|unit| {
+                Some(Running {
+                    unit: crate::stack::unit(&unit.name)?,
+                    installed: unit.installed.as_ref(),
+                    pid: unit.pid.map(|pid| pid.pid),
+                })
+            })
+            .collect()
     }
 
     /// Every process the state names, the supervisor first.
