@@ -24,29 +24,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::stack::contract::{self, Setting};
+use crate::stack::contract::{Contract, Setting};
+use crate::stack::{pgbouncer, postgres, valkey};
 
 /// The generated files, in the order Compose reads them.
 const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
-
-/// What `infra/` says, read once.
-struct Contract {
-    postgres: Vec<Setting>,
-    initdb_args: Vec<String>,
-    pgbouncer: Vec<Setting>,
-    valkey: Vec<Setting>,
-}
-
-impl Contract {
-    fn read(root: &Path) -> anyhow::Result<Self> {
-        Ok(Self {
-            postgres: contract::postgres(root)?,
-            initdb_args: contract::initdb_args(root)?,
-            pgbouncer: contract::pgbouncer(root)?,
-            valkey: contract::valkey(root)?,
-        })
-    }
-}
 
 /// `cargo xtask compose [--check] [--out DIR]`.
 pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCode> {
@@ -148,10 +130,16 @@ fn services(contract: &Contract) -> Node {
                         ("POSTGRES_DB", s(postgres_db)),
                         ("POSTGRES_USER", s(postgres_user)),
                         ("POSTGRES_PASSWORD", s(postgres_password)),
-                        ("POSTGRES_INITDB_ARGS", s(&contract.initdb_args.join(" "))),
+                        (
+                            "POSTGRES_INITDB_ARGS",
+                            s(&contract.lines(&postgres::INITDB_ARGS).join(" ")),
+                        ),
                     ]),
                 ),
-                ("command", Node::List(postgres_command(&contract.postgres))),
+                (
+                    "command",
+                    Node::List(postgres_command(contract.settings(&postgres::CONF))),
+                ),
                 (
                     "volumes",
                     Node::list(["amtp_pgdata:/var/lib/postgresql/data"]),
@@ -171,7 +159,10 @@ fn services(contract: &Contract) -> Node {
             Node::map([
                 ("image", s("edoburu/pgbouncer:1.22.1")),
                 ("restart", s("unless-stopped")),
-                ("environment", pgbouncer_environment(&contract.pgbouncer)),
+                (
+                    "environment",
+                    pgbouncer_environment(contract.settings(&pgbouncer::INI)),
+                ),
                 ("ports", Node::list(["${PGBOUNCER_PORT:-6432}:5432"])),
                 after("postgres", "service_healthy"),
                 on_net(),
@@ -205,7 +196,10 @@ fn services(contract: &Contract) -> Node {
             Node::map([
                 ("image", s("valkey/valkey:8.0")),
                 ("restart", s("unless-stopped")),
-                ("command", Node::List(valkey_command(&contract.valkey))),
+                (
+                    "command",
+                    Node::List(valkey_command(contract.settings(&valkey::CONF))),
+                ),
                 on_net(),
             ]),
         ),

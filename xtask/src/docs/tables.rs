@@ -11,7 +11,7 @@ use pulldown_cmark::{Event, HeadingLevel, Parser, Tag};
 
 use crate::config::{Secrets, StackConfig};
 use crate::stack::contract;
-use crate::stack::{self, Kind, Program, Unit, pgbouncer};
+use crate::stack::{self, Kind, Program, Unit, nginx, pgbouncer, postgres, valkey};
 
 /// What the generated sections are built from: the xtask's own tables and `infra/`.
 pub(super) struct Facts {
@@ -41,15 +41,16 @@ pub(super) struct ServiceRow {
 
 impl Facts {
     pub(super) fn read(repo_root: &Path) -> anyhow::Result<Facts> {
-        let server_block = contract::nginx_server_block(repo_root)?;
+        let contract = contract::Contract::read(repo_root)?;
+        let server_block = contract.text(&nginx::SERVER_BLOCK);
         Ok(Facts {
             repo_root: repo_root.to_owned(),
-            postgres: contract::postgres(repo_root)?,
-            initdb_args: contract::initdb_args(repo_root)?,
-            pgbouncer: contract::pgbouncer(repo_root)?,
-            valkey: contract::valkey(repo_root)?,
-            nginx_headers: contract::nginx_headers(&server_block),
-            nginx_gzip_types: contract::nginx_gzip_types(&server_block),
+            postgres: contract.settings(&postgres::CONF).to_vec(),
+            initdb_args: contract.lines(&postgres::INITDB_ARGS).to_vec(),
+            pgbouncer: contract.settings(&pgbouncer::INI).to_vec(),
+            valkey: contract.settings(&valkey::CONF).to_vec(),
+            nginx_headers: nginx::headers(server_block),
+            nginx_gzip_types: nginx::gzip_types(server_block),
             services: service_rows(repo_root)?,
         })
     }

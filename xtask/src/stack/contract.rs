@@ -1,7 +1,11 @@
-//! Reads the documented settings from the files in `infra/`, the single source of each value.
+//! The files of `infra/`, the single source of each documented value: each row names the
+//! files it starts from ([`InfraFile`]: a path and its format, a constant of the service's
+//! module), and [`Contract`] reads every row's files once.
 //!
 //! Each format gets the smallest reader that handles what those files contain: `key = value`
-//! for postgresql.conf and pgbouncer.ini, `key value` for valkey.conf, comments dropped.
+//! for postgresql.conf and pgbouncer.ini, `key value` for valkey.conf, one argument a line for
+//! initdb.args, comments dropped; a template (nginx's server block, garage.toml) is kept as
+//! text for its row to fill in.
 
 use std::fs;
 use std::path::Path;
@@ -15,118 +19,136 @@ pub(crate) struct Setting {
     pub(crate) value: String,
 }
 
-/// Every file of `infra/` the stack starts from, read once before anything starts.
+/// A file of `infra/` a row starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InfraFile {
+    /// From the repository root.
+    pub(crate) path: &'static str,
+    pub(crate) format: Format,
+}
+
+/// How a file of `infra/` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `key = value` lines, `#` comments.
+    KeyEqualsValue,
+    /// The `key = value` lines of an INI file's one section, `;` and `#` comments.
+    IniSection(&'static str),
+    /// `directive value` lines, `#` comments.
+    Directives,
+    /// One item a line, `#` comments.
+    Lines,
+    /// The text as it is, placeholders still in.
+    Template,
+}
+
+/// A file of `infra/`, read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Document {
+    Settings(Vec<Setting>),
+    Lines(Vec<String>),
+    Text(String),
+}
+
+impl InfraFile {
+    pub(crate) fn read(&self, repo_root: &Path) -> anyhow::Result<Document> {
+        let path = repo_root.join(self.path);
+        let text = read(&path)?;
+        let settings = match self.format {
+            Format::Template => return Ok(Document::Text(text)),
+            Format::Lines => {
+                return Ok(Document::Lines(
+                    content_lines(&text, &['#'])
+                        .map(|(_, line)| line.to_owned())
+                        .collect(),
+                ));
+            }
+            Format::KeyEqualsValue => parse_key_equals_value(&text, &['#']),
+            Format::IniSection(section) => {
+                let header = format!("[{section}]");
+                let body: String = content_lines(&text, &[';', '#'])
+                    .filter(|(_, line)| *line != header)
+                    .map(|(_, line)| format!("{line}\n"))
+                    .collect();
+                parse_key_equals_value(&body, &[';', '#'])
+            }
+            Format::Directives => parse_directives(&text),
+        };
+        Ok(Document::Settings(
+            settings.with_context(|| format!("in {}", path.display()))?,
+        ))
+    }
+
+    /// The settings of a file of settings, read now (the live checks read `infra/` again).
+    pub(crate) fn settings(&self, repo_root: &Path) -> anyhow::Result<Vec<Setting>> {
+        match self.read(repo_root)? {
+            Document::Settings(settings) => Ok(settings),
+            _ => bail!("{} is not a file of settings", self.path),
+        }
+    }
+
+    /// The text of a template, read now.
+    pub(crate) fn text(&self, repo_root: &Path) -> anyhow::Result<String> {
+        match self.read(repo_root)? {
+            Document::Text(text) => Ok(text),
+            _ => bail!("{} is not a template", self.path),
+        }
+    }
+}
+
+/// Every file of `infra/` the rows start from, read once before anything starts; a row asks
+/// for its own with its [`InfraFile`]. One it lacks (the tests' `Contract::default()`) reads
+/// as empty.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Contract {
-    pub(crate) postgres: Vec<Setting>,
-    pub(crate) initdb_args: Vec<String>,
-    pub(crate) pgbouncer: Vec<Setting>,
-    pub(crate) valkey: Vec<Setting>,
-    /// `default.conf`'s server block, placeholders still in.
-    pub(crate) nginx_server_block: String,
+    documents: Vec<(InfraFile, Document)>,
 }
 
 impl Contract {
     pub(crate) fn read(repo_root: &Path) -> anyhow::Result<Contract> {
-        Ok(Contract {
-            postgres: postgres(repo_root)?,
-            initdb_args: initdb_args(repo_root)?,
-            pgbouncer: pgbouncer(repo_root)?,
-            valkey: valkey(repo_root)?,
-            nginx_server_block: nginx_server_block(repo_root)?,
-        })
+        let documents = crate::stack::UNITS
+            .iter()
+            .flat_map(|unit| unit.infra)
+            .map(|file| Ok((*file, file.read(repo_root)?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Contract { documents })
     }
-}
 
-/// `infra/postgres/postgresql.conf`: the server's `-c` flags.
-pub(crate) fn postgres(repo_root: &Path) -> anyhow::Result<Vec<Setting>> {
-    let path = repo_root.join("infra/postgres/postgresql.conf");
-    parse_key_equals_value(&read(&path)?, &['#']).with_context(|| format!("in {}", path.display()))
-}
+    /// A contract of these documents only (the rows' tests).
+    #[cfg(test)]
+    pub(crate) fn of(documents: impl IntoIterator<Item = (InfraFile, Document)>) -> Contract {
+        Contract {
+            documents: documents.into_iter().collect(),
+        }
+    }
 
-/// `infra/postgres/initdb.args`: one initdb argument per line.
-pub(crate) fn initdb_args(repo_root: &Path) -> anyhow::Result<Vec<String>> {
-    let path = repo_root.join("infra/postgres/initdb.args");
-    Ok(content_lines(&read(&path)?, &['#'])
-        .map(|(_, line)| line.to_owned())
-        .collect())
-}
+    fn document(&self, file: &InfraFile) -> Option<&Document> {
+        self.documents
+            .iter()
+            .find(|(read, _)| read == file)
+            .map(|(_, document)| document)
+    }
 
-/// `infra/pgbouncer/pgbouncer.ini`: the `[pgbouncer]` section.
-pub(crate) fn pgbouncer(repo_root: &Path) -> anyhow::Result<Vec<Setting>> {
-    let path = repo_root.join("infra/pgbouncer/pgbouncer.ini");
-    let text = read(&path)?;
-    let body: String = content_lines(&text, &[';', '#'])
-        .filter(|(_, line)| *line != "[pgbouncer]")
-        .map(|(_, line)| format!("{line}\n"))
-        .collect();
-    parse_key_equals_value(&body, &[';', '#']).with_context(|| format!("in {}", path.display()))
-}
+    pub(crate) fn settings(&self, file: &InfraFile) -> &[Setting] {
+        match self.document(file) {
+            Some(Document::Settings(settings)) => settings,
+            _ => &[],
+        }
+    }
 
-/// `infra/valkey/valkey.conf`: `directive value` lines.
-pub(crate) fn valkey(repo_root: &Path) -> anyhow::Result<Vec<Setting>> {
-    let path = repo_root.join("infra/valkey/valkey.conf");
-    content_lines(&read(&path)?, &['#'])
-        .map(|(number, line)| {
-            let Some((key, value)) = line.split_once(char::is_whitespace) else {
-                bail!("{}:{number}: expected `directive value`", path.display());
-            };
-            Ok(Setting {
-                key: key.to_owned(),
-                value: unquote(value.trim()).to_owned(),
-            })
-        })
-        .collect()
-}
+    pub(crate) fn lines(&self, file: &InfraFile) -> &[String] {
+        match self.document(file) {
+            Some(Document::Lines(lines)) => lines,
+            _ => &[],
+        }
+    }
 
-/// `infra/garage/garage.toml`, with its placeholders still in.
-pub(crate) fn garage_toml(repo_root: &Path) -> anyhow::Result<String> {
-    read(&repo_root.join("infra/garage/garage.toml"))
-}
-
-/// `infra/garage/bootstrap.conf`: the bucket, its key and lifecycle rule, the node's role.
-pub(crate) fn garage_bootstrap(repo_root: &Path) -> anyhow::Result<Vec<Setting>> {
-    let path = repo_root.join("infra/garage/bootstrap.conf");
-    parse_key_equals_value(&read(&path)?, &['#']).with_context(|| format!("in {}", path.display()))
-}
-
-/// `infra/nginx/default.conf`, the server block, with its placeholders still in.
-pub(crate) fn nginx_server_block(repo_root: &Path) -> anyhow::Result<String> {
-    read(&repo_root.join("infra/nginx/default.conf"))
-}
-
-/// The content types `default.conf` compresses (`text/html` always is, once gzip is on).
-pub(crate) fn nginx_gzip_types(server_block: &str) -> Vec<String> {
-    let listed = server_block
-        .lines()
-        .map(str::trim)
-        .find_map(|line| line.strip_prefix("gzip_types"))
-        .unwrap_or("");
-    std::iter::once("text/html")
-        .chain(listed.trim_end_matches(';').split_whitespace())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The `add_header NAME "value" always;` lines of `default.conf`.
-pub(crate) fn nginx_headers(server_block: &str) -> Vec<Setting> {
-    server_block
-        .lines()
-        .map(str::trim)
-        .filter_map(|line| line.strip_prefix("add_header "))
-        .filter_map(|rest| {
-            let (name, value) = rest.split_once(char::is_whitespace)?;
-            let value = value
-                .trim_end_matches(';')
-                .trim()
-                .trim_end_matches("always")
-                .trim();
-            Some(Setting {
-                key: name.to_owned(),
-                value: unquote(value).to_owned(),
-            })
-        })
-        .collect()
+    pub(crate) fn text(&self, file: &InfraFile) -> &str {
+        match self.document(file) {
+            Some(Document::Text(text)) => text,
+            _ => "",
+        }
+    }
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -163,7 +185,22 @@ fn parse_key_equals_value(text: &str, comment_chars: &[char]) -> anyhow::Result<
         .collect()
 }
 
-fn unquote(value: &str) -> &str {
+/// `directive value` lines.
+fn parse_directives(text: &str) -> anyhow::Result<Vec<Setting>> {
+    content_lines(text, &['#'])
+        .map(|(number, line)| {
+            let Some((key, value)) = line.split_once(char::is_whitespace) else {
+                bail!("line {number}: expected `directive value`, found {line:?}");
+            };
+            Ok(Setting {
+                key: key.to_owned(),
+                value: unquote(value.trim()).to_owned(),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn unquote(value: &str) -> &str {
     ['"', '\'']
         .iter()
         .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
@@ -173,6 +210,7 @@ fn unquote(value: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::{UNITS, pgbouncer, postgres, valkey};
 
     fn repo() -> &'static Path {
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -188,7 +226,7 @@ mod tests {
     #[test]
     fn postgres_flags_are_the_documented_ones() {
         assert_eq!(
-            pairs(&postgres(repo()).unwrap()),
+            pairs(&postgres::CONF.settings(repo()).unwrap()),
             [
                 ("password_encryption", "scram-sha-256"),
                 ("max_connections", "200"),
@@ -198,15 +236,18 @@ mod tests {
             ]
         );
         assert_eq!(
-            initdb_args(repo()).unwrap(),
-            ["--auth-host=scram-sha-256", "--auth-local=scram-sha-256"]
+            postgres::INITDB_ARGS.read(repo()).unwrap(),
+            Document::Lines(vec![
+                "--auth-host=scram-sha-256".into(),
+                "--auth-local=scram-sha-256".into()
+            ])
         );
     }
 
     #[test]
     fn pgbouncer_keys_are_the_documented_ones() {
         assert_eq!(
-            pairs(&pgbouncer(repo()).unwrap()),
+            pairs(&pgbouncer::INI.settings(repo()).unwrap()),
             [
                 ("pool_mode", "transaction"),
                 ("max_client_conn", "500"),
@@ -223,7 +264,7 @@ mod tests {
     #[test]
     fn valkey_flags_are_the_documented_ones() {
         assert_eq!(
-            pairs(&valkey(repo()).unwrap()),
+            pairs(&valkey::CONF.settings(repo()).unwrap()),
             [
                 ("save", ""),
                 ("appendonly", "no"),
@@ -234,26 +275,25 @@ mod tests {
     }
 
     #[test]
-    fn nginx_headers_and_gzip_types_are_the_documented_ones() {
-        let block = nginx_server_block(repo()).unwrap();
+    fn every_row_s_files_are_read_once_and_found_by_their_row() {
+        let contract = Contract::read(repo()).unwrap();
+        let files: Vec<&InfraFile> = UNITS.iter().flat_map(|unit| unit.infra).collect();
+        assert_eq!(contract.documents.len(), files.len());
+        for file in files {
+            assert_eq!(
+                contract.document(file),
+                Some(&file.read(repo()).unwrap()),
+                "{}",
+                file.path
+            );
+        }
         assert_eq!(
-            pairs(&nginx_headers(&block)),
-            [
-                ("X-Frame-Options", "SAMEORIGIN"),
-                ("X-Content-Type-Options", "nosniff"),
-                ("Referrer-Policy", "strict-origin-when-cross-origin"),
-            ]
+            contract.settings(&pgbouncer::INI),
+            pgbouncer::INI.settings(repo()).unwrap()
         );
-        assert_eq!(
-            nginx_gzip_types(&block),
-            [
-                "text/html",
-                "text/css",
-                "application/javascript",
-                "application/json",
-                "image/svg+xml"
-            ]
-        );
+        assert!(Contract::default().settings(&pgbouncer::INI).is_empty());
+        let err = postgres::INITDB_ARGS.settings(repo()).unwrap_err();
+        assert!(err.to_string().contains("not a file of settings"), "{err}");
     }
 
     #[test]
@@ -262,6 +302,11 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "line 2: expected `key = value`, found \"broken\""
+        );
+        let err = parse_directives("save \"\"\nbroken\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2: expected `directive value`, found \"broken\""
         );
     }
 }

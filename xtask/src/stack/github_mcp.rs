@@ -19,14 +19,13 @@ pub(crate) const UNIT: Unit = Unit {
         binary: "github-mcp",
     },
     depends_on: &["valkey", "migrations", "github-standin"],
-    enabled: super::always,
-    checks: super::no_checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         launch,
         probe,
         ..Daemon::DEFAULT
     }),
+    ..Unit::DEFAULT
 };
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {

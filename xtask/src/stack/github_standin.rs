@@ -31,6 +31,7 @@ pub(crate) const UNIT: Unit = Unit {
         probe,
         ..Daemon::DEFAULT
     }),
+    ..Unit::DEFAULT
 };
 
 /// The stand-in's App and installation ids (any number works; these are the stand-in's own).

@@ -21,7 +21,6 @@ pub(crate) const UNIT: Unit = Unit {
         binary: "healthcheck",
     },
     depends_on: &["valkey", "migrations"],
-    enabled: super::always,
     checks,
     kind: Kind::Daemon(Daemon {
         port: PORT,
@@ -29,6 +28,7 @@ pub(crate) const UNIT: Unit = Unit {
         probe,
         ..Daemon::DEFAULT
     }),
+    ..Unit::DEFAULT
 };
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {

@@ -14,9 +14,9 @@ pub(crate) const UNIT: Unit = Unit {
         crate_name: "amtp-migrate",
     },
     depends_on: &["postgres"],
-    enabled: super::always,
     checks,
     kind: Kind::Task(migrate),
+    ..Unit::DEFAULT
 };
 
 /// Flyway's rules, applied directly.

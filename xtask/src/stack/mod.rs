@@ -27,7 +27,7 @@ use crate::config::{PortVar, StackConfig};
 use crate::os::ports::{PortInUse, check_free};
 use crate::os::process::Launch;
 use crate::stack::check::Check;
-use crate::stack::contract::Contract;
+use crate::stack::contract::{Contract, InfraFile};
 use crate::stack::programs::{Drift, Installed, Wanted};
 
 /// One row of the stack: a daemon or a one-shot task, started once its dependencies are ready.
@@ -40,7 +40,25 @@ pub(crate) struct Unit {
     /// `verify`'s checks of this unit: its live settings read back and compared with infra/
     /// (the installed program, when it has one, tells which settings its version knows).
     pub(crate) checks: fn(&StackConfig, Option<&Installed>) -> Vec<Check>,
+    /// The files of `infra/` it starts from, each a constant of its module: [`Contract`] reads
+    /// them once before anything starts.
+    pub(crate) infra: &'static [InfraFile],
     pub(crate) kind: Kind,
+}
+
+impl Unit {
+    /// What a row need not say: always enabled, no checks beyond its probe, no files of
+    /// `infra/`. Each row names itself, its program and its kind (a test checks the first two;
+    /// the daemon's own test its port).
+    pub(crate) const DEFAULT: Unit = Unit {
+        name: "",
+        program: Program::Xtask { crate_name: "" },
+        depends_on: &[],
+        enabled: |_| true,
+        checks: |_, _| Vec::new(),
+        infra: &[],
+        kind: Kind::Daemon(Daemon::DEFAULT),
+    };
 }
 
 /// What a unit runs.
@@ -229,15 +247,6 @@ pub(crate) fn workspace_programs() -> impl Iterator<Item = (&'static str, &'stat
     })
 }
 
-fn always(_: &StackConfig) -> bool {
-    true
-}
-
-/// For a unit whose contract is its probe alone.
-fn no_checks(_: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
-    Vec::new()
-}
-
 /// A binary built next to the running xtask (same target dir and profile).
 fn workspace_binary(name: &str) -> anyhow::Result<Installed> {
     let path = crate::stack::build::built_by_workspace(name)?;
@@ -342,6 +351,18 @@ pub(crate) mod tests {
                     unit.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_row_names_itself_and_its_program() {
+        for (index, unit) in UNITS.iter().enumerate() {
+            assert!(!unit.name.is_empty(), "row {index} has no name");
+            assert!(
+                !matches!(unit.program, Program::Xtask { crate_name: "" }),
+                "{} has no program",
+                unit.name
+            );
         }
     }
 

@@ -12,13 +12,19 @@ use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::config::{PortVar, StackConfig};
 use crate::os::process::{Launch, give_to, unprivileged_account};
 use crate::stack::check::{Check, Verdict};
-use crate::stack::contract::{self, Contract};
+use crate::stack::contract::{Contract, Format, InfraFile, Setting, unquote};
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "DOCS_HOST_PORT",
     // The seed's port 80 needs root.
     default: 8088,
+};
+
+/// The server block, with its placeholders for the listen address and the root.
+pub(crate) const SERVER_BLOCK: InfraFile = InfraFile {
+    path: "infra/nginx/default.conf",
+    format: Format::Template,
 };
 
 /// As root, nginx runs as the unprivileged account too: with `master_process off` there are no
@@ -33,8 +39,8 @@ pub(crate) const UNIT: Unit = Unit {
         off_pin: OffPin::Drift,
     }),
     depends_on: &[],
-    enabled: super::always,
     checks,
+    infra: &[SERVER_BLOCK],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
@@ -45,6 +51,7 @@ pub(crate) const UNIT: Unit = Unit {
         probe,
         ..Daemon::DEFAULT
     }),
+    ..Unit::DEFAULT
 };
 
 /// Where `up` renders the docs site that nginx serves (see `docs::render_for_nginx`).
@@ -82,7 +89,7 @@ fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> any
 
     let conf = render_main_conf(
         cfg,
-        &fill_placeholders(&contract.nginx_server_block, cfg.port(PORT), &root)?,
+        &fill_placeholders(contract.text(&SERVER_BLOCK), cfg.port(PORT), &root)?,
         &temp_kinds,
     )?;
     let conf_path = conf_file(cfg);
@@ -189,6 +196,40 @@ fn render_main_conf(
     ))
 }
 
+/// The content types `default.conf` compresses (`text/html` always is, once gzip is on).
+pub(crate) fn gzip_types(server_block: &str) -> Vec<String> {
+    let listed = server_block
+        .lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("gzip_types"))
+        .unwrap_or("");
+    std::iter::once("text/html")
+        .chain(listed.trim_end_matches(';').split_whitespace())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `add_header NAME "value" always;` lines of `default.conf`.
+pub(crate) fn headers(server_block: &str) -> Vec<Setting> {
+    server_block
+        .lines()
+        .map(str::trim)
+        .filter_map(|line| line.strip_prefix("add_header "))
+        .filter_map(|rest| {
+            let (name, value) = rest.split_once(char::is_whitespace)?;
+            let value = value
+                .trim_end_matches(';')
+                .trim()
+                .trim_end_matches("always")
+                .trim();
+            Some(Setting {
+                key: name.to_owned(),
+                value: unquote(value).to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// A response as the contract checks see it: status, headers, body (still compressed if the
 /// server compressed it).
 struct Response {
@@ -248,7 +289,7 @@ fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
 /// `/healthz`, the documented headers on it, and gzip with the headers for a file of each
 /// compressed content type.
 fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
-    let block = match contract::nginx_server_block(&cfg.repo_root) {
+    let block = match SERVER_BLOCK.text(&cfg.repo_root) {
         Ok(block) => block,
         Err(err) => return vec![Check::failed("nginx default.conf", "readable", &err)],
     };
@@ -262,7 +303,7 @@ fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
                 format!("{} {}", response.status, response.body),
                 response.status == 200 && response.body == "ok",
             ));
-            for header in contract::nginx_headers(&block) {
+            for header in headers(&block) {
                 let live = response
                     .header(&header.key)
                     .unwrap_or("(missing)")
@@ -277,7 +318,7 @@ fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
         }
         Err(err) => checks.push(Check::failed("nginx /healthz", "200 ok", &err)),
     }
-    for content_type in contract::nginx_gzip_types(&block) {
+    for content_type in gzip_types(&block) {
         let name = format!("nginx gzip {content_type}");
         let Some(path) = site_file_of_type(cfg, &content_type) else {
             checks.push(Check {
@@ -294,7 +335,7 @@ fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
                     .header("content-encoding")
                     .unwrap_or("(none)")
                     .to_owned();
-                let headers_ok = contract::nginx_headers(&block)
+                let headers_ok = headers(&block)
                     .iter()
                     .all(|h| response.header(&h.key) == Some(h.value.as_str()));
                 Check::new(
@@ -390,6 +431,35 @@ mod tests {
                 "stderr",
                 "-c",
                 "/s t/nginx/nginx.conf"
+            ]
+        );
+    }
+
+    #[test]
+    fn headers_and_gzip_types_are_the_documented_ones() {
+        let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let block = SERVER_BLOCK.text(repo).unwrap();
+        let headers: Vec<(String, String)> = headers(&block)
+            .into_iter()
+            .map(|h| (h.key, h.value))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("X-Frame-Options", "SAMEORIGIN"),
+                ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "strict-origin-when-cross-origin"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!(
+            gzip_types(&block),
+            [
+                "text/html",
+                "text/css",
+                "application/javascript",
+                "application/json",
+                "image/svg+xml"
             ]
         );
     }

@@ -14,12 +14,18 @@ use super::{Daemon, Kind, Program, RunAs, Unit, postgres};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::{Account, Launch, give_to, unprivileged_account};
 use crate::stack::check::{Check, Verdict, equivalent, private_file};
-use crate::stack::contract::{self, Contract, Setting};
+use crate::stack::contract::{Contract, Format, InfraFile, Setting};
 use crate::stack::programs::{Drift, Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "PGBOUNCER_PORT",
     default: 6432,
+};
+
+/// Its `[pgbouncer]` settings.
+pub(crate) const INI: InfraFile = InfraFile {
+    path: "infra/pgbouncer/pgbouncer.ini",
+    format: Format::IniSection("pgbouncer"),
 };
 
 pub(crate) const UNIT: Unit = Unit {
@@ -32,8 +38,8 @@ pub(crate) const UNIT: Unit = Unit {
         off_pin: OffPin::Drift,
     }),
     depends_on: &["postgres"],
-    enabled: super::always,
     checks,
+    infra: &[INI],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // PgBouncer's safe shutdown: it waits for running queries, then exits.
@@ -45,6 +51,7 @@ pub(crate) const UNIT: Unit = Unit {
         probe,
         ..Daemon::DEFAULT
     }),
+    ..Unit::DEFAULT
 };
 
 /// Keys of the contract that older PgBouncer versions reject, with the version that added them.
@@ -53,7 +60,7 @@ pub(crate) const ADDED_IN: [(&str, (u32, u32)); 1] = [("max_prepared_statements"
 /// The contract's keys this version does not take, which the rendered config leaves out.
 fn left_out(cfg: &StackConfig, installed: &Installed) -> anyhow::Result<Vec<Drift>> {
     Ok(
-        unsupported(&contract::pgbouncer(&cfg.repo_root)?, &installed.version)
+        unsupported(&INI.settings(&cfg.repo_root)?, &installed.version)
             .into_iter()
             .map(|setting| Drift::SettingLeftOut {
                 key: setting.key,
@@ -107,9 +114,9 @@ fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> any
     super::create_service_dir(cfg, UNIT.name)?;
     write_auth_file(cfg, account.as_ref())?;
     let path = ini_file(cfg);
-    let skipped = unsupported(&contract.pgbouncer, &installed.version);
+    let skipped = unsupported(contract.settings(&INI), &installed.version);
     let kept: Vec<Setting> = contract
-        .pgbouncer
+        .settings(&INI)
         .iter()
         .filter(|s| !skipped.contains(s))
         .cloned()
@@ -185,7 +192,8 @@ fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, Option<Strin
             _ => None,
         })
         .collect();
-    Ok(contract::pgbouncer(&cfg.repo_root)?
+    Ok(INI
+        .settings(&cfg.repo_root)?
         .into_iter()
         .map(|setting| {
             let value = live

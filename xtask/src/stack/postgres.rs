@@ -14,12 +14,24 @@ use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::{self, Launch, give_to, unprivileged_account};
 use crate::stack::check::{Check, settings_checks};
-use crate::stack::contract::{self, Contract, Setting};
+use crate::stack::contract::{Contract, Format, InfraFile, Setting};
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "POSTGRES_PORT",
     default: 5432,
+};
+
+/// The server's `-c` flags.
+pub(crate) const CONF: InfraFile = InfraFile {
+    path: "infra/postgres/postgresql.conf",
+    format: Format::KeyEqualsValue,
+};
+
+/// initdb's arguments, one a line.
+pub(crate) const INITDB_ARGS: InfraFile = InfraFile {
+    path: "infra/postgres/initdb.args",
+    format: Format::Lines,
 };
 
 pub(crate) const UNIT: Unit = Unit {
@@ -38,8 +50,8 @@ pub(crate) const UNIT: Unit = Unit {
         },
     }),
     depends_on: &[],
-    enabled: super::always,
     checks,
+    infra: &[CONF, INITDB_ARGS],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Postgres' "fast shutdown": roll back open transactions, checkpoint, exit. (SIGTERM
@@ -52,6 +64,7 @@ pub(crate) const UNIT: Unit = Unit {
         on_ready,
         ..Daemon::DEFAULT
     }),
+    ..Unit::DEFAULT
 };
 
 fn data_dir(cfg: &StackConfig) -> PathBuf {
@@ -67,7 +80,7 @@ fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> any
     }
     let data = data_dir(cfg);
     if !data.join("PG_VERSION").exists() {
-        initdb(cfg, installed, &data, &contract.initdb_args)?;
+        initdb(cfg, installed, &data, contract.lines(&INITDB_ARGS))?;
     }
     let socket_lock = cfg
         .runtime_dir
@@ -90,11 +103,14 @@ fn launch(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> Laun
         .arg("127.0.0.1")
         .arg("-k")
         .arg(socket_directories(&cfg.runtime_dir));
-    contract.postgres.iter().fold(launch, |launch, setting| {
-        launch
-            .arg("-c")
-            .arg(format!("{}={}", setting.key, setting.value))
-    })
+    contract
+        .settings(&CONF)
+        .iter()
+        .fold(launch, |launch, setting| {
+            launch
+                .arg("-c")
+                .arg(format!("{}={}", setting.key, setting.value))
+        })
 }
 
 /// `-k` sets `unix_socket_directories`, a comma-separated list: a directory with a comma,
@@ -274,7 +290,7 @@ pub(crate) fn url(cfg: &StackConfig, port: u16) -> String {
 /// Each documented setting as the running server reports it (`SHOW`).
 fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
     let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
-    contract::postgres(&cfg.repo_root)?
+    CONF.settings(&cfg.repo_root)?
         .into_iter()
         .map(|setting| {
             let live: String = client
@@ -387,14 +403,16 @@ mod tests {
 
     #[test]
     fn postgres_gets_loopback_the_runtime_dir_and_every_setting_as_a_flag() {
+        use crate::stack::contract::Document;
+
         let cfg = crate::config::tests::config_in(Path::new("/s t"));
-        let contract = Contract {
-            postgres: vec![Setting {
+        let contract = Contract::of([(
+            CONF,
+            Document::Settings(vec![Setting {
                 key: "work_mem".into(),
                 value: "16MB".into(),
-            }],
-            ..Contract::default()
-        };
+            }]),
+        )]);
         let launch = launch(
             &cfg,
             &crate::stack::tests::installed("/pg/postgres"),

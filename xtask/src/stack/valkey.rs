@@ -13,12 +13,18 @@ use super::{Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
 use crate::stack::check::{Check, private_file, settings_checks};
-use crate::stack::contract::{self, Contract, Setting};
+use crate::stack::contract::{Contract, Format, InfraFile, Setting};
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
     var: "VALKEY_PORT",
     default: 6379,
+};
+
+/// Its flags, `directive value` a line.
+pub(crate) const CONF: InfraFile = InfraFile {
+    path: "infra/valkey/valkey.conf",
+    format: Format::Directives,
 };
 
 pub(crate) const UNIT: Unit = Unit {
@@ -32,8 +38,8 @@ pub(crate) const UNIT: Unit = Unit {
         off_pin: OffPin::Drift,
     }),
     depends_on: &[],
-    enabled: super::always,
     checks,
+    infra: &[CONF],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
@@ -43,6 +49,7 @@ pub(crate) const UNIT: Unit = Unit {
         probe,
         ..Daemon::DEFAULT
     }),
+    ..Unit::DEFAULT
 };
 
 fn conf_file(cfg: &StackConfig) -> PathBuf {
@@ -54,7 +61,7 @@ fn prepare(cfg: &StackConfig, _: &Installed, contract: &Contract) -> anyhow::Res
     // The file holds requirepass, so the password never shows on a command line; mode 0600.
     write_private(
         &conf_file(cfg),
-        render_conf(cfg, &contract.valkey).as_bytes(),
+        render_conf(cfg, contract.settings(&CONF)).as_bytes(),
     )
 }
 
@@ -123,7 +130,7 @@ fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
 /// Each documented flag as `CONFIG GET` reports it.
 fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
     let mut connection = connect(&url(cfg))?;
-    contract::valkey(&cfg.repo_root)?
+    CONF.settings(&cfg.repo_root)?
         .into_iter()
         .map(|setting| {
             let reply: Vec<String> = redis::cmd("CONFIG")

@@ -790,10 +790,6 @@ mod tests {
         ran.iter().copied().filter(|n| names.contains(n)).collect()
     }
 
-    fn runs(_: &StackConfig) -> bool {
-        true
-    }
-
     const fn task(
         name: &'static str,
         depends_on: &'static [&'static str],
@@ -803,9 +799,8 @@ mod tests {
             name,
             program: Program::Xtask { crate_name: "test" },
             depends_on,
-            enabled: runs,
-            checks: |_, _| Vec::new(),
             kind: Kind::Task(run),
+            ..Unit::DEFAULT
         }
     }
 

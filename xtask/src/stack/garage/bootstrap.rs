@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::AccessKey;
 use super::admin::{Admin, Permissions, RoleChange};
 use super::s3::{ExpiryRule, S3};
+use super::{AccessKey, BOOTSTRAP};
 use crate::config::StackConfig;
-use crate::stack::contract::{self, Setting};
+use crate::stack::contract::Setting;
 
 /// How long a fresh node may take to have quorum once its layout is applied.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,7 +29,7 @@ pub(crate) struct Bootstrap {
 
 impl Bootstrap {
     pub(crate) fn read(repo_root: &Path) -> anyhow::Result<Bootstrap> {
-        Self::from_settings(&contract::garage_bootstrap(repo_root)?)
+        Self::from_settings(&BOOTSTRAP.settings(repo_root)?)
             .context("in infra/garage/bootstrap.conf")
     }
 

@@ -29,7 +29,7 @@ use self::bootstrap::Bootstrap;
 use super::{Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
-use crate::stack::contract::{self, Contract};
+use crate::stack::contract::{Contract, Format, InfraFile};
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
 /// The S3 API, the seed's port 3900.
@@ -50,6 +50,18 @@ pub(crate) const ADMIN_PORT: PortVar = PortVar {
     default: 3903,
 };
 
+/// The node's configuration, with placeholders for the state dir and the ports.
+pub(crate) const TOML: InfraFile = InfraFile {
+    path: "infra/garage/garage.toml",
+    format: Format::Template,
+};
+
+/// What `up` makes of a fresh node: the bucket, its key and lifecycle rule, the node's role.
+pub(crate) const BOOTSTRAP: InfraFile = InfraFile {
+    path: "infra/garage/bootstrap.conf",
+    format: Format::KeyEqualsValue,
+};
+
 /// The release `.ci/run` installs and the README names; the flake's may differ (docs/nix.md).
 const PIN: &str = "2.5.0";
 
@@ -64,8 +76,8 @@ pub(crate) const UNIT: Unit = Unit {
         off_pin: OffPin::Drift,
     }),
     depends_on: &[],
-    enabled: super::always,
     checks: checks::checks,
+    infra: &[TOML, BOOTSTRAP],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         more_ports: &[RPC_PORT, ADMIN_PORT],
@@ -78,6 +90,7 @@ pub(crate) const UNIT: Unit = Unit {
         on_ready: bootstrap::bootstrap,
         ..Daemon::DEFAULT
     }),
+    ..Unit::DEFAULT
 };
 
 /// Every request to the node: loopback, so anything slower is a node that does not answer.
@@ -106,7 +119,7 @@ fn access_key_file(cfg: &StackConfig) -> PathBuf {
 
 /// `s3_region` of `infra/garage/garage.toml`: the region S3 clients sign for.
 pub(crate) fn region(repo_root: &Path) -> anyhow::Result<String> {
-    region_of(&contract::garage_toml(repo_root)?)
+    region_of(&TOML.text(repo_root)?)
         .context("infra/garage/garage.toml has no `s3_region = \"...\"` in [s3_api]; add it")
 }
 
@@ -176,7 +189,7 @@ fn keep_or_generate(
     write_private(path, generate()?.as_bytes())
 }
 
-fn prepare(cfg: &StackConfig, _: &Installed, _: &Contract) -> anyhow::Result<()> {
+fn prepare(cfg: &StackConfig, _: &Installed, contract: &Contract) -> anyhow::Result<()> {
     let dir = super::create_service_dir(cfg, UNIT.name)?;
     for sub in ["meta", "data"] {
         let path = dir.join(sub);
@@ -191,7 +204,7 @@ fn prepare(cfg: &StackConfig, _: &Installed, _: &Contract) -> anyhow::Result<()>
             key.id, key.secret
         ))
     })?;
-    let toml = render_toml(&contract::garage_toml(&cfg.repo_root)?, cfg)?;
+    let toml = render_toml(contract.text(&TOML), cfg)?;
     let path = conf_file(cfg);
     fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -291,7 +304,7 @@ mod tests {
     #[test]
     fn the_toml_gets_loopback_ports_and_a_quoted_state_dir() {
         let cfg = crate::config::tests::config_in(Path::new("/tmp/rt sp/st\"ate"));
-        let template = contract::garage_toml(&cfg.repo_root).unwrap();
+        let template = TOML.text(&cfg.repo_root).unwrap();
         let toml = render_toml(&template, &cfg).unwrap();
         assert!(
             toml.contains("\nmetadata_dir = \"/tmp/rt sp/st\\\"ate/garage/meta\"\n"),
