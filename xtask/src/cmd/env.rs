@@ -4,52 +4,23 @@ use std::process::ExitCode;
 
 use crate::cli::EnvFormat;
 use crate::config::StackConfig;
-use crate::stack::{garage, github_mcp, healthcheck, nginx, pgbouncer, postgres, valkey};
+use crate::stack::{self, ClientVar};
 use crate::supervisor::run_state::RunState;
 
-/// Every variable a client of the stack needs, in a stable order.
-pub(crate) fn vars(cfg: &StackConfig) -> Vec<(&'static str, String)> {
-    let mut vars = vec![
-        (
-            "DATABASE_URL",
-            postgres::url(cfg, cfg.port(pgbouncer::PORT)),
-        ),
-        (
-            "DIRECT_DATABASE_URL",
-            postgres::url(cfg, cfg.port(postgres::PORT)),
-        ),
-        ("VALKEY_URL", valkey::url(cfg)),
-        ("VALKEY_HOST", "127.0.0.1".to_owned()),
-        ("VALKEY_PORT", cfg.port(valkey::PORT).to_string()),
-        ("VALKEY_PASSWORD", cfg.valkey_password.clone()),
-        (
-            "HEALTHCHECK_URL",
-            format!("http://127.0.0.1:{}", cfg.port(healthcheck::PORT)),
-        ),
-        (
-            "MCP_URL",
-            format!("http://127.0.0.1:{}/mcp", cfg.port(github_mcp::PORT)),
-        ),
-        (
-            "DOCS_URL",
-            format!("http://127.0.0.1:{}", cfg.port(nginx::PORT)),
-        ),
-    ];
-    vars.extend(garage::client_vars(cfg));
-    // The valkey-server the stack runs, for tests that start throwaway servers of their own.
-    let valkey_bin = RunState::read(&cfg.state_dir)
-        .and_then(|state| {
-            state
-                .units
-                .into_iter()
-                .find(|u| u.name == valkey::UNIT.name)
+/// Every variable a client of the stack needs: each unit's, in table order.
+pub(crate) fn vars(cfg: &StackConfig) -> Vec<ClientVar> {
+    let state = RunState::read(&cfg.state_dir);
+    stack::UNITS
+        .iter()
+        .flat_map(|unit| {
+            let installed = state
+                .iter()
+                .flat_map(|state| &state.units)
+                .find(|running| running.name == unit.name)
+                .and_then(|running| running.installed.as_ref());
+            (unit.client_vars)(cfg, installed)
         })
-        .and_then(|unit| unit.installed)
-        .map(|installed| installed.path.display().to_string());
-    if let Some(path) = valkey_bin {
-        vars.push(("AMTP_VALKEY_SERVER_BIN", path));
-    }
-    vars
+        .collect()
 }
 
 pub(crate) fn run(cfg: &StackConfig, format: EnvFormat) -> anyhow::Result<ExitCode> {
@@ -63,4 +34,48 @@ pub(crate) fn run(cfg: &StackConfig, format: EnvFormat) -> anyhow::Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::stack::{pgbouncer, postgres};
+
+    #[test]
+    fn every_unit_s_variables_are_there_once() {
+        let cfg = crate::config::tests::config_in(Path::new("/nonexistent/amtp-env-test"));
+        let vars = vars(&cfg);
+        let mut names: Vec<&str> = vars.iter().map(|(name, _)| *name).collect();
+        for name in [
+            "DATABASE_URL",
+            "DIRECT_DATABASE_URL",
+            "VALKEY_URL",
+            "VALKEY_HOST",
+            "VALKEY_PORT",
+            "VALKEY_PASSWORD",
+            "HEALTHCHECK_URL",
+            "MCP_URL",
+            "DOCS_URL",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "ARTIFACTS_BUCKET",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        let value = |name: &str| &vars.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(
+            value("DATABASE_URL"),
+            &postgres::url(&cfg, cfg.port(pgbouncer::PORT))
+        );
+        assert_eq!(
+            value("DIRECT_DATABASE_URL"),
+            &postgres::url(&cfg, cfg.port(postgres::PORT))
+        );
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a variable is given twice");
+    }
 }

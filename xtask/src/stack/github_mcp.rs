@@ -19,6 +19,10 @@ pub(crate) const UNIT: Unit = Unit {
         binary: "github-mcp",
     },
     depends_on: &["valkey", "migrations", "github-standin"],
+    client_vars: |cfg, _| {
+        let url = format!("http://127.0.0.1:{}/mcp", cfg.port(PORT));
+        vec![("MCP_URL", url)]
+    },
     kind: Kind::Daemon(Daemon {
         port: PORT,
         launch,

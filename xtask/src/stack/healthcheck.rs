@@ -22,6 +22,10 @@ pub(crate) const UNIT: Unit = Unit {
     },
     depends_on: &["valkey", "migrations"],
     checks,
+    client_vars: |cfg, _| {
+        let url = format!("http://127.0.0.1:{}", cfg.port(PORT));
+        vec![("HEALTHCHECK_URL", url)]
+    },
     kind: Kind::Daemon(Daemon {
         port: PORT,
         launch,

@@ -43,12 +43,18 @@ pub(crate) struct Unit {
     /// The files of `infra/` it starts from, each a constant of its module: [`Contract`] reads
     /// them once before anything starts.
     pub(crate) infra: &'static [InfraFile],
+    /// What a client of the stack needs of this unit (`cargo xtask env`, the tests): URLs,
+    /// ports, credentials; the installed program, once it runs, for a client that needs it.
+    pub(crate) client_vars: fn(&StackConfig, Option<&Installed>) -> Vec<ClientVar>,
     pub(crate) kind: Kind,
 }
 
+/// One variable of `cargo xtask env`: its name and value.
+pub(crate) type ClientVar = (&'static str, String);
+
 impl Unit {
     /// What a row need not say: always enabled, no checks beyond its probe, no files of
-    /// `infra/`. Each row names itself, its program and its kind (a test checks the first two;
+    /// `infra/`, nothing for clients. Each row names itself, its program and its kind (a test checks the first two;
     /// the daemon's own test its port).
     pub(crate) const DEFAULT: Unit = Unit {
         name: "",
@@ -57,6 +63,7 @@ impl Unit {
         enabled: |_| true,
         checks: |_, _| Vec::new(),
         infra: &[],
+        client_vars: |_, _| Vec::new(),
         kind: Kind::Daemon(Daemon::DEFAULT),
     };
 }

@@ -41,6 +41,7 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &[],
     checks,
     infra: &[SERVER_BLOCK],
+    client_vars: |cfg, _| vec![("DOCS_URL", format!("http://127.0.0.1:{}", cfg.port(PORT)))],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // nginx's graceful shutdown (finish open requests); SIGTERM would be fast.

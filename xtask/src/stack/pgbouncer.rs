@@ -40,6 +40,8 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &["postgres"],
     checks,
     infra: &[INI],
+    // The URL clients use: through PgBouncer.
+    client_vars: |cfg, _| vec![("DATABASE_URL", postgres::url(cfg, cfg.port(PORT)))],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // PgBouncer's safe shutdown: it waits for running queries, then exits.

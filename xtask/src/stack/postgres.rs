@@ -52,6 +52,7 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &[],
     checks,
     infra: &[CONF, INITDB_ARGS],
+    client_vars: |cfg, _| vec![("DIRECT_DATABASE_URL", url(cfg, cfg.port(PORT)))],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Postgres' "fast shutdown": roll back open transactions, checkpoint, exit. (SIGTERM

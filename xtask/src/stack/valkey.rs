@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use super::{Daemon, Kind, Program, Unit};
+use super::{ClientVar, Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
 use crate::stack::check::{Check, private_file, settings_checks};
@@ -40,6 +40,7 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &[],
     checks,
     infra: &[CONF],
+    client_vars,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
@@ -113,6 +114,22 @@ pub(crate) fn url(cfg: &StackConfig) -> String {
         crate::config::url::url_encode(&cfg.valkey_password),
         cfg.port(PORT)
     )
+}
+
+/// The URL and its parts (the apps take `VALKEY_*`), and the server program that runs, for
+/// tests that start throwaway servers of their own.
+fn client_vars(cfg: &StackConfig, installed: Option<&Installed>) -> Vec<ClientVar> {
+    let mut vars = vec![
+        ("VALKEY_URL", url(cfg)),
+        ("VALKEY_HOST", "127.0.0.1".to_owned()),
+        ("VALKEY_PORT", cfg.port(PORT).to_string()),
+        ("VALKEY_PASSWORD", cfg.valkey_password.clone()),
+    ];
+    if let Some(installed) = installed {
+        let path = installed.path.display().to_string();
+        vars.push(("AMTP_VALKEY_SERVER_BIN", path));
+    }
+    vars
 }
 
 fn connect(url: &str) -> anyhow::Result<redis::Connection> {

@@ -26,7 +26,7 @@ use nix::sys::signal::Signal;
 
 use self::admin::Admin;
 use self::bootstrap::Bootstrap;
-use super::{Daemon, Kind, Program, Unit};
+use super::{ClientVar, Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
 use crate::stack::contract::{Contract, Format, InfraFile};
@@ -78,6 +78,7 @@ pub(crate) const UNIT: Unit = Unit {
     depends_on: &[],
     checks: checks::checks,
     infra: &[TOML, BOOTSTRAP],
+    client_vars,
     kind: Kind::Daemon(Daemon {
         port: PORT,
         more_ports: &[RPC_PORT, ADMIN_PORT],
@@ -275,7 +276,7 @@ pub(crate) fn endpoint(cfg: &StackConfig) -> String {
 
 /// What an S3 client of the stack needs: endpoint, key, region and bucket. The key appears
 /// once the first `up` generated it; an unreadable `infra/garage` is said, not fatal.
-pub(crate) fn client_vars(cfg: &StackConfig) -> Vec<(&'static str, String)> {
+fn client_vars(cfg: &StackConfig, _: Option<&Installed>) -> Vec<ClientVar> {
     let mut vars = vec![("AWS_ENDPOINT_URL", endpoint(cfg))];
     match AccessKey::read(cfg) {
         Ok(Some(key)) => {
