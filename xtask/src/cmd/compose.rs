@@ -4,10 +4,14 @@
 //! # Theory of operation
 //!
 //! The seed (the platform's infrastructure page) documents the Compose stack; `infra/` holds
-//! the values the native stack runs with, read through [`contract`]. This module renders both
-//! Compose files from `infra/` plus the parts of the seed that no `infra/` file holds (images
-//! and tags, the healthcheck timings, the Flyway settings, the apps' environment), so a value
-//! lives in one place: change `infra/`, run `cargo xtask compose`, commit both.
+//! the values the native stack runs with. Each row of the unit table describes its own Compose
+//! service ([`stack::compose::Service`]) from `infra/` plus the parts of the seed that no
+//! `infra/` file holds (images and tags, the apps' environment); this module renders the files
+//! from the rows in table order, adding what every service shares (`restart`, the `amtp_net`
+//! network, the healthcheck timings), the named volumes and secrets the services use, and the
+//! files they mount that are rendered from `infra/` (Garage's `garage.toml`), beside the Compose
+//! files. So a value lives in one place: change `infra/`, run `cargo xtask compose`, commit
+//! the files.
 //!
 //! `--check` renders the files again and compares them with the ones on disk, like
 //! `cargo fmt --check`: a hand edit of a generated file, or a change in `infra/` without
@@ -24,19 +28,21 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::stack::contract::{Contract, Setting};
-use crate::stack::{pgbouncer, postgres, valkey};
+use crate::stack::compose::{Image, Service, Volume};
+use crate::stack::contract::Contract;
+use crate::stack::{self, Kind, Unit};
 
-/// The generated files, in the order Compose reads them.
+/// The Compose files, in the order Compose reads them.
 const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
 
 /// `cargo xtask compose [--check] [--out DIR]`.
 pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCode> {
-    let files = render(&Contract::read(root)?);
+    let files = render(&Contract::read(root)?)?;
     if check {
         let differences = differences(out, &files)?;
         if differences.is_empty() {
-            println!("compose: {} match infra/", FILES.join(" and "));
+            let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+            println!("compose: {} match infra/", names.join(", "));
             return Ok(ExitCode::SUCCESS);
         }
         for difference in &differences {
@@ -57,307 +63,161 @@ pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Both files, rendered from the contract.
-fn render(contract: &Contract) -> [(&'static str, String); 2] {
-    [
+/// Both Compose files, then the files their services mount, rendered from the rows' services.
+fn render(contract: &Contract) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let services = stack::UNITS
+        .iter()
+        .filter_map(|unit| Some((*unit, unit.compose?)))
+        .map(|(unit, compose)| {
+            let service = compose(contract)
+                .with_context(|| format!("the Compose service of {}", unit.name))?;
+            Ok((unit, service))
+        })
+        .collect::<anyhow::Result<Vec<(&Unit, Service)>>>()?;
+    let main = Node::map([
         (
-            FILES[0],
-            emit(
-                "The AMTP stack for Docker Compose.",
-                &Node::map([
-                    ("services", services(contract)),
-                    (
-                        "networks",
-                        // The observability stack attaches to this exact name as an external
-                        // network, so it is fixed here rather than derived from the project name.
-                        Node::map([(
-                            "amtp_net",
-                            Node::map([("name", s("amtp_net")), ("driver", s("bridge"))]),
-                        )]),
-                    ),
-                    (
-                        "volumes",
-                        Node::map([("amtp_pgdata", Node::map([("name", s("amtp_pgdata"))]))]),
-                    ),
-                    (
-                        "secrets",
-                        Node::map([(
-                            "github_app_key",
-                            Node::map([("file", s("./secrets/github_app_key.pem"))]),
-                        )]),
-                    ),
-                ]),
+            "services",
+            Node::map(
+                services
+                    .iter()
+                    .map(|(unit, service)| (service.name, service_node(unit, service))),
             ),
         ),
+        (
+            "networks",
+            // The observability stack attaches to this exact name as an external network, so
+            // it is fixed here rather than derived from the project name.
+            Node::map([(
+                "amtp_net",
+                Node::map([("name", s("amtp_net")), ("driver", s("bridge"))]),
+            )]),
+        ),
+        ("volumes", named_volumes(&services)),
+        ("secrets", secrets(&services)),
+    ]);
+    let local_ports = services
+        .iter()
+        .filter(|(_, service)| !service.local_ports.is_empty())
+        .map(|(_, service)| {
+            let ports = service.local_ports.iter().map(|(var, port)| {
+                Scalar::from(format!(
+                    "127.0.0.1:${{{}:-{}}}:{port}",
+                    var.var, var.default
+                ))
+            });
+            (
+                service.name,
+                Node::map([("ports", Node::List(ports.collect()))]),
+            )
+        });
+    let mut files = vec![
+        (FILES[0], emit("The AMTP stack for Docker Compose.", &main)),
         (
             FILES[1],
             emit(
                 "Local development: the host ports Compose adds to docker-compose.yml, on \
                  127.0.0.1 only.",
-                &Node::map([("services", override_ports())]),
+                &Node::map([("services", Node::map(local_ports))]),
             ),
         ),
-    ]
+    ];
+    for (_, service) in &services {
+        for volume in &service.volumes {
+            if let Volume::Rendered { file, content, .. } = volume {
+                files.push((*file, content.clone()));
+            }
+        }
+    }
+    Ok(files)
 }
 
-/// The flags and environment of every service, in the seed's order.
-fn services(contract: &Contract) -> Node {
-    let postgres_user = "${POSTGRES_USER:-amtp}";
-    let postgres_password = "${POSTGRES_PASSWORD:-amtp}";
-    let postgres_db = "${POSTGRES_DB:-amtp}";
-    let valkey_env = [
-        ("VALKEY_HOST", s("valkey")),
-        ("VALKEY_PORT", s("6379")),
-        ("VALKEY_PASSWORD", s("${VALKEY_PASSWORD}")),
-    ];
-    let on_net = || ("networks", Node::list(["amtp_net"]));
-    let after = |service: &str, condition: &str| {
+/// A path of the repository as the Compose files name it: from the directory they are in,
+/// the repository's root.
+fn repo_path(path: &str) -> String {
+    format!("./{path}")
+}
+
+/// One service: its image, what every long-running service of the stack has (restarted by
+/// Compose as the native supervisor restarts it), then the row's own parts, then the network.
+fn service_node(unit: &Unit, service: &Service) -> Node {
+    let mut entries = vec![match service.image {
+        Image::Pull(image) => ("image", s(image)),
+        Image::Build(dir) => ("build", s(&repo_path(dir))),
+    }];
+    if matches!(unit.kind, Kind::Daemon(_)) {
+        entries.push(("restart", s("unless-stopped")));
+    }
+    let list =
+        |items: &[String]| Node::List(items.iter().map(|i| Scalar::from(i.as_str())).collect());
+    let parts = [
+        ("profiles", Node::list(service.profiles.iter().copied())),
+        ("command", list(&service.command)),
+        (
+            "environment",
+            Node::map(service.environment.iter().map(|(k, v)| (k.as_str(), s(v)))),
+        ),
+        (
+            "secrets",
+            Node::list(service.secrets.iter().map(|s| s.name)),
+        ),
+        (
+            "volumes",
+            list(&service.volumes.iter().map(volume_text).collect::<Vec<_>>()),
+        ),
+        ("ports", Node::list(service.ports.iter().copied())),
         (
             "depends_on",
-            Node::map([(service, Node::map([("condition", s(condition))]))]),
-        )
-    };
-
-    Node::map([
-        (
-            "postgres",
-            Node::map([
-                ("image", s("postgres:15-alpine")),
-                ("restart", s("unless-stopped")),
-                (
-                    "environment",
-                    Node::map([
-                        ("POSTGRES_DB", s(postgres_db)),
-                        ("POSTGRES_USER", s(postgres_user)),
-                        ("POSTGRES_PASSWORD", s(postgres_password)),
-                        (
-                            "POSTGRES_INITDB_ARGS",
-                            s(&contract.lines(&postgres::INITDB_ARGS).join(" ")),
-                        ),
-                    ]),
-                ),
-                (
-                    "command",
-                    Node::List(postgres_command(contract.settings(&postgres::CONF))),
-                ),
-                (
-                    "volumes",
-                    Node::list(["amtp_pgdata:/var/lib/postgresql/data"]),
-                ),
-                (
-                    "healthcheck",
-                    healthcheck(Node::list([
-                        "CMD-SHELL",
-                        &format!("pg_isready -U {postgres_user} -d {postgres_db}"),
-                    ])),
-                ),
-                on_net(),
-            ]),
+            Node::map(service.depends_on.iter().map(|(name, condition)| {
+                (*name, Node::map([("condition", s(condition.as_compose()))]))
+            })),
         ),
-        (
-            "pgbouncer",
-            Node::map([
-                ("image", s("edoburu/pgbouncer:1.22.1")),
-                ("restart", s("unless-stopped")),
-                (
-                    "environment",
-                    pgbouncer_environment(contract.settings(&pgbouncer::INI)),
-                ),
-                ("ports", Node::list(["${PGBOUNCER_PORT:-6432}:5432"])),
-                after("postgres", "service_healthy"),
-                on_net(),
-            ]),
-        ),
-        (
-            "flyway",
-            Node::map([
-                ("image", s("flyway/flyway:10-alpine")),
-                // Opt-in: `docker compose --profile migrate run --rm flyway`.
-                ("profiles", Node::list(["migrate"])),
-                ("command", Node::list(["migrate"])),
-                (
-                    "environment",
-                    Node::map(FLYWAY.iter().map(|(key, value)| (*key, s(value))).chain([
-                        (
-                            "FLYWAY_URL",
-                            s(&format!("jdbc:postgresql://postgres:5432/{postgres_db}")),
-                        ),
-                        ("FLYWAY_USER", s(postgres_user)),
-                        ("FLYWAY_PASSWORD", s(postgres_password)),
-                    ])),
-                ),
-                ("volumes", Node::list(["./migrations/sql:/flyway/sql:ro"])),
-                after("postgres", "service_healthy"),
-                on_net(),
-            ]),
-        ),
-        (
-            "valkey",
-            Node::map([
-                ("image", s("valkey/valkey:8.0")),
-                ("restart", s("unless-stopped")),
-                (
-                    "command",
-                    Node::List(valkey_command(contract.settings(&valkey::CONF))),
-                ),
-                on_net(),
-            ]),
-        ),
-        (
-            "healthcheck",
-            Node::map([
-                ("build", s("./apps/healthcheck")),
-                ("restart", s("unless-stopped")),
-                (
-                    "environment",
-                    Node::map(valkey_env.clone().into_iter().chain([("PORT", s("8080"))])),
-                ),
-                ("ports", Node::list(["8080:8080"])),
-                after("valkey", "service_started"),
-                on_net(),
-            ]),
-        ),
-        (
-            "github-mcp",
-            Node::map([
-                ("build", s("./apps/github-mcp")),
-                ("restart", s("unless-stopped")),
-                (
-                    "environment",
-                    Node::map(
-                        [
-                            ("GITHUB_APP_ID", s("${GITHUB_APP_ID}")),
-                            (
-                                "GITHUB_APP_INSTALLATION_ID",
-                                s("${GITHUB_APP_INSTALLATION_ID}"),
-                            ),
-                            ("MCP_HTTP_PORT", s("8090")),
-                        ]
-                        .into_iter()
-                        .chain(valkey_env)
-                        .chain([
-                            (
-                                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                                s("http://otel-collector:4318"),
-                            ),
-                            ("OTEL_SERVICE_NAME", s("amtp-github-mcp")),
-                        ]),
-                    ),
-                ),
-                // Mounted at /run/secrets/github_app_key.
-                ("secrets", Node::list(["github_app_key"])),
-                ("ports", Node::list(["${MCP_HTTP_PORT:-8090}:8090"])),
-                after("valkey", "service_started"),
-                on_net(),
-            ]),
-        ),
-        (
-            "docs",
-            Node::map([
-                ("image", s("nginx:1.27-alpine")),
-                ("restart", s("unless-stopped")),
-                // The image's entrypoint fills the template's two placeholders from these
-                // (envsubst replaces only variables that are set, so nginx's own `$uri` stays).
-                (
-                    "environment",
-                    Node::map([
-                        ("AMTP_DOCS_LISTEN", s("80")),
-                        ("AMTP_DOCS_ROOT", s("/usr/share/nginx/html")),
-                    ]),
-                ),
-                (
-                    "volumes",
-                    Node::list([
-                        "./infra/nginx/default.conf:/etc/nginx/templates/default.conf.template:ro",
-                        // Written by `cargo xtask docs`.
-                        "./docs/site:/usr/share/nginx/html:ro",
-                    ]),
-                ),
-                ("ports", Node::list(["${DOCS_HOST_PORT:-80}:80"])),
-                (
-                    "healthcheck",
-                    healthcheck(Node::list([
-                        "CMD",
-                        "wget",
-                        "-q",
-                        "-O",
-                        "-",
-                        "http://127.0.0.1/healthz",
-                    ])),
-                ),
-                on_net(),
-            ]),
-        ),
-    ])
+    ];
+    entries.extend(parts.into_iter().filter(|(_, node)| !node.is_empty()));
+    if !service.healthcheck.is_empty() {
+        entries.push(("healthcheck", healthcheck(list(&service.healthcheck))));
+    }
+    entries.push(("networks", Node::list(["amtp_net"])));
+    Node::map(entries)
 }
 
-/// The seed's Flyway configuration (`flyway.*`), as the image's environment variables; no
-/// `infra/` file holds it. The URL, user and password follow from the Postgres service.
-const FLYWAY: [(&str, &str); 5] = [
-    ("FLYWAY_SCHEMAS", "public"),
-    ("FLYWAY_LOCATIONS", "filesystem:/flyway/sql"),
-    ("FLYWAY_BASELINE_ON_MIGRATE", "true"),
-    ("FLYWAY_VALIDATE_ON_MIGRATE", "true"),
-    ("FLYWAY_CLEAN_DISABLED", "true"),
-];
-
-/// `postgres -c key=value ...`, one `-c` per setting of `postgresql.conf`.
-fn postgres_command(settings: &[Setting]) -> Vec<Scalar> {
-    std::iter::once(Scalar::from("postgres"))
-        .chain(settings.iter().flat_map(|setting| {
-            [
-                Scalar::from("-c"),
-                Scalar::from(format!("{}={}", setting.key, setting.value)),
-            ]
-        }))
-        .collect()
+/// `SOURCE:TARGET`, read-only (`:ro`) for what comes from the repository or the export.
+fn volume_text(volume: &Volume) -> String {
+    match volume {
+        Volume::Named { name, target } => format!("{name}:{target}"),
+        Volume::Repo { path, target } => format!("{}:{target}:ro", repo_path(path)),
+        Volume::Rendered { file, target, .. } => format!("./{file}:{target}:ro"),
+    }
 }
 
-/// `valkey-server --key value ...` for every directive of `valkey.conf`, with the password
-/// where the seed puts it: after the persistence flags, before the memory flags.
-fn valkey_command(settings: &[Setting]) -> Vec<Scalar> {
-    let password = ["--requirepass", "${VALKEY_PASSWORD}"];
-    let split = settings
-        .iter()
-        .position(|setting| setting.key.starts_with("maxmemory"))
-        .unwrap_or(settings.len());
-    let flags = |settings: &[Setting]| -> Vec<Scalar> {
-        settings
-            .iter()
-            .flat_map(|setting| {
-                [
-                    Scalar::from(format!("--{}", setting.key)),
-                    Scalar::from(setting.value.as_str()),
-                ]
-            })
-            .collect()
-    };
-    std::iter::once(Scalar::from("valkey-server"))
-        .chain(flags(&settings[..split]))
-        .chain(password.map(Scalar::from))
-        .chain(flags(&settings[split..]))
-        .collect()
-}
-
-/// The edoburu/pgbouncer image's variables: each key of `pgbouncer.ini` in capitals (the
-/// seed's table), and the server it pools.
-fn pgbouncer_environment(settings: &[Setting]) -> Node {
+/// Each named volume the services use, once, under its own name.
+fn named_volumes(services: &[(&Unit, Service)]) -> Node {
+    let mut names: Vec<&str> = Vec::new();
+    for volume in services.iter().flat_map(|(_, service)| &service.volumes) {
+        if let Volume::Named { name, .. } = volume
+            && !names.contains(name)
+        {
+            names.push(name);
+        }
+    }
     Node::map(
-        [
-            ("DB_HOST", s("postgres")),
-            ("DB_PORT", s("5432")),
-            ("DB_USER", s("${POSTGRES_USER:-amtp}")),
-            ("DB_PASSWORD", s("${POSTGRES_PASSWORD:-amtp}")),
-            ("LISTEN_PORT", s("5432")),
-        ]
-        .into_iter()
-        .map(|(key, value)| (key.to_owned(), value))
-        .chain(
-            settings
-                .iter()
-                .map(|setting| (setting.key.to_uppercase(), s(&setting.value))),
-        ),
+        names
+            .into_iter()
+            .map(|name| (name, Node::map([("name", s(name))]))),
     )
+}
+
+/// Each secret the services use, once, from its file of the repository.
+fn secrets(services: &[(&Unit, Service)]) -> Node {
+    let mut seen = Vec::new();
+    for secret in services.iter().flat_map(|(_, service)| &service.secrets) {
+        if !seen.iter().any(|(name, _)| *name == secret.name) {
+            seen.push((
+                secret.name,
+                Node::map([("file", s(&repo_path(secret.file)))]),
+            ));
+        }
+    }
+    Node::map(seen)
 }
 
 /// The seed's Postgres healthcheck timings; the seed gives none for the docs service's
@@ -368,19 +228,6 @@ fn healthcheck(test: Node) -> Node {
         ("interval", s("5s")),
         ("timeout", s("3s")),
         ("retries", Node::Scalar(Scalar::Int(20))),
-    ])
-}
-
-/// docker-compose.override.yml: the ports the seed marks "override", loopback only.
-fn override_ports() -> Node {
-    let ports = |binding: &str| Node::map([("ports", Node::list([binding]))]);
-    Node::map([
-        ("postgres", ports("127.0.0.1:${POSTGRES_PORT:-5432}:5432")),
-        ("valkey", ports("127.0.0.1:${VALKEY_PORT:-6379}:6379")),
-        (
-            "healthcheck",
-            ports("127.0.0.1:${HEALTHCHECK_PORT:-8083}:8080"),
-        ),
     ])
 }
 
@@ -468,6 +315,15 @@ fn s(value: &str) -> Node {
 }
 
 impl Node {
+    /// A list or map without entries: a service part the row does not have.
+    fn is_empty(&self) -> bool {
+        match self {
+            Node::Scalar(_) => false,
+            Node::List(items) => items.is_empty(),
+            Node::Map(entries) => entries.is_empty(),
+        }
+    }
+
     fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Node)>) -> Self {
         Self::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
@@ -531,82 +387,6 @@ fn scalar_text(scalar: &Scalar) -> String {
 mod tests {
     use super::*;
 
-    fn setting(key: &str, value: &str) -> Setting {
-        Setting {
-            key: key.to_owned(),
-            value: value.to_owned(),
-        }
-    }
-
-    fn texts(scalars: &[Scalar]) -> Vec<&str> {
-        scalars
-            .iter()
-            .map(|scalar| match scalar {
-                Scalar::Str(text) => text.as_str(),
-                Scalar::Int(_) => panic!("a flag is a string"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn postgres_gets_one_dash_c_per_setting() {
-        let command = postgres_command(&[
-            setting("max_connections", "200"),
-            setting("work_mem", "16MB"),
-        ]);
-        assert_eq!(
-            texts(&command),
-            [
-                "postgres",
-                "-c",
-                "max_connections=200",
-                "-c",
-                "work_mem=16MB"
-            ]
-        );
-    }
-
-    #[test]
-    fn valkey_password_sits_between_persistence_and_memory_flags() {
-        let command = valkey_command(&[
-            setting("save", ""),
-            setting("appendonly", "no"),
-            setting("maxmemory", "512mb"),
-            setting("maxmemory-policy", "allkeys-lru"),
-        ]);
-        assert_eq!(
-            texts(&command),
-            [
-                "valkey-server",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                "${VALKEY_PASSWORD}",
-                "--maxmemory",
-                "512mb",
-                "--maxmemory-policy",
-                "allkeys-lru",
-            ]
-        );
-    }
-
-    #[test]
-    fn pgbouncer_keys_become_the_images_capitalised_variables() {
-        let Node::Map(env) = pgbouncer_environment(&[setting("pool_mode", "transaction")]) else {
-            panic!("environment is a map")
-        };
-        assert_eq!(
-            env.last(),
-            Some(&("POOL_MODE".to_owned(), s("transaction")))
-        );
-        assert!(
-            env.iter()
-                .any(|(key, value)| key == "DB_HOST" && *value == s("postgres"))
-        );
-    }
-
     #[test]
     fn emitter_quotes_strings_and_nests_by_two_spaces() {
         let text = emit(
@@ -652,11 +432,28 @@ mod tests {
     }
 
     #[test]
-    fn both_files_render_from_the_repository_contract() {
+    fn every_row_s_service_renders_from_the_repository_contract() {
         let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let [(main, main_text), (over, over_text)] = render(&Contract::read(root).unwrap());
-        assert_eq!([main, over], FILES);
-        assert!(main_text.contains("\"-c\"\n      - \"max_connections=200\""));
-        assert!(over_text.contains("\"127.0.0.1:${POSTGRES_PORT:-5432}:5432\""));
+        let files = render(&Contract::read(root).unwrap()).unwrap();
+        let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, [FILES[0], FILES[1], "docker-compose.garage.toml"]);
+        let (main, over) = (&files[0].1, &files[1].1);
+        assert!(main.contains("\"-c\"\n      - \"max_connections=200\""));
+        assert!(over.contains("\"127.0.0.1:${POSTGRES_PORT:-5432}:5432\""));
+        for line in [
+            "  garage:\n    image: \"dxflrs/garage:v2.5.0\"\n    restart: \"unless-stopped\"\n",
+            "      - \"./docker-compose.garage.toml:/etc/garage.toml:ro\"\n",
+            "      - \"amtp_garage_meta:/var/lib/garage/meta\"\n",
+            "  amtp_garage_data:\n    name: \"amtp_garage_data\"\n",
+            "  garage_rpc_secret:\n    file: \"./secrets/garage_rpc_secret\"\n",
+        ] {
+            assert!(main.contains(line), "{line} not in\n{main}");
+        }
+        assert!(over.contains("\"127.0.0.1:${GARAGE_S3_PORT:-3900}:3900\""));
+        assert!(over.contains("\"127.0.0.1:${GARAGE_ADMIN_PORT:-3903}:3903\""));
+        // Every row with a Compose service is in the file, under the seed's name.
+        let services = stack::UNITS.iter().filter(|unit| unit.compose.is_some());
+        assert_eq!(services.count(), 8);
+        assert!(!main.contains("github-standin"));
     }
 }

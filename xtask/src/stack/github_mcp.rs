@@ -1,9 +1,10 @@
 //! The GitHub MCP server (`apps/github-mcp`): `repo.tree` and `repo.read_file` over a GitHub
 //! App, the real one or the workspace's stand-in.
 
-use super::{Daemon, Kind, Program, Unit, github_standin};
+use super::{Daemon, Kind, Program, Unit, github_standin, valkey};
 use crate::config::{GithubApp, PortVar, StackConfig};
 use crate::os::process::Launch;
+use crate::stack::compose::{self, Condition, Image, Secret, Service};
 use crate::stack::contract::Contract;
 use crate::stack::programs::Installed;
 
@@ -23,6 +24,7 @@ pub(crate) const UNIT: Unit = Unit {
         let url = format!("http://127.0.0.1:{}/mcp", cfg.port(PORT));
         vec![("MCP_URL", url)]
     },
+    compose: Some(compose),
     kind: Kind::Daemon(Daemon {
         port: PORT,
         launch,
@@ -31,6 +33,35 @@ pub(crate) const UNIT: Unit = Unit {
     }),
     ..Unit::DEFAULT
 };
+
+/// Built from its Dockerfile, with the real GitHub App (its key as a Compose secret, mounted
+/// at `/run/secrets/github_app_key`), Valkey's service and the observability stack's
+/// collector.
+fn compose(_: &Contract) -> anyhow::Result<Service> {
+    let mut environment = compose::env([
+        ("GITHUB_APP_ID", "${GITHUB_APP_ID}"),
+        (
+            "GITHUB_APP_INSTALLATION_ID",
+            "${GITHUB_APP_INSTALLATION_ID}",
+        ),
+        ("MCP_HTTP_PORT", "8090"),
+    ]);
+    environment.extend(valkey::compose_client_env());
+    environment.extend(compose::env([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318"),
+        ("OTEL_SERVICE_NAME", "amtp-github-mcp"),
+    ]));
+    Ok(Service {
+        environment,
+        secrets: vec![Secret {
+            name: "github_app_key",
+            file: "secrets/github_app_key.pem",
+        }],
+        ports: vec!["${MCP_HTTP_PORT:-8090}:8090"],
+        depends_on: vec![("valkey", Condition::Started)],
+        ..Service::new("github-mcp", Image::Build("apps/github-mcp"))
+    })
+}
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
     let launch = super::with_valkey(Launch::new(&installed.path), cfg)

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use super::{Daemon, Kind, Program, Unit};
+use super::{Daemon, Kind, Program, Unit, valkey};
 use crate::config::{PortVar, StackConfig};
 use crate::os::process::Launch;
 use crate::stack::check::Check;
+use crate::stack::compose::{self, Condition, Image, Service};
 use crate::stack::contract::Contract;
 use crate::stack::programs::Installed;
 
@@ -26,6 +27,7 @@ pub(crate) const UNIT: Unit = Unit {
         let url = format!("http://127.0.0.1:{}", cfg.port(PORT));
         vec![("HEALTHCHECK_URL", url)]
     },
+    compose: Some(compose),
     kind: Kind::Daemon(Daemon {
         port: PORT,
         launch,
@@ -34,6 +36,19 @@ pub(crate) const UNIT: Unit = Unit {
     }),
     ..Unit::DEFAULT
 };
+
+/// Built from its Dockerfile, on the seed's port 8080, with Valkey's service.
+fn compose(_: &Contract) -> anyhow::Result<Service> {
+    let mut environment = valkey::compose_client_env();
+    environment.extend(compose::env([("PORT", "8080")]));
+    Ok(Service {
+        environment,
+        ports: vec!["8080:8080"],
+        local_ports: vec![(PORT, 8080)],
+        depends_on: vec![("valkey", Condition::Started)],
+        ..Service::new("healthcheck", Image::Build("apps/healthcheck"))
+    })
+}
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
     super::with_valkey(Launch::new(&installed.path), cfg).env("PORT", cfg.port(PORT).to_string())

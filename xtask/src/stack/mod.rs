@@ -7,6 +7,7 @@
 
 pub(crate) mod build;
 pub(crate) mod check;
+pub(crate) mod compose;
 pub(crate) mod contract;
 pub(crate) mod fingerprint;
 pub(crate) mod garage;
@@ -46,6 +47,9 @@ pub(crate) struct Unit {
     /// What a client of the stack needs of this unit (`cargo xtask env`, the tests): URLs,
     /// ports, credentials; the installed program, once it runs, for a client that needs it.
     pub(crate) client_vars: fn(&StackConfig, Option<&Installed>) -> Vec<ClientVar>,
+    /// Its service in the production Compose stack (`cargo xtask compose`), from the same
+    /// contract; `None` for a unit Compose does not run (the GitHub stand-in).
+    pub(crate) compose: Option<fn(&Contract) -> anyhow::Result<compose::Service>>,
     pub(crate) kind: Kind,
 }
 
@@ -54,7 +58,7 @@ pub(crate) type ClientVar = (&'static str, String);
 
 impl Unit {
     /// What a row need not say: always enabled, no checks beyond its probe, no files of
-    /// `infra/`, nothing for clients. Each row names itself, its program and its kind (a test checks the first two;
+    /// `infra/`, nothing for clients, no Compose service. Each row names itself, its program and its kind (a test checks the first two;
     /// the daemon's own test its port).
     pub(crate) const DEFAULT: Unit = Unit {
         name: "",
@@ -64,6 +68,7 @@ impl Unit {
         checks: |_, _| Vec::new(),
         infra: &[],
         client_vars: |_, _| Vec::new(),
+        compose: None,
         kind: Kind::Daemon(Daemon::DEFAULT),
     };
 }

@@ -14,6 +14,7 @@ use super::{Daemon, Kind, Program, RunAs, Unit, postgres};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::{Account, Launch, give_to, unprivileged_account};
 use crate::stack::check::{Check, Verdict, equivalent, private_file};
+use crate::stack::compose::{self, Condition, Image, Service};
 use crate::stack::contract::{Contract, Format, InfraFile, Setting};
 use crate::stack::programs::{Drift, Installed, OffPin, Wanted};
 
@@ -42,6 +43,7 @@ pub(crate) const UNIT: Unit = Unit {
     infra: &[INI],
     // The URL clients use: through PgBouncer.
     client_vars: |cfg, _| vec![("DATABASE_URL", postgres::url(cfg, cfg.port(PORT)))],
+    compose: Some(compose),
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // PgBouncer's safe shutdown: it waits for running queries, then exits.
@@ -87,6 +89,26 @@ fn unsupported(settings: &[Setting], version: &str) -> Vec<Setting> {
         })
         .cloned()
         .collect()
+}
+
+/// The edoburu/pgbouncer image: the server it pools, and each key of `pgbouncer.ini` in
+/// capitals (the seed's table of the image's variables).
+fn compose(contract: &Contract) -> anyhow::Result<Service> {
+    let mut environment = compose::env([
+        ("DB_HOST", "postgres"),
+        ("DB_PORT", "5432"),
+        ("DB_USER", postgres::COMPOSE_USER),
+        ("DB_PASSWORD", postgres::COMPOSE_PASSWORD),
+        ("LISTEN_PORT", "5432"),
+    ]);
+    let settings = contract.settings(&INI).iter();
+    environment.extend(settings.map(|s| (s.key.to_uppercase(), s.value.clone())));
+    Ok(Service {
+        environment,
+        ports: vec!["${PGBOUNCER_PORT:-6432}:5432"],
+        depends_on: vec![("postgres", Condition::Healthy)],
+        ..Service::new("pgbouncer", Image::Pull("edoburu/pgbouncer:1.22.1"))
+    })
 }
 
 fn auth_file(cfg: &StackConfig) -> PathBuf {
@@ -252,7 +274,20 @@ fn show_config_checks(cfg: &StackConfig, installed: Option<&Installed>) -> Vec<C
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::contract::Document;
     use crate::stack::tests::setting;
+
+    #[test]
+    fn compose_gives_the_keys_as_the_image_s_capitalised_variables() {
+        let settings = vec![setting("pool_mode", "transaction")];
+        let service = compose(&Contract::of([(INI, Document::Settings(settings))])).unwrap();
+        let env = &service.environment;
+        assert_eq!(
+            env.last(),
+            Some(&("POOL_MODE".to_owned(), "transaction".to_owned()))
+        );
+        assert!(env.contains(&("DB_HOST".to_owned(), "postgres".to_owned())));
+    }
 
     #[test]
     fn max_prepared_statements_needs_1_21() {

@@ -13,6 +13,7 @@ use super::{ClientVar, Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
 use crate::stack::check::{Check, private_file, settings_checks};
+use crate::stack::compose::{self, Image, Service};
 use crate::stack::contract::{Contract, Format, InfraFile, Setting};
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
@@ -41,6 +42,7 @@ pub(crate) const UNIT: Unit = Unit {
     checks,
     infra: &[CONF],
     client_vars,
+    compose: Some(compose),
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Valkey's shutdown: refuse new clients, then exit (no save: persistence is off).
@@ -132,6 +134,40 @@ fn client_vars(cfg: &StackConfig, installed: Option<&Installed>) -> Vec<ClientVa
     vars
 }
 
+/// The image with every directive of `valkey.conf` as a flag and the password where the seed
+/// puts it: after the persistence flags, before the memory flags.
+fn compose(contract: &Contract) -> anyhow::Result<Service> {
+    let settings = contract.settings(&CONF);
+    let split = settings
+        .iter()
+        .position(|setting| setting.key.starts_with("maxmemory"))
+        .unwrap_or(settings.len());
+    let flags = |settings: &[Setting]| -> Vec<String> {
+        settings
+            .iter()
+            .flat_map(|setting| [format!("--{}", setting.key), setting.value.clone()])
+            .collect()
+    };
+    let mut command = vec!["valkey-server".to_owned()];
+    command.extend(flags(&settings[..split]));
+    command.extend(["--requirepass".to_owned(), "${VALKEY_PASSWORD}".to_owned()]);
+    command.extend(flags(&settings[split..]));
+    Ok(Service {
+        command,
+        local_ports: vec![(PORT, 6379)],
+        ..Service::new("valkey", Image::Pull("valkey/valkey:8.0"))
+    })
+}
+
+/// What an app of the Compose stack is given to reach Valkey (its `VALKEY_*`).
+pub(crate) fn compose_client_env() -> Vec<(String, String)> {
+    compose::env([
+        ("VALKEY_HOST", "valkey"),
+        ("VALKEY_PORT", "6379"),
+        ("VALKEY_PASSWORD", "${VALKEY_PASSWORD}"),
+    ])
+}
+
 fn connect(url: &str) -> anyhow::Result<redis::Connection> {
     redis::Client::open(url)?
         .get_connection_with_timeout(Duration::from_secs(1))
@@ -196,6 +232,35 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::stack::contract::Document;
+    use crate::stack::tests::setting;
+
+    #[test]
+    fn compose_puts_the_password_between_persistence_and_memory_flags() {
+        let settings = vec![
+            setting("save", ""),
+            setting("appendonly", "no"),
+            setting("maxmemory", "512mb"),
+            setting("maxmemory-policy", "allkeys-lru"),
+        ];
+        let service = compose(&Contract::of([(CONF, Document::Settings(settings))])).unwrap();
+        assert_eq!(
+            service.command,
+            [
+                "valkey-server",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                "${VALKEY_PASSWORD}",
+                "--maxmemory",
+                "512mb",
+                "--maxmemory-policy",
+                "allkeys-lru",
+            ]
+        );
+    }
 
     #[test]
     fn the_config_quotes_a_state_dir_with_spaces_and_the_password() {

@@ -13,6 +13,9 @@ use crate::util::repo_root;
 
 const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
 
+/// Garage's configuration, rendered from `infra/garage/garage.toml` beside the Compose files.
+const GARAGE_TOML: &str = "docker-compose.garage.toml";
+
 /// Interpolated into the files by `docker-compose config`.
 const VALKEY_PASSWORD: &str = "compose-test-secret";
 
@@ -59,6 +62,10 @@ fn compose_check_names_a_hand_edit() {
     )
     .expect("edit generated file");
     std::fs::remove_file(dir.join(FILES[1])).expect("remove override");
+    let garage = dir.join(GARAGE_TOML);
+    let text = std::fs::read_to_string(&garage).expect("read rendered garage.toml");
+    std::fs::write(&garage, text.replace("0.0.0.0:3900", "0.0.0.0:3999"))
+        .expect("edit rendered garage.toml");
 
     let (command, output) = xtask_compose(&["--check", "--out", out]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -72,6 +79,7 @@ fn compose_check_names_a_hand_edit() {
         "on disk \"      - \\\"max_connections=300\\\"\"",
         "expected \"      - \\\"max_connections=200\\\"\"",
         "docker-compose.override.yml: missing",
+        "on disk \"api_bind_addr = \\\"0.0.0.0:3999\\\"\"",
     ] {
         assert!(
             stderr.contains(expected),
@@ -232,6 +240,7 @@ fn docker_compose_reads_every_documented_value() {
         [
             "docs",
             "flyway",
+            "garage",
             "github-mcp",
             "healthcheck",
             "pgbouncer",
@@ -245,6 +254,7 @@ fn docker_compose_reads_every_documented_value() {
         ("flyway", "flyway/flyway:10-alpine"),
         ("valkey", "valkey/valkey:8.0"),
         ("docs", "nginx:1.27-alpine"),
+        ("garage", "dxflrs/garage:v2.5.0"),
     ] {
         assert_eq!(text(at(&config, &["services", service, "image"])), image);
     }
@@ -430,6 +440,37 @@ fn docker_compose_reads_every_documented_value() {
             .contains(&"http://127.0.0.1/healthz".to_owned())
     );
 
+    // Garage 2.5: the configuration rendered from infra/, metadata and data in named volumes,
+    // the two secrets from files beside github_app_key.pem.
+    // (Compose v1 prints a service's volumes in an order of its own.)
+    let mut garage_volumes = volumes(&config, "garage");
+    garage_volumes.sort_unstable();
+    assert_eq!(
+        garage_volumes,
+        [
+            format!("{root}/{GARAGE_TOML}:/etc/garage.toml:ro"),
+            "amtp_garage_data:/var/lib/garage/data".to_owned(),
+            "amtp_garage_meta:/var/lib/garage/meta".to_owned(),
+        ]
+    );
+    let mut secrets: Vec<String> = at(&config, &["services", "garage", "secrets"])
+        .as_sequence()
+        .expect("secrets is a list")
+        .iter()
+        .map(|secret| text(at(secret, &["source"])))
+        .collect();
+    secrets.sort_unstable();
+    assert_eq!(secrets, ["garage_admin_token", "garage_rpc_secret"]);
+    for secret in secrets {
+        assert_eq!(
+            text(at(&config, &["secrets", &secret, "file"])),
+            format!("{root}/secrets/{secret}")
+        );
+    }
+    for volume in ["amtp_garage_meta", "amtp_garage_data"] {
+        assert_eq!(text(at(&config, &["volumes", volume, "name"])), volume);
+    }
+
     // Host ports: the seed's service map; loopback for those the override adds.
     for (service, expected) in [
         ("postgres", vec!["127.0.0.1:5432:5432"]),
@@ -438,6 +479,7 @@ fn docker_compose_reads_every_documented_value() {
         ("healthcheck", vec!["*:8080:8080", "127.0.0.1:8083:8080"]),
         ("github-mcp", vec!["*:8090:8090"]),
         ("docs", vec!["*:80:80"]),
+        ("garage", vec!["127.0.0.1:3900:3900", "127.0.0.1:3903:3903"]),
     ] {
         assert_eq!(host_ports(&config, service), expected, "{service} ports");
     }
@@ -453,6 +495,37 @@ fn docker_compose_reads_every_documented_value() {
     assert_eq!(
         text(at(&config, &["volumes", "amtp_pgdata", "name"])),
         "amtp_pgdata"
+    );
+}
+
+/// What the Garage container reads as /etc/garage.toml: infra/'s template with the container's
+/// paths, every interface of the container, the ports' defaults and the Compose secrets.
+#[test]
+fn garage_s_compose_configuration_comes_from_infra() {
+    let path = repo_root().join(GARAGE_TOML);
+    let toml = std::fs::read_to_string(&path).expect("read the rendered garage.toml");
+    let settings: Vec<&str> = toml.lines().filter(|l| !l.starts_with('#')).collect();
+    for line in [
+        "metadata_dir = \"/var/lib/garage/meta\"",
+        "data_dir = \"/var/lib/garage/data\"",
+        "replication_factor = 1",
+        "rpc_bind_addr = \"0.0.0.0:3901\"",
+        "rpc_secret_file = \"/run/secrets/garage_rpc_secret\"",
+        "s3_region = \"garage\"",
+        "api_bind_addr = \"0.0.0.0:3900\"",
+        "api_bind_addr = \"0.0.0.0:3903\"",
+        "admin_token_file = \"/run/secrets/garage_admin_token\"",
+    ] {
+        assert!(
+            settings.contains(&line),
+            "{line} not in {}:\n{toml}",
+            path.display()
+        );
+    }
+    assert!(
+        settings.iter().all(|line| !line.contains("${")),
+        "a placeholder is left in {}:\n{toml}",
+        path.display()
     );
 }
 

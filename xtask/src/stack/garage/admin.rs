@@ -8,7 +8,8 @@ use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{ADMIN_PORT, AccessKey, REQUEST_TIMEOUT, admin_token_file};
+use super::secrets::{AccessKey, admin_token_file};
+use super::{ADMIN_PORT, REQUEST_TIMEOUT};
 use crate::config::StackConfig;
 
 /// The node's admin API, with the stack's admin token.

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::BOOTSTRAP;
 use super::admin::{Admin, Permissions, RoleChange};
 use super::s3::{ExpiryRule, S3};
-use super::{AccessKey, BOOTSTRAP};
+use super::secrets::AccessKey;
 use crate::config::StackConfig;
 use crate::stack::contract::Setting;
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use super::admin::Admin;
 use super::bootstrap::Bootstrap;
 use super::s3::{ExpiryRule, S3};
-use super::{AccessKey, access_key_file, admin_token_file, rpc_secret_file};
+use super::secrets::{AccessKey, access_key_file, admin_token_file, rpc_secret_file};
 use crate::config::StackConfig;
 use crate::stack::check::{Check, private_file};
 use crate::stack::programs::Installed;

@@ -9,13 +9,15 @@
 //! `PutBucketLifecycleConfiguration`, as S3 clients set it). Each step first asks whether the
 //! node already has it, so a second `up` changes nothing.
 //!
-//! This module is the row, the node's configuration and secrets; [`admin`] and [`s3`] are the
-//! two APIs the stack calls, [`bootstrap`] the first-`up` work and [`checks`] `verify`'s.
+//! This module is the row, the node's configuration (native and in Compose) and its launch;
+//! [`secrets`] generates and reads the secret files, [`admin`] and [`s3`] are the two APIs the
+//! stack calls, [`bootstrap`] the first-`up` work and [`checks`] `verify`'s.
 
 mod admin;
 mod bootstrap;
 mod checks;
 mod s3;
+mod secrets;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,9 +28,11 @@ use nix::sys::signal::Signal;
 
 use self::admin::Admin;
 use self::bootstrap::Bootstrap;
+use self::secrets::{AccessKey, admin_token_file, rpc_secret_file};
 use super::{ClientVar, Daemon, Kind, Program, Unit};
-use crate::config::{PortVar, StackConfig, write_private};
+use crate::config::{PortVar, StackConfig};
 use crate::os::process::Launch;
+use crate::stack::compose::{Image, Secret, Service, Volume};
 use crate::stack::contract::{Contract, Format, InfraFile};
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
@@ -79,6 +83,7 @@ pub(crate) const UNIT: Unit = Unit {
     checks: checks::checks,
     infra: &[TOML, BOOTSTRAP],
     client_vars,
+    compose: Some(compose),
     kind: Kind::Daemon(Daemon {
         port: PORT,
         more_ports: &[RPC_PORT, ADMIN_PORT],
@@ -105,19 +110,6 @@ fn conf_file(cfg: &StackConfig) -> PathBuf {
     dir(cfg).join("garage.toml")
 }
 
-fn rpc_secret_file(cfg: &StackConfig) -> PathBuf {
-    dir(cfg).join("rpc_secret")
-}
-
-fn admin_token_file(cfg: &StackConfig) -> PathBuf {
-    dir(cfg).join("admin_token")
-}
-
-/// The stack's S3 access key, `AWS_ACCESS_KEY_ID=` and `AWS_SECRET_ACCESS_KEY=` lines.
-fn access_key_file(cfg: &StackConfig) -> PathBuf {
-    dir(cfg).join("access_key.env")
-}
-
 /// `s3_region` of `infra/garage/garage.toml`: the region S3 clients sign for.
 pub(crate) fn region(repo_root: &Path) -> anyhow::Result<String> {
     region_of(&TOML.text(repo_root)?)
@@ -131,105 +123,116 @@ fn region_of(toml: &str) -> Option<String> {
     })
 }
 
-/// The stack's access key to the bucket.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct AccessKey {
-    pub(crate) id: String,
-    pub(crate) secret: String,
-}
-
-impl AccessKey {
-    /// `None` until the first `up` generated it.
-    pub(crate) fn read(cfg: &StackConfig) -> anyhow::Result<Option<AccessKey>> {
-        let path = access_key_file(cfg);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
-        };
-        let value = |key: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-                .map(str::to_owned)
-                .with_context(|| {
-                    format!(
-                        "{} has no {key}; delete it and run `cargo xtask reset`",
-                        path.display()
-                    )
-                })
-        };
-        Ok(Some(AccessKey {
-            id: value("AWS_ACCESS_KEY_ID")?,
-            secret: value("AWS_SECRET_ACCESS_KEY")?,
-        }))
-    }
-
-    /// Garage's own shape of a key: `GK` and 12 random bytes, a secret of 32 random bytes.
-    fn generate() -> anyhow::Result<AccessKey> {
-        Ok(AccessKey {
-            id: format!("GK{}", random_hex(12)?),
-            secret: random_hex(32)?,
-        })
-    }
-}
-
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|err| anyhow::anyhow!("no system randomness: {err}"))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Writes a secret file (mode 0600) unless it exists: generated once, kept across `up`s.
-fn keep_or_generate(
-    path: &Path,
-    generate: impl FnOnce() -> anyhow::Result<String>,
-) -> anyhow::Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    write_private(path, generate()?.as_bytes())
-}
-
 fn prepare(cfg: &StackConfig, _: &Installed, contract: &Contract) -> anyhow::Result<()> {
     let dir = super::create_service_dir(cfg, UNIT.name)?;
     for sub in ["meta", "data"] {
         let path = dir.join(sub);
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     }
-    keep_or_generate(&rpc_secret_file(cfg), || random_hex(32))?;
-    keep_or_generate(&admin_token_file(cfg), || random_hex(32))?;
-    keep_or_generate(&access_key_file(cfg), || {
-        let key = AccessKey::generate()?;
-        Ok(format!(
-            "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
-            key.id, key.secret
-        ))
-    })?;
-    let toml = render_toml(contract.text(&TOML), cfg)?;
+    secrets::generate_once(cfg)?;
+    let toml = render_toml(contract.text(&TOML), &native_values(cfg)?, "cargo xtask up")?;
     let path = conf_file(cfg);
     fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// `infra/garage/garage.toml` with its placeholders filled in; an unknown one is an error.
-fn render_toml(template: &str, cfg: &StackConfig) -> anyhow::Result<String> {
-    let rendered = template
-        .replace("${AMTP_GARAGE_DIR}", &toml_string_content(&dir(cfg))?)
-        .replace("${GARAGE_S3_PORT}", &cfg.port(PORT).to_string())
-        .replace("${GARAGE_RPC_PORT}", &cfg.port(RPC_PORT).to_string())
-        .replace("${GARAGE_ADMIN_PORT}", &cfg.port(ADMIN_PORT).to_string());
-    if let Some(start) = rendered.find("${") {
-        let name: String = rendered[start..]
-            .chars()
-            .take_while(|c| *c != '}')
-            .collect();
-        anyhow::bail!(
-            "infra/garage/garage.toml has an unknown placeholder `{name}}}`; known: \
-             AMTP_GARAGE_DIR, GARAGE_S3_PORT, GARAGE_RPC_PORT, GARAGE_ADMIN_PORT"
-        );
+/// `infra/garage/garage.toml` with its placeholders filled in from these values, under a
+/// line that says by what (`cargo xtask up`); an unknown placeholder is an error. Comment
+/// lines stay as they are: the template's header names the placeholders.
+fn render_toml(template: &str, values: &[(&str, String)], by: &str) -> anyhow::Result<String> {
+    let mut rendered =
+        format!("# Rendered by `{by}` from infra/garage/garage.toml; edit that file.\n");
+    for line in template.lines() {
+        if line.trim_start().starts_with('#') {
+            rendered.push_str(line);
+        } else {
+            let line = values.iter().fold(line.to_owned(), |text, (name, value)| {
+                text.replace(&format!("${{{name}}}"), value)
+            });
+            if let Some(start) = line.find("${") {
+                let name: String = line[start..].chars().take_while(|c| *c != '}').collect();
+                let known: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
+                anyhow::bail!(
+                    "infra/garage/garage.toml has an unknown placeholder `{name}}}`; known: {}",
+                    known.join(", ")
+                );
+            }
+            rendered.push_str(&line);
+        }
+        rendered.push('\n');
     }
-    Ok(format!(
-        "# Rendered by `cargo xtask up` from infra/garage/garage.toml; edit that file.\n{rendered}"
-    ))
+    Ok(rendered)
+}
+
+/// The placeholders' values for this stack: its state dir, secret files and ports, loopback.
+fn native_values(cfg: &StackConfig) -> anyhow::Result<Vec<(&'static str, String)>> {
+    Ok(vec![
+        ("AMTP_GARAGE_DIR", toml_string_content(&dir(cfg))?),
+        ("AMTP_GARAGE_BIND", "127.0.0.1".to_owned()),
+        ("GARAGE_S3_PORT", cfg.port(PORT).to_string()),
+        ("GARAGE_RPC_PORT", cfg.port(RPC_PORT).to_string()),
+        ("GARAGE_ADMIN_PORT", cfg.port(ADMIN_PORT).to_string()),
+        (
+            "AMTP_GARAGE_RPC_SECRET_FILE",
+            toml_string_content(&rpc_secret_file(cfg))?,
+        ),
+        (
+            "AMTP_GARAGE_ADMIN_TOKEN_FILE",
+            toml_string_content(&admin_token_file(cfg))?,
+        ),
+    ])
+}
+
+/// The image of the pinned release.
+const IMAGE: &str = "dxflrs/garage:v2.5.0";
+
+/// The Compose secrets the node reads its RPC secret and admin token from (32 random bytes in
+/// hex each, mode 0600: `openssl rand -hex 32 > secrets/garage_rpc_secret`).
+const COMPOSE_SECRETS: [Secret; 2] = [
+    Secret {
+        name: "garage_rpc_secret",
+        file: "secrets/garage_rpc_secret",
+    },
+    Secret {
+        name: "garage_admin_token",
+        file: "secrets/garage_admin_token",
+    },
+];
+
+/// The node in a container: the image's `/etc/garage.toml` rendered from the same template,
+/// on every interface of the container and the ports' defaults, its metadata and data in
+/// named volumes, its secrets from Compose; the S3 and admin APIs on loopback for development.
+fn compose(contract: &Contract) -> anyhow::Result<Service> {
+    let [rpc_secret, admin_token] = COMPOSE_SECRETS.map(|s| format!("/run/secrets/{}", s.name));
+    let values = [
+        ("AMTP_GARAGE_DIR", "/var/lib/garage".to_owned()),
+        ("AMTP_GARAGE_BIND", "0.0.0.0".to_owned()),
+        ("GARAGE_S3_PORT", PORT.default.to_string()),
+        ("GARAGE_RPC_PORT", RPC_PORT.default.to_string()),
+        ("GARAGE_ADMIN_PORT", ADMIN_PORT.default.to_string()),
+        ("AMTP_GARAGE_RPC_SECRET_FILE", rpc_secret),
+        ("AMTP_GARAGE_ADMIN_TOKEN_FILE", admin_token),
+    ];
+    let toml = render_toml(contract.text(&TOML), &values, "cargo xtask compose")?;
+    Ok(Service {
+        secrets: COMPOSE_SECRETS.to_vec(),
+        volumes: vec![
+            Volume::Rendered {
+                file: "docker-compose.garage.toml",
+                content: toml,
+                target: "/etc/garage.toml",
+            },
+            Volume::Named {
+                name: "amtp_garage_meta",
+                target: "/var/lib/garage/meta",
+            },
+            Volume::Named {
+                name: "amtp_garage_data",
+                target: "/var/lib/garage/data",
+            },
+        ],
+        local_ports: vec![(PORT, PORT.default), (ADMIN_PORT, ADMIN_PORT.default)],
+        ..Service::new("garage", Image::Pull(IMAGE))
+    })
 }
 
 /// A path as the inside of a TOML basic string (the template's `"..."`): `\` and `"` escaped,
@@ -306,7 +309,7 @@ mod tests {
     fn the_toml_gets_loopback_ports_and_a_quoted_state_dir() {
         let cfg = crate::config::tests::config_in(Path::new("/tmp/rt sp/st\"ate"));
         let template = TOML.text(&cfg.repo_root).unwrap();
-        let toml = render_toml(&template, &cfg).unwrap();
+        let toml = render_toml(&template, &native_values(&cfg).unwrap(), "cargo xtask up").unwrap();
         assert!(
             toml.contains("\nmetadata_dir = \"/tmp/rt sp/st\\\"ate/garage/meta\"\n"),
             "{toml}"
@@ -324,13 +327,52 @@ mod tests {
             toml.contains("\nrpc_secret_file = \"/tmp/rt sp/st\\\"ate/garage/rpc_secret\"\n"),
             "{toml}"
         );
-        assert!(!toml.contains("${"), "{toml}");
+        // Every placeholder is filled in; only the comments still name them.
+        let settings = toml.lines().filter(|line| !line.starts_with('#'));
+        assert!(settings.clone().all(|line| !line.contains("${")), "{toml}");
+        assert!(settings.count() > 10, "{toml}");
+    }
+
+    #[test]
+    fn the_compose_service_runs_the_pin_from_the_same_template() {
+        let repo = crate::config::tests::config_in(Path::new("/s")).repo_root;
+        let service = compose(&Contract::read(&repo).unwrap()).unwrap();
+        assert_eq!(service.image, Image::Pull(IMAGE));
+        assert_eq!(IMAGE, format!("dxflrs/garage:v{PIN}"));
+        let Some(Volume::Rendered {
+            content, target, ..
+        }) = service.volumes.first()
+        else {
+            panic!("no rendered garage.toml in {:?}", service.volumes)
+        };
+        assert_eq!(*target, "/etc/garage.toml");
+        for line in [
+            "# Rendered by `cargo xtask compose` from infra/garage/garage.toml; edit that file.",
+            "metadata_dir = \"/var/lib/garage/meta\"",
+            "data_dir = \"/var/lib/garage/data\"",
+            "rpc_bind_addr = \"0.0.0.0:3901\"",
+            "api_bind_addr = \"0.0.0.0:3900\"",
+            "api_bind_addr = \"0.0.0.0:3903\"",
+            "rpc_secret_file = \"/run/secrets/garage_rpc_secret\"",
+            "admin_token_file = \"/run/secrets/garage_admin_token\"",
+        ] {
+            assert!(
+                content.lines().any(|l| l == line),
+                "{line} not in\n{content}"
+            );
+        }
+        assert_eq!(
+            service.local_ports,
+            [(PORT, 3900), (ADMIN_PORT, 3903)],
+            "the S3 and admin APIs on loopback"
+        );
     }
 
     #[test]
     fn an_unknown_placeholder_is_named() {
         let cfg = crate::config::tests::config_in(Path::new("/s"));
-        let err = render_toml("data_dir = \"${AMTP_GARAGE_DATA}\"\n", &cfg).unwrap_err();
+        let values = native_values(&cfg).unwrap();
+        let err = render_toml("data_dir = \"${AMTP_GARAGE_DATA}\"\n", &values, "t").unwrap_err();
         assert!(
             err.to_string()
                 .contains("unknown placeholder `${AMTP_GARAGE_DATA}`"),
@@ -372,14 +414,5 @@ mod tests {
             ci.contains(&format!("garage_version={}", wanted.pin)),
             ".ci/run installs another Garage"
         );
-    }
-
-    #[test]
-    fn generated_keys_have_garage_s_shape() {
-        let key = AccessKey::generate().unwrap();
-        assert_eq!(key.id.len(), 26);
-        assert!(key.id.starts_with("GK"));
-        assert_eq!(key.secret.len(), 64);
-        assert_ne!(key.secret, AccessKey::generate().unwrap().secret);
     }
 }

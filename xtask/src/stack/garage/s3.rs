@@ -5,7 +5,8 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::{AccessKey, REQUEST_TIMEOUT, endpoint, region};
+use super::secrets::AccessKey;
+use super::{REQUEST_TIMEOUT, endpoint, region};
 use crate::config::StackConfig;
 
 pub(super) struct S3 {

@@ -2,6 +2,7 @@
 //! local auth, the role and database from `POSTGRES_USER`/`POSTGRES_DB`, and each setting of
 //! `infra/postgres/postgresql.conf` as a `-c` flag.
 
+mod checks;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use nix::sys::signal::Signal;
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::{self, Launch, give_to, unprivileged_account};
-use crate::stack::check::{Check, settings_checks};
+use crate::stack::compose::{self, Image, Service, Volume};
 use crate::stack::contract::{Contract, Format, InfraFile, Setting};
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
@@ -50,9 +51,10 @@ pub(crate) const UNIT: Unit = Unit {
         },
     }),
     depends_on: &[],
-    checks,
+    checks: checks::checks,
     infra: &[CONF, INITDB_ARGS],
     client_vars: |cfg, _| vec![("DIRECT_DATABASE_URL", url(cfg, cfg.port(PORT)))],
+    compose: Some(compose),
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Postgres' "fast shutdown": roll back open transactions, checkpoint, exit. (SIGTERM
@@ -104,14 +106,53 @@ fn launch(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> Laun
         .arg("127.0.0.1")
         .arg("-k")
         .arg(socket_directories(&cfg.runtime_dir));
-    contract
-        .settings(&CONF)
+    setting_flags(contract.settings(&CONF))
+        .into_iter()
+        .fold(launch, Launch::arg)
+}
+
+/// `-c key=value` for each setting, as the Compose `command:` gives them too.
+fn setting_flags(settings: &[Setting]) -> Vec<String> {
+    settings
         .iter()
-        .fold(launch, |launch, setting| {
-            launch
-                .arg("-c")
-                .arg(format!("{}={}", setting.key, setting.value))
+        .flat_map(|setting| {
+            [
+                "-c".to_owned(),
+                format!("{}={}", setting.key, setting.value),
+            ]
         })
+        .collect()
+}
+
+/// The Compose stack's database, role and password: variables with the seed's defaults.
+pub(crate) const COMPOSE_DB: &str = "${POSTGRES_DB:-amtp}";
+pub(crate) const COMPOSE_USER: &str = "${POSTGRES_USER:-amtp}";
+pub(crate) const COMPOSE_PASSWORD: &str = "${POSTGRES_PASSWORD:-amtp}";
+
+/// The image with initdb's arguments and each setting as a `-c` flag, its data in a volume.
+fn compose(contract: &Contract) -> anyhow::Result<Service> {
+    let initdb_args = contract.lines(&INITDB_ARGS).join(" ");
+    let mut command = vec!["postgres".to_owned()];
+    command.extend(setting_flags(contract.settings(&CONF)));
+    Ok(Service {
+        environment: compose::env([
+            ("POSTGRES_DB", COMPOSE_DB),
+            ("POSTGRES_USER", COMPOSE_USER),
+            ("POSTGRES_PASSWORD", COMPOSE_PASSWORD),
+            ("POSTGRES_INITDB_ARGS", &initdb_args),
+        ]),
+        command,
+        volumes: vec![Volume::Named {
+            name: "amtp_pgdata",
+            target: "/var/lib/postgresql/data",
+        }],
+        local_ports: vec![(PORT, 5432)],
+        healthcheck: vec![
+            "CMD-SHELL".to_owned(),
+            format!("pg_isready -U {COMPOSE_USER} -d {COMPOSE_DB}"),
+        ],
+        ..Service::new("postgres", Image::Pull("postgres:15-alpine"))
+    })
 }
 
 /// `-k` sets `unix_socket_directories`, a comma-separated list: a directory with a comma,
@@ -288,80 +329,41 @@ pub(crate) fn url(cfg: &StackConfig, port: u16) -> String {
     )
 }
 
-/// Each documented setting as the running server reports it (`SHOW`).
-fn live_settings(cfg: &StackConfig) -> anyhow::Result<Vec<(Setting, String)>> {
-    let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
-    CONF.settings(&cfg.repo_root)?
-        .into_iter()
-        .map(|setting| {
-            let live: String = client
-                .query_one(&format!("SHOW {}", setting.key), &[])?
-                .get(0);
-            Ok((setting, live))
-        })
-        .collect()
-}
-
-/// How the role's password is stored (`SCRAM-SHA-256` or `md5`), never the password itself.
-fn stored_password_kind(cfg: &StackConfig) -> anyhow::Result<String> {
-    let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
-    let stored: Option<String> = client
-        .query_one(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
-            &[&cfg.postgres_user],
-        )?
-        .get(0);
-    Ok(match stored {
-        Some(s) if s.starts_with("SCRAM-SHA-256$") => "SCRAM-SHA-256".into(),
-        Some(s) if s.starts_with("md5") => "md5".into(),
-        Some(_) => "other".into(),
-        None => "none".into(),
-    })
-}
-
-/// The auth methods in `pg_hba.conf` for host and local connections, as the server loaded them.
-fn live_auth_methods(cfg: &StackConfig) -> anyhow::Result<Vec<(String, String)>> {
-    let mut client = connect(cfg, cfg.port(PORT), &cfg.postgres_db)?;
-    Ok(client
-        .query(
-            "SELECT DISTINCT type, auth_method FROM pg_hba_file_rules WHERE error IS NULL ORDER BY 1",
-            &[],
-        )?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect())
-}
-
-/// The documented settings, pg_hba's auth methods and how the role's password is stored,
-/// read back from the server.
-fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
-    let mut checks = settings_checks(UNIT.name, live_settings(cfg));
-    match live_auth_methods(cfg) {
-        Ok(rules) => checks.extend(rules.into_iter().map(|(kind, method)| {
-            Check::new(
-                format!("postgres pg_hba {kind} auth"),
-                "scram-sha-256",
-                &method,
-                method == "scram-sha-256",
-            )
-        })),
-        Err(err) => checks.push(Check::failed("postgres pg_hba auth", "scram-sha-256", &err)),
-    }
-    checks.push(match stored_password_kind(cfg) {
-        Ok(kind) => Check::new(
-            "postgres role password storage",
-            "SCRAM-SHA-256",
-            &kind,
-            kind == "SCRAM-SHA-256",
-        ),
-        Err(err) => Check::failed("postgres role password storage", "SCRAM-SHA-256", &err),
-    });
-    checks
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::contract::Document;
+    use crate::stack::tests::setting;
+
+    #[test]
+    fn compose_gets_one_dash_c_per_setting_and_initdb_s_arguments() {
+        let contract = Contract::of([
+            (
+                CONF,
+                Document::Settings(vec![
+                    setting("max_connections", "200"),
+                    setting("work_mem", "16MB"),
+                ]),
+            ),
+            (
+                INITDB_ARGS,
+                Document::Lines(vec!["--a".into(), "--b".into()]),
+            ),
+        ]);
+        let service = compose(&contract).unwrap();
+        assert_eq!(
+            service.command,
+            [
+                "postgres",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "work_mem=16MB"
+            ]
+        );
+        let initdb = ("POSTGRES_INITDB_ARGS".to_owned(), "--a --b".to_owned());
+        assert!(service.environment.contains(&initdb));
+    }
 
     #[test]
     fn initdb_gets_the_contract_arguments_and_the_password_by_file() {
@@ -404,8 +406,6 @@ mod tests {
 
     #[test]
     fn postgres_gets_loopback_the_runtime_dir_and_every_setting_as_a_flag() {
-        use crate::stack::contract::Document;
-
         let cfg = crate::config::tests::config_in(Path::new("/s t"));
         let contract = Contract::of([(
             CONF,

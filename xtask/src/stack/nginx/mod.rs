@@ -1,6 +1,9 @@
 //! nginx serving the docs site with `infra/nginx/default.conf`, as any user: prefix, pid file,
 //! temp paths and logs all live in the state dir, and it stays in the foreground.
 
+mod checks;
+
+pub(crate) use checks::{gzip_types, headers};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,8 +14,8 @@ use nix::sys::signal::Signal;
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::config::{PortVar, StackConfig};
 use crate::os::process::{Launch, give_to, unprivileged_account};
-use crate::stack::check::{Check, Verdict};
-use crate::stack::contract::{Contract, Format, InfraFile, Setting, unquote};
+use crate::stack::compose::{self, Image, Service, Volume};
+use crate::stack::contract::{Contract, Format, InfraFile};
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
 pub(crate) const PORT: PortVar = PortVar {
@@ -39,9 +42,10 @@ pub(crate) const UNIT: Unit = Unit {
         off_pin: OffPin::Drift,
     }),
     depends_on: &[],
-    checks,
+    checks: checks::checks,
     infra: &[SERVER_BLOCK],
     client_vars: |cfg, _| vec![("DOCS_URL", format!("http://127.0.0.1:{}", cfg.port(PORT)))],
+    compose: Some(compose),
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // nginx's graceful shutdown (finish open requests); SIGTERM would be fast.
@@ -54,6 +58,33 @@ pub(crate) const UNIT: Unit = Unit {
     }),
     ..Unit::DEFAULT
 };
+
+/// The seed's `docs` service: the image's entrypoint fills the server block's two placeholders
+/// from the environment (envsubst replaces only variables that are set, so nginx's own `$uri`
+/// stays); the site is what `cargo xtask docs` writes.
+fn compose(_: &Contract) -> anyhow::Result<Service> {
+    Ok(Service {
+        environment: compose::env([
+            ("AMTP_DOCS_LISTEN", "80"),
+            ("AMTP_DOCS_ROOT", "/usr/share/nginx/html"),
+        ]),
+        volumes: vec![
+            Volume::Repo {
+                path: SERVER_BLOCK.path,
+                target: "/etc/nginx/templates/default.conf.template",
+            },
+            Volume::Repo {
+                path: "docs/site",
+                target: "/usr/share/nginx/html",
+            },
+        ],
+        ports: vec!["${DOCS_HOST_PORT:-80}:80"],
+        healthcheck: ["CMD", "wget", "-q", "-O", "-", "http://127.0.0.1/healthz"]
+            .map(str::to_owned)
+            .to_vec(),
+        ..Service::new("docs", Image::Pull("nginx:1.27-alpine"))
+    })
+}
 
 /// Where `up` renders the docs site that nginx serves (see `docs::render_for_nginx`).
 pub(crate) fn docs_root(cfg: &StackConfig) -> PathBuf {
@@ -197,192 +228,10 @@ fn render_main_conf(
     ))
 }
 
-/// The content types `default.conf` compresses (`text/html` always is, once gzip is on).
-pub(crate) fn gzip_types(server_block: &str) -> Vec<String> {
-    let listed = server_block
-        .lines()
-        .map(str::trim)
-        .find_map(|line| line.strip_prefix("gzip_types"))
-        .unwrap_or("");
-    std::iter::once("text/html")
-        .chain(listed.trim_end_matches(';').split_whitespace())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The `add_header NAME "value" always;` lines of `default.conf`.
-pub(crate) fn headers(server_block: &str) -> Vec<Setting> {
-    server_block
-        .lines()
-        .map(str::trim)
-        .filter_map(|line| line.strip_prefix("add_header "))
-        .filter_map(|rest| {
-            let (name, value) = rest.split_once(char::is_whitespace)?;
-            let value = value
-                .trim_end_matches(';')
-                .trim()
-                .trim_end_matches("always")
-                .trim();
-            Some(Setting {
-                key: name.to_owned(),
-                value: unquote(value).to_owned(),
-            })
-        })
-        .collect()
-}
-
-/// A response as the contract checks see it: status, headers, body (still compressed if the
-/// server compressed it).
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// Which `Accept-Encoding` a request of the contract checks sends.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Accept {
-    Identity,
-    Gzip,
-}
-
-/// `GET http://127.0.0.1:<port><path>`, asking for gzip with [`Accept::Gzip`].
-fn get(port: u16, path: &str, accept: Accept) -> anyhow::Result<Response> {
-    let mut request = super::http_agent(std::time::Duration::from_secs(2))
-        .get(&format!("http://127.0.0.1:{port}{path}"));
-    if accept == Accept::Gzip {
-        request = request.header("Accept-Encoding", "gzip");
-    }
-    let mut response = request.call()?;
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                v.to_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    let bytes = response.body_mut().read_to_vec()?;
-    Ok(Response {
-        status: response.status().as_u16(),
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    })
-}
-
 fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     let body = super::http_ok(cfg.port(PORT), "/healthz")?;
     anyhow::ensure!(body == "ok", "/healthz answered {body:?}");
     Ok(())
-}
-
-/// `/healthz`, the documented headers on it, and gzip with the headers for a file of each
-/// compressed content type.
-fn checks(cfg: &StackConfig, _: Option<&Installed>) -> Vec<Check> {
-    let block = match SERVER_BLOCK.text(&cfg.repo_root) {
-        Ok(block) => block,
-        Err(err) => return vec![Check::failed("nginx default.conf", "readable", &err)],
-    };
-    let port = cfg.port(PORT);
-    let mut checks = Vec::new();
-    match get(port, "/healthz", Accept::Identity) {
-        Ok(response) => {
-            checks.push(Check::new(
-                "nginx /healthz",
-                "200 ok",
-                format!("{} {}", response.status, response.body),
-                response.status == 200 && response.body == "ok",
-            ));
-            for header in headers(&block) {
-                let live = response
-                    .header(&header.key)
-                    .unwrap_or("(missing)")
-                    .to_owned();
-                checks.push(Check::new(
-                    format!("nginx header {} on /healthz", header.key),
-                    &header.value,
-                    &live,
-                    live == header.value,
-                ));
-            }
-        }
-        Err(err) => checks.push(Check::failed("nginx /healthz", "200 ok", &err)),
-    }
-    for content_type in gzip_types(&block) {
-        let name = format!("nginx gzip {content_type}");
-        let Some(path) = site_file_of_type(cfg, &content_type) else {
-            checks.push(Check {
-                check: name,
-                expected: "Content-Encoding: gzip".into(),
-                live: "(the site has no such file to check)".into(),
-                verdict: Verdict::Unsupported,
-            });
-            continue;
-        };
-        checks.push(match get(port, &path, Accept::Gzip) {
-            Ok(response) => {
-                let encoding = response
-                    .header("content-encoding")
-                    .unwrap_or("(none)")
-                    .to_owned();
-                let headers_ok = headers(&block)
-                    .iter()
-                    .all(|h| response.header(&h.key) == Some(h.value.as_str()));
-                Check::new(
-                    format!("{name} + headers: {path}"),
-                    "200, gzip, 3 headers",
-                    format!(
-                        "{}, {encoding}, headers {}",
-                        response.status,
-                        if headers_ok { "present" } else { "missing" }
-                    ),
-                    response.status == 200 && encoding == "gzip" && headers_ok,
-                )
-            }
-            Err(err) => Check::failed(name, "gzip", &err),
-        });
-    }
-    checks
-}
-
-/// A file of the served site with the given content type, as a URL path.
-fn site_file_of_type(cfg: &StackConfig, content_type: &str) -> Option<String> {
-    let extension = match content_type {
-        "text/html" => "html",
-        "text/css" => "css",
-        "application/javascript" => "js",
-        "application/json" => "json",
-        "image/svg+xml" => "svg",
-        _ => return None,
-    };
-    let root = docs_root(cfg);
-    let mut files: Vec<PathBuf> = ignore::WalkBuilder::new(&root)
-        .build()
-        .flatten()
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_some_and(|e| e == extension))
-        // nginx compresses only responses of gzip_min_length (20 bytes) or more.
-        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() >= 64))
-        .collect();
-    files.sort();
-    let relative = files
-        .first()?
-        .strip_prefix(&root)
-        .ok()?
-        .to_string_lossy()
-        .into_owned();
-    Some(format!("/{relative}"))
 }
 
 #[cfg(test)]
@@ -432,35 +281,6 @@ mod tests {
                 "stderr",
                 "-c",
                 "/s t/nginx/nginx.conf"
-            ]
-        );
-    }
-
-    #[test]
-    fn headers_and_gzip_types_are_the_documented_ones() {
-        let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let block = SERVER_BLOCK.text(repo).unwrap();
-        let headers: Vec<(String, String)> = headers(&block)
-            .into_iter()
-            .map(|h| (h.key, h.value))
-            .collect();
-        assert_eq!(
-            headers,
-            [
-                ("X-Frame-Options", "SAMEORIGIN"),
-                ("X-Content-Type-Options", "nosniff"),
-                ("Referrer-Policy", "strict-origin-when-cross-origin"),
-            ]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        );
-        assert_eq!(
-            gzip_types(&block),
-            [
-                "text/html",
-                "text/css",
-                "application/javascript",
-                "application/json",
-                "image/svg+xml"
             ]
         );
     }
