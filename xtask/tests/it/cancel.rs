@@ -65,11 +65,9 @@ fn migrations_applied_once(stack: &TestStack) {
     let files = std::fs::read_dir(crate::util::repo_root().join("migrations/sql"))
         .unwrap()
         .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('V')
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with('V') && name.ends_with(".sql")
         })
         .count();
     assert_eq!(rows.len(), files, "not every migration is in the history");
