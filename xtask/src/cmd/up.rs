@@ -19,16 +19,9 @@ use crate::repo::Repo;
 use crate::stack::build;
 use crate::supervisor::launch::{self, Supervision};
 use crate::supervisor::run_state::{Phase, RunState};
-use crate::supervisor::socket::{self, Request};
+use crate::supervisor::socket::{self, Request, Start};
 
-/// What a second `up` does about services that changed since they started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Recreate {
-    /// Restart them, one line each saying why.
-    Changed,
-    /// Leave them be (`--no-recreate`), saying what changed.
-    Never,
-}
+pub(crate) use crate::supervisor::socket::Recreate;
 
 pub(crate) fn up(
     repo: &Repo,
@@ -94,8 +87,8 @@ fn converge(
     build::build_apps(&repo.root)?;
     let request = Request::Up {
         services: services.to_vec(),
-        start: true,
-        recreate: recreate == Recreate::Changed,
+        start: Start::Asked,
+        recreate,
         env: std::env::vars().collect(),
     };
     socket::call(cfg, &request)?;

@@ -14,7 +14,7 @@ use crate::stack::contract::Contract;
 use crate::stack::fingerprint::Fingerprint;
 use crate::stack::{self, Kind};
 use crate::supervisor::run_state::{Phase, Status};
-use crate::supervisor::socket::{Call, Caller, Request};
+use crate::supervisor::socket::{Call, Caller, Recreate, Request, Start};
 
 /// A caller waiting for units to be ready (or stopped).
 pub(super) struct Waiter {
@@ -175,14 +175,15 @@ impl Supervisor {
         Ok(all)
     }
 
-    /// A second `up`: starts what it names (everything when it names nothing) and, with
-    /// `recreate`, restarts the running daemons whose fingerprint changed, after reading the
-    /// configuration and `infra/` again.
+    /// A second `up`: starts what it names (everything when it names nothing; nothing with
+    /// [`Start::Nothing`]) and restarts the running daemons whose fingerprint changed
+    /// ([`Recreate::Changed`]) or only says so, after reading the configuration and `infra/`
+    /// again.
     fn up(
         &mut self,
         services: &[String],
-        start: bool,
-        recreate: bool,
+        start: Start,
+        recreate: Recreate,
         env: &[(String, String)],
         caller: &mut Caller,
     ) -> anyhow::Result<(Vec<usize>, Until)> {
@@ -191,22 +192,21 @@ impl Supervisor {
         } else {
             self.indices(services)?
         };
-        let scope = if start {
-            self.with_dependencies(&asked)
-        } else {
-            asked.clone()
+        let scope = match start {
+            Start::Asked => self.with_dependencies(&asked),
+            Start::Nothing => asked.clone(),
         };
         let changed = self.changed_since_start(&scope, env, recreate)?;
         let idle = scope
             .iter()
             .any(|&i| matches!(self.slots[i].state.status, Status::Stopped | Status::Failed));
-        if changed.is_empty() && !(start && idle) {
+        if changed.is_empty() && !(start == Start::Asked && idle) {
             caller.say("nothing to do: every service runs as configured");
         }
         let mut restart = Vec::new();
         for (index, changes) in changed {
             let name = self.slots[index].unit.name;
-            if recreate {
+            if recreate == Recreate::Changed {
                 caller.say(format!("{name}: restarting: {}", changes.join(", ")));
                 restart.push(index);
             } else {
@@ -219,10 +219,9 @@ impl Supervisor {
         for &index in &restart {
             self.stop_unit(index, true, caller);
         }
-        let mut started = if start {
-            self.start_units(&asked, caller)?
-        } else {
-            Vec::new()
+        let mut started = match start {
+            Start::Asked => self.start_units(&asked, caller)?,
+            Start::Nothing => Vec::new(),
         };
         started.extend(restart);
         started.sort_unstable();
@@ -231,14 +230,15 @@ impl Supervisor {
     }
 
     /// The running daemons that would start differently now, with why. Reads the
-    /// configuration from `env` (the caller's environment) and `infra/` again; with `adopt`,
-    /// the supervisor starts everything from them from now on.
+    /// configuration from `env` (the caller's environment) and `infra/` again; with
+    /// [`Recreate::Changed`], the supervisor starts everything from them from now on.
     fn changed_since_start(
         &mut self,
         among: &[usize],
         env: &[(String, String)],
-        adopt: bool,
+        recreate: Recreate,
     ) -> anyhow::Result<Vec<(usize, Vec<String>)>> {
+        let adopt = recreate == Recreate::Changed;
         let cfg = StackConfig::load_from(
             &self.cfg.repo_root,
             &stack::port_vars(),
