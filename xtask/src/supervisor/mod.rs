@@ -36,6 +36,7 @@ use crate::os::process::{self, ProcessId};
 use crate::stack::contract::Contract;
 use crate::stack::fingerprint::Fingerprint;
 use crate::stack::{self, Kind, RunAs, Unit};
+use crate::supervisor::dependencies::Dependencies;
 use crate::supervisor::run_state::{ContractSummary, Phase, RunState, Status, UnitState, unix_now};
 use crate::supervisor::socket::Call;
 
@@ -51,6 +52,7 @@ const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
 
+mod dependencies;
 pub(crate) mod launch;
 mod requests;
 pub(crate) mod run_state;
@@ -116,6 +118,7 @@ struct Report {
 pub(crate) struct Supervisor {
     cfg: StackConfig,
     slots: Vec<Slot>,
+    deps: Dependencies,
     phase: Phase,
     error: Option<String>,
     started_at: u64,
@@ -180,6 +183,7 @@ impl Supervisor {
     fn of(cfg: &StackConfig, units: Vec<&'static Unit>) -> anyhow::Result<Supervisor> {
         let (sender, reports) = mpsc::channel();
         let (calls_sender, calls) = mpsc::channel();
+        let deps = Dependencies::resolve(&units)?;
         let slots = units
             .into_iter()
             .map(|unit| Slot {
@@ -209,6 +213,7 @@ impl Supervisor {
         let supervisor = Supervisor {
             cfg: cfg.clone(),
             slots,
+            deps,
             phase: Phase::Starting,
             error: None,
             started_at: unix_now(),
@@ -235,7 +240,7 @@ impl Supervisor {
         if only.is_empty() {
             return Ok(());
         }
-        let wanted = self.with_dependencies(&self.indices(only)?);
+        let wanted = self.deps.with_dependencies(&self.indices(only)?);
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !wanted.contains(&index) {
                 slot.state.status = Status::Stopped;
@@ -266,25 +271,6 @@ impl Supervisor {
                     })
             })
             .collect()
-    }
-
-    /// `indices` and every unit they depend on, directly or not, in table order.
-    fn with_dependencies(&self, indices: &[usize]) -> Vec<usize> {
-        let mut wanted = vec![false; self.slots.len()];
-        for &index in indices {
-            wanted[index] = true;
-        }
-        // Dependencies come before their dependents in the table: one backwards pass.
-        for index in (0..self.slots.len()).rev() {
-            if wanted[index] {
-                for dep in self.slots[index].unit.depends_on {
-                    if let Some(d) = self.slots.iter().position(|s| s.unit.name == *dep) {
-                        wanted[d] = true;
-                    }
-                }
-            }
-        }
-        (0..self.slots.len()).filter(|i| wanted[*i]).collect()
     }
 
     fn run_state(&self) -> RunState {
@@ -431,14 +417,6 @@ impl Supervisor {
         Ok(ready)
     }
 
-    fn is_ready(&self, name: &str) -> bool {
-        // A dependency this configuration does not run counts as met.
-        self.slots
-            .iter()
-            .find(|s| s.unit.name == name)
-            .is_none_or(|s| s.state.status == Status::Ready)
-    }
-
     fn start_due_units(&mut self) {
         let now = Instant::now();
         for index in 0..self.slots.len() {
@@ -446,7 +424,11 @@ impl Supervisor {
             let due = matches!(slot.state.status, Status::Waiting | Status::Restarting)
                 && !slot.busy
                 && slot.not_before.is_none_or(|t| now >= t)
-                && slot.unit.depends_on.iter().all(|dep| self.is_ready(dep));
+                && self
+                    .deps
+                    .of(index)
+                    .iter()
+                    .all(|&dep| self.slots[dep].state.status == Status::Ready);
             if due {
                 self.begin(index);
             }
@@ -467,10 +449,10 @@ impl Supervisor {
             Kind::Daemon(daemon) => {
                 let unit = slot.unit;
                 let installed = slot.state.installed.clone().expect("located in preflight");
-                let infra = Arc::clone(&self.infra);
+                let (infra, deps) = (Arc::clone(&self.infra), self.deps.rows_of(index).to_vec());
                 std::thread::spawn(move || {
                     let prepared = (daemon.prepare)(&cfg, &installed, &infra)
-                        .map(|()| Fingerprint::of(unit, daemon, &cfg, &installed, &infra));
+                        .map(|()| Fingerprint::of(unit, &deps, daemon, &cfg, &installed, &infra));
                     let event = Event::Prepared(prepared);
                     let _ = sender.send(Report {
                         slot: index,
@@ -678,7 +660,7 @@ impl Supervisor {
         }
         self.phase = Phase::Stopping;
         self.publish();
-        for level in stop_levels(&self.slots) {
+        for level in self.deps.stop_levels() {
             std::thread::scope(|scope| {
                 for (index, slot) in self.slots.iter_mut().enumerate() {
                     if !level.contains(&index) {
@@ -745,35 +727,6 @@ fn stop_signal(unit: &Unit) -> Signal {
     }
 }
 
-/// The order of the stop: the units that depend on others first, each level stopped in
-/// parallel; a unit's dependencies only after it.
-fn stop_levels(slots: &[Slot]) -> Vec<Vec<usize>> {
-    let depths = dependency_depths(slots);
-    let deepest = depths.iter().copied().max().unwrap_or(0);
-    (0..=deepest)
-        .rev()
-        .map(|depth| (0..slots.len()).filter(|i| depths[*i] == depth).collect())
-        .collect()
-}
-
-/// Length of the longest dependency chain below each unit (0 for units that need nothing).
-fn dependency_depths(slots: &[Slot]) -> Vec<usize> {
-    let mut depths: Vec<usize> = Vec::with_capacity(slots.len());
-    for slot in slots {
-        // The table lists dependencies before dependents, so theirs are known already.
-        let depth = slot
-            .unit
-            .depends_on
-            .iter()
-            .filter_map(|dep| slots.iter().position(|s| s.unit.name == *dep))
-            .map(|i| depths[i] + 1)
-            .max()
-            .unwrap_or(0);
-        depths.push(depth);
-    }
-    depths
-}
-
 #[cfg(test)]
 mod tests {
     //! The state machine driven by tasks that only record that they ran: no program starts.
@@ -801,7 +754,7 @@ mod tests {
         true
     }
 
-    const fn task(
+    pub(super) const fn task(
         name: &'static str,
         depends_on: &'static [&'static str],
         run: fn(&StackConfig) -> anyhow::Result<String>,
@@ -851,7 +804,14 @@ mod tests {
     fn units_start_once_their_dependencies_are_ready() {
         let dir = state_dir("order");
         let cfg = crate::config::tests::config_in(&dir);
-        let mut supervisor = Supervisor::of(&cfg, vec![&TOP, &MIDDLE, &BASE, &ALONE]).unwrap();
+        let misordered = Supervisor::of(&cfg, vec![&TOP, &MIDDLE, &BASE, &ALONE]);
+        assert_eq!(
+            misordered.err().unwrap().to_string(),
+            "order-top depends on order-middle, which comes after it in the table; list \
+             order-middle first",
+            "the table is checked before anything starts"
+        );
+        let mut supervisor = Supervisor::of(&cfg, vec![&BASE, &MIDDLE, &TOP, &ALONE]).unwrap();
         start(&mut supervisor).unwrap();
         let order = ran_before(&["order-base", "order-middle", "order-top"]);
         assert_eq!(order, ["order-base", "order-middle", "order-top"]);
@@ -933,38 +893,6 @@ mod tests {
                 "restart {failures} after {wait:?}, wanted {delay} ms"
             );
         }
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn the_stop_walks_the_dependencies_backwards() {
-        let dir = state_dir("stop");
-        let cfg = crate::config::tests::config_in(&dir);
-        let supervisor = Supervisor::of(&cfg, vec![&BASE, &MIDDLE, &TOP, &ALONE]).unwrap();
-        // Indices: base 0, middle 1, top 2, alone 3.
-        assert_eq!(
-            stop_levels(&supervisor.slots),
-            [vec![2], vec![1], vec![0, 3]]
-        );
-
-        // The real table: every unit stops before each of its dependencies.
-        let stack = Supervisor::new(&cfg).unwrap();
-        let levels = stop_levels(&stack.slots);
-        let level_of = |name: &str| {
-            let index = stack.slots.iter().position(|s| s.unit.name == name);
-            index.and_then(|i| levels.iter().position(|level| level.contains(&i)))
-        };
-        for slot in &stack.slots {
-            for dep in slot.unit.depends_on {
-                if let (Some(unit), Some(dependency)) = (level_of(slot.unit.name), level_of(dep)) {
-                    assert!(unit < dependency, "{} stops after {dep}", slot.unit.name);
-                }
-            }
-        }
-        assert_eq!(
-            levels.iter().map(Vec::len).sum::<usize>(),
-            stack.slots.len()
-        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -153,7 +153,7 @@ impl Supervisor {
         indices: &[usize],
         caller: &mut Caller,
     ) -> anyhow::Result<Vec<usize>> {
-        let all = self.with_dependencies(indices);
+        let all = self.deps.with_dependencies(indices);
         let never_located: Vec<usize> = all
             .iter()
             .copied()
@@ -193,7 +193,7 @@ impl Supervisor {
             self.indices(services)?
         };
         let scope = match start {
-            Start::Asked => self.with_dependencies(&asked),
+            Start::Asked => self.deps.with_dependencies(&asked),
             Start::Nothing => asked.clone(),
         };
         let changed = self.changed_since_start(&scope, env, recreate)?;
@@ -257,7 +257,7 @@ impl Supervisor {
             .copied()
             .filter(|&i| self.slots[i].fingerprint.is_some())
             .collect();
-        let slots = &self.slots;
+        let (slots, deps) = (&self.slots, &self.deps);
         let now = on_threads(&running, |i| -> anyhow::Result<_> {
             let unit = slots[i].unit;
             let installed = unit.locate(&cfg).context(unit.name)?;
@@ -265,7 +265,7 @@ impl Supervisor {
                 unreachable!("only daemons have fingerprints")
             };
             let found = installed.as_ref().expect("a daemon has a program");
-            let fingerprint = Fingerprint::of(unit, daemon, &cfg, found, &infra);
+            let fingerprint = Fingerprint::of(unit, deps.rows_of(i), daemon, &cfg, found, &infra);
             Ok((installed, fingerprint))
         });
         let mut changed = Vec::new();
