@@ -102,12 +102,12 @@ mod tests {
     use super::*;
     use crate::supervisor::tests::task;
 
-    static BASE: Unit = task("deps-base", &[], |_| Ok(String::new()));
-    static MIDDLE: Unit = task("deps-middle", &["deps-base"], |_| Ok(String::new()));
-    static TOP: Unit = task("deps-top", &["deps-middle"], |_| Ok(String::new()));
-    static ALONE: Unit = task("deps-alone", &[], |_| Ok(String::new()));
-    static BESIDE_DISABLED: Unit = task("deps-beside", &["github-standin"], |_| Ok(String::new()));
-    static TYPO: Unit = task("deps-typo", &["postgress"], |_| Ok(String::new()));
+    static BASE: Unit = task("deps-base", &[]);
+    static MIDDLE: Unit = task("deps-middle", &["deps-base"]);
+    static TOP: Unit = task("deps-top", &["deps-middle"]);
+    static ALONE: Unit = task("deps-alone", &[]);
+    static BESIDE_DISABLED: Unit = task("deps-beside", &["github-standin"]);
+    static TYPO: Unit = task("deps-typo", &["postgress"]);
 
     #[test]
     fn the_tables_dependencies_resolve_and_each_comes_first() {

@@ -122,6 +122,13 @@ impl Caller {
         self.send(&Reply::Done(error));
     }
 
+    /// A caller and the other end of its connection, for the supervisor's tests.
+    #[cfg(test)]
+    pub(crate) fn pair() -> (Caller, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        (Caller(ours), theirs)
+    }
+
     fn send(&mut self, reply: &Reply) {
         let mut line = serde_json::to_vec(reply).expect("a reply serialises");
         line.push(b'\n');
