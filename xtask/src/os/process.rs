@@ -468,8 +468,8 @@ mod tests {
 
     #[test]
     fn a_spawned_daemon_is_stopped_with_its_group() {
-        let log =
-            std::env::temp_dir().join(format!("amtp-process-test-{}.log", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let log = scratch.path().join("daemon.log");
         let launch = Launch::new(Path::new("/bin/sh"))
             .arg("-c")
             .arg("sleep 30 & echo started; wait");
@@ -484,13 +484,12 @@ mod tests {
             live_members_of_group(id.pid) == 0
         });
         assert!(emptied, "group still has members");
-        fs::remove_file(log).unwrap();
     }
 
     #[test]
     fn a_daemon_writing_a_lot_never_blocks_and_its_childrens_last_lines_are_kept() {
-        let log = std::env::temp_dir().join(format!("amtp-pump-test-{}.log", std::process::id()));
-        let _ = fs::remove_file(&log);
+        let scratch = tempfile::tempdir().unwrap();
+        let log = scratch.path().join("pump.log");
         // 4 MB, far beyond a pipe's buffer, on stdout and stderr; then a child that outlives
         // the daemon writes the last line, without a newline.
         let launch = Launch::new(Path::new("/bin/sh")).arg("-c").arg(
@@ -523,12 +522,12 @@ mod tests {
             );
         }
         assert!(reap(child).unwrap().success());
-        fs::remove_file(log).unwrap();
     }
 
     #[test]
     fn a_one_shot_program_is_killed_and_reaped_on_request() {
-        let log = std::env::temp_dir().join(format!("amtp-once-test-{}.log", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let log = scratch.path().join("once.log");
         let launch = Launch::new(Path::new("/bin/sh"))
             .arg("-c")
             .arg("sleep 30 & echo started; wait");
@@ -546,7 +545,6 @@ mod tests {
         assert!(ONE_SHOTS.lock().unwrap().running.is_empty());
         let refused = run_once(&launch, &log).unwrap_err().to_string();
         assert!(refused.contains("the stack is stopping"), "{refused}");
-        fs::remove_file(log).unwrap();
     }
 
     #[test]
