@@ -265,10 +265,9 @@ mod tests {
 
     #[test]
     fn a_request_is_answered_line_by_line_until_done() {
-        let dir = std::env::temp_dir().join(format!("amtp-control-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cfg = crate::config::tests::config_in(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let mut cfg = crate::config::tests::config_in(dir);
         cfg.runtime_dir = dir.join("run");
         let (calls, received) = std::sync::mpsc::channel();
         listen(&cfg, calls).unwrap();
@@ -297,7 +296,6 @@ mod tests {
         supervisor.join().unwrap();
         assert_eq!(lines, ["healthcheck: restarting"]);
         assert_eq!(err.to_string(), "healthcheck: not ready");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -30,13 +30,13 @@ fn units_start_once_their_dependencies_are_ready() {
         "the table is checked before anything starts"
     );
 
-    let mut bench = Bench::new("order", vec![&BASE, &MIDDLE, &TOP, &ALONE]);
+    let mut bench = Bench::new(vec![&BASE, &MIDDLE, &TOP, &ALONE]);
     bench.start().unwrap();
     assert_eq!(
         bench.fake.asked(),
         ["run base", "run alone", "run middle", "run top"]
     );
-    let mut bench = Bench::new("order-daemons", vec![&DB, &CACHE, &MIGRATE, &WEB]);
+    let mut bench = Bench::new(vec![&DB, &CACHE, &MIGRATE, &WEB]);
     bench.settle().unwrap();
     assert_eq!(
         bench.fake.asked(),
@@ -61,7 +61,7 @@ fn units_start_once_their_dependencies_are_ready() {
 
 #[test]
 fn a_daemon_is_ready_once_its_probe_answers_and_dependents_wait_for_it() {
-    let mut bench = Bench::new("probe", vec![&DB, &CACHE, &MIGRATE, &WEB]);
+    let mut bench = Bench::new(vec![&DB, &CACHE, &MIGRATE, &WEB]);
     bench.fake.silence("db");
     bench.wait(Duration::from_secs(5)).unwrap();
     assert_eq!(bench.fake.asked(), ["start db", "start cache"]);
@@ -76,7 +76,7 @@ fn a_daemon_is_ready_once_its_probe_answers_and_dependents_wait_for_it() {
 
 #[test]
 fn up_service_starts_it_and_its_dependencies_only() {
-    let mut bench = Bench::new("held", vec![&BASE, &MIDDLE, &TOP]);
+    let mut bench = Bench::new(vec![&BASE, &MIDDLE, &TOP]);
     bench.sup.hold_all_but(&["middle".into()]).unwrap();
     bench.start().unwrap();
     assert_eq!(bench.fake.asked(), ["run base", "run middle"]);
@@ -100,7 +100,7 @@ fn up_service_starts_it_and_its_dependencies_only() {
 
 #[test]
 fn a_failing_dependency_stops_the_start_before_its_dependents() {
-    let mut bench = Bench::new("broken", vec![&BASE, &MIDDLE]);
+    let mut bench = Bench::new(vec![&BASE, &MIDDLE]);
     bench.fake.fail("base", "base refuses");
     let err = bench.start().unwrap_err();
     assert_eq!(format!("{err:#}"), "base: base refuses");
@@ -108,7 +108,7 @@ fn a_failing_dependency_stops_the_start_before_its_dependents() {
     assert_eq!(bench.status("middle"), Status::Waiting);
     assert_eq!(bench.fake.asked(), ["run base"], "a dependent ran");
 
-    let mut bench = Bench::new("broken-daemon", vec![&DB, &MIGRATE]);
+    let mut bench = Bench::new(vec![&DB, &MIGRATE]);
     bench.fake.fail("db", "cannot write db.conf");
     let err = bench.start().unwrap_err();
     assert_eq!(
@@ -120,7 +120,7 @@ fn a_failing_dependency_stops_the_start_before_its_dependents() {
 
 #[test]
 fn a_daemon_that_exits_or_never_answers_while_the_stack_starts_fails_the_start() {
-    let mut bench = Bench::new("exits-at-start", vec![&DB, &CACHE]);
+    let mut bench = Bench::new(vec![&DB, &CACHE]);
     bench.fake.silence("db");
     bench.settle().unwrap();
     bench.fake.exit("db", "exit status: 1");
@@ -129,7 +129,7 @@ fn a_daemon_that_exits_or_never_answers_while_the_stack_starts_fails_the_start()
     assert_eq!(bench.status("db"), Status::Failed);
     assert!(bench.slot("db").process().is_none());
 
-    let mut bench = Bench::new("silent-at-start", vec![&DB, &CACHE]);
+    let mut bench = Bench::new(vec![&DB, &CACHE]);
     bench.fake.silence("db");
     bench.wait(Duration::from_millis(59_990)).unwrap();
     assert_eq!(bench.status("db"), Status::Starting);
@@ -153,7 +153,7 @@ fn a_daemon_failing_while_the_stack_runs_is_restarted_with_a_growing_delay() {
         .collect();
     assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
 
-    let mut bench = Bench::new("crash", vec![&DB, &MIGRATE]);
+    let mut bench = Bench::new(vec![&DB, &MIGRATE]);
     bench.fake.silence("db");
     bench.settle().unwrap();
     bench.fake.answer("db");
@@ -203,7 +203,7 @@ fn a_daemon_failing_while_the_stack_runs_is_restarted_with_a_growing_delay() {
 
 #[test]
 fn a_daemon_that_answers_no_more_within_the_deadline_is_stopped_and_restarted() {
-    let mut bench = Bench::new("late", vec![&DB]);
+    let mut bench = Bench::new(vec![&DB]);
     bench.start().unwrap();
     bench.fake.asked();
     bench.fake.silence("db");
@@ -225,7 +225,7 @@ fn a_daemon_that_answers_no_more_within_the_deadline_is_stopped_and_restarted() 
 
 #[test]
 fn a_stopped_daemon_is_never_restarted_however_much_time_passes() {
-    let mut bench = Bench::new("held-stopped", vec![&DB, &CACHE]);
+    let mut bench = Bench::new(vec![&DB, &CACHE]);
     bench.start().unwrap();
     bench.fake.asked();
     bench.fake.stubborn("cache");
@@ -244,7 +244,7 @@ fn a_stopped_daemon_is_never_restarted_however_much_time_passes() {
 
 #[test]
 fn the_stack_stops_dependents_first_and_each_level_at_once() {
-    let mut bench = Bench::new("stop", vec![&DB, &CACHE, &MIGRATE, &WEB]);
+    let mut bench = Bench::new(vec![&DB, &CACHE, &MIGRATE, &WEB]);
     bench.start().unwrap();
     bench.fake.asked();
     bench.sup.stop_all();
@@ -263,7 +263,7 @@ fn the_stack_stops_dependents_first_and_each_level_at_once() {
     assert!(state.units.iter().all(|u| u.pid.is_none()));
 
     // A level waits for the one before it: web ignores SIGTERM until SIGKILL.
-    let mut bench = Bench::new("stop-stubborn", vec![&DB, &CACHE, &MIGRATE, &WEB]);
+    let mut bench = Bench::new(vec![&DB, &CACHE, &MIGRATE, &WEB]);
     bench.start().unwrap();
     bench.fake.asked();
     bench.fake.stubborn("web");
@@ -287,13 +287,13 @@ fn the_stack_stops_dependents_first_and_each_level_at_once() {
 
 #[test]
 fn a_stop_signal_ends_the_loop_and_one_during_the_start_says_so() {
-    let mut bench = Bench::new("signal", vec![&DB, &CACHE]);
+    let mut bench = Bench::new(vec![&DB, &CACHE]);
     bench.start().unwrap();
     bench.sup.sender.send(Event::Signal).unwrap();
     bench.sup.supervise().unwrap();
     assert_eq!(bench.sup.error, None);
 
-    let mut bench = Bench::new("signal-starting", vec![&DB, &CACHE]);
+    let mut bench = Bench::new(vec![&DB, &CACHE]);
     bench.fake.silence("db");
     bench.sup.sender.send(Event::Signal).unwrap();
     bench.sup.supervise().unwrap();

@@ -238,19 +238,13 @@ pub(super) struct Bench {
     pub(super) fake: Arc<Fake>,
     pub(super) now: Instant,
     pub(super) dir: PathBuf,
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _scratch: tempfile::TempDir,
 }
 
 impl Bench {
-    pub(super) fn new(name: &str, units: Vec<&'static Unit>) -> Bench {
-        let dir =
-            std::env::temp_dir().join(format!("amtp-supervisor-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    pub(super) fn new(units: Vec<&'static Unit>) -> Bench {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_owned();
         std::fs::create_dir_all(dir.join("run")).unwrap();
         let cfg = crate::config::tests::config_in(&dir);
         let fake = Arc::new(Fake::default());
@@ -260,6 +254,7 @@ impl Bench {
             fake,
             now: Instant::now(),
             dir,
+            _scratch: scratch,
         };
         bench.sup.preflight().unwrap();
         bench

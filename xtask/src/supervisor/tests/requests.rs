@@ -22,7 +22,7 @@ fn pid(bench: &Bench, name: &str) -> u32 {
 
 #[test]
 fn restart_restarts_only_the_named_service_and_answers_once_it_is_ready() {
-    let mut bench = Bench::new("restart", vec![&DB, &APP, &OTHER]);
+    let mut bench = Bench::new(vec![&DB, &APP, &OTHER]);
     bench.start().unwrap();
     bench.fake.asked();
     bench.fake.silence("app");
@@ -81,7 +81,7 @@ fn restart_restarts_only_the_named_service_and_answers_once_it_is_ready() {
 
 #[test]
 fn a_restart_waits_for_a_daemon_that_ignores_its_stop_signal_then_kills_it() {
-    let mut bench = Bench::new("restart-stubborn", vec![&DB]);
+    let mut bench = Bench::new(vec![&DB]);
     bench.start().unwrap();
     bench.fake.asked();
     bench.fake.stubborn("db");
@@ -99,7 +99,7 @@ fn a_restart_waits_for_a_daemon_that_ignores_its_stop_signal_then_kills_it() {
 
 #[test]
 fn a_stopped_service_stays_stopped_until_start_which_brings_its_dependencies() {
-    let mut bench = Bench::new("stop-start", vec![&DB, &APP, &OTHER]);
+    let mut bench = Bench::new(vec![&DB, &APP, &OTHER]);
     bench.start().unwrap();
     bench.fake.asked();
     let app = pid(&bench, "app");
@@ -140,7 +140,7 @@ fn a_stopped_service_stays_stopped_until_start_which_brings_its_dependencies() {
 
 #[test]
 fn a_second_up_starts_what_is_not_running_and_restarts_what_changed_with_its_dependents() {
-    let mut bench = Bench::new("up", vec![&DB, &APP, &OTHER]);
+    let mut bench = Bench::new(vec![&DB, &APP, &OTHER]);
     bench.sup.hold_all_but(&names(&["app"])).unwrap();
     bench.start().unwrap();
     assert_eq!(bench.fake.asked(), ["start db", "start app"]);
@@ -198,7 +198,7 @@ fn a_second_up_starts_what_is_not_running_and_restarts_what_changed_with_its_dep
 
 #[test]
 fn watchs_up_restarts_changed_running_apps_and_starts_none() {
-    let mut bench = Bench::new("watch-up", vec![&DB, &APP, &OTHER]);
+    let mut bench = Bench::new(vec![&DB, &APP, &OTHER]);
     bench.start().unwrap();
     bench.call(Request::Stop {
         services: names(&["other"]),
@@ -228,7 +228,7 @@ fn watchs_up_restarts_changed_running_apps_and_starts_none() {
 
 #[test]
 fn callers_that_ask_while_the_stack_starts_are_answered_once_it_is_ready() {
-    let mut bench = Bench::new("waiters", vec![&DB, &APP]);
+    let mut bench = Bench::new(vec![&DB, &APP]);
     bench.fake.silence("db");
     bench.settle().unwrap();
     let up = || Request::Up {
