@@ -23,14 +23,7 @@ use crate::supervisor::launch::{self, Supervision};
 use crate::supervisor::run_state::{Phase, RunState, Status};
 use crate::supervisor::socket::{self, Request};
 
-/// What a second `up` does about services that changed since they started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Recreate {
-    /// Restart them, one line each saying why.
-    Changed,
-    /// Leave them be (`--no-recreate`), saying what changed.
-    Never,
-}
+pub(crate) use crate::supervisor::socket::Recreate;
 
 /// The exit code of a cancelled `up`, as a shell reports a command ended by Ctrl-C.
 const CANCELLED: u8 = 130;
@@ -180,8 +173,8 @@ fn converge(
         .unwrap_or_default();
     let request = Request::Up {
         services: services.to_vec(),
-        start: true,
-        recreate: recreate == Recreate::Changed,
+        start: socket::Start::Asked,
+        recreate,
         env: std::env::vars().collect(),
     };
     let call = std::thread::spawn({

@@ -395,24 +395,24 @@ pub(crate) fn wait_gone(processes: &[ProcessId], timeout: Duration) -> bool {
     wait_until(timeout, || processes.iter().all(|p| !p.is_alive()))
 }
 
-/// Stops a daemon we spawned: its stop signal to the group, then SIGKILL after `grace`.
-/// Returns once the process is gone and reaped.
-pub(crate) fn stop_child(child: &mut Child, stop_signal: Signal, grace: Duration) {
-    let group = Pid::from_raw(child.id() as i32);
-    if !matches!(child.try_wait(), Ok(Some(_))) {
-        let _ = killpg(group, stop_signal);
-        let exited = wait_until(grace, || matches!(child.try_wait(), Ok(Some(_))));
-        if !exited {
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = child.wait();
-        }
-    }
+/// Sends `signal` to the group of a daemon we spawned whose start time could not be read (see
+/// [`ProcessId::signal_group`] for one whose could).
+pub(crate) fn signal_group(pid: u32, signal: Signal) {
+    let _ = killpg(Pid::from_raw(pid as i32), signal);
+}
+
+/// Waits until a daemon from [`spawn`] exits, on its own or stopped, and reaps it; kills what
+/// is left of its group, stops the guardian watching it and waits for its last log lines. For
+/// the one thread that waits for that daemon: the supervisor signals it, this reaps it.
+pub(crate) fn reap(mut child: Child) -> std::io::Result<ExitStatus> {
+    let status = child.wait();
     // The leader is reaped; anything of its group that outlived it goes too (none for our
     // daemons, but never leave strays), and the guardian stops watching the number.
-    let _ = killpg(group, Signal::SIGKILL);
-    guardian::forget(child.id());
     let pid = child.id();
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    guardian::forget(pid);
     drain_pumps(|pump| pump.pid == pid);
+    status
 }
 
 /// The last `lines` lines of a log (from the rotated files too, if the current one is short),
@@ -473,10 +473,11 @@ mod tests {
         let launch = Launch::new(Path::new("/bin/sh"))
             .arg("-c")
             .arg("sleep 30 & echo started; wait");
-        let mut child = spawn(&launch, &log).unwrap();
+        let child = spawn(&launch, &log).unwrap();
         assert!(wait_until(Duration::from_secs(5), || log_tail(&log, 1) == "started"));
         let id = ProcessId::of(child.id()).unwrap();
-        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(5));
+        assert!(id.signal_group(Signal::SIGTERM));
+        assert!(!reap(child).unwrap().success());
         assert!(!id.is_alive());
         // SIGKILL to the group is delivered asynchronously: give the members a moment to go.
         let emptied = wait_until(Duration::from_secs(2), || {
@@ -520,7 +521,7 @@ mod tests {
                 format!("err{i}").as_bytes()
             );
         }
-        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(5));
+        assert!(reap(child).unwrap().success());
     }
 
     #[test]

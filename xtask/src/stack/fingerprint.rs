@@ -36,9 +36,11 @@ pub(crate) struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// The fingerprint of `unit` as it would start now with this configuration.
+    /// The fingerprint of `unit` as it would start now with this configuration; `dependencies`
+    /// are the rows it depends on, whose ports it may name.
     pub(crate) fn of(
         unit: &Unit,
+        dependencies: &[&Unit],
         daemon: &Daemon,
         cfg: &StackConfig,
         installed: &Installed,
@@ -49,11 +51,7 @@ impl Fingerprint {
         launch.args.hash(&mut command);
         launch.env.hash(&mut command);
         let ports = std::iter::once(unit)
-            .chain(
-                unit.depends_on
-                    .iter()
-                    .filter_map(|dep| crate::stack::unit(dep)),
-            )
+            .chain(dependencies.iter().copied())
             .flat_map(Unit::ports)
             .map(|port| (port.var, cfg.port(port)))
             .collect();
