@@ -195,3 +195,18 @@ pub(crate) enum EnvFormat {
     Shell,
     Dotenv,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap's own consistency checks of every subcommand and flag (conflicting names, a
+    /// required argument after an optional one, …), which otherwise fail only when that
+    /// subcommand is parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

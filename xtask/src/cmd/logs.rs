@@ -622,13 +622,6 @@ mod tests {
         );
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("amtp-logs-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     /// `svc.log` and two rotated files, a minute per file.
     fn rotated_log(dir: &Path) -> PathBuf {
         let path = dir.join("svc.log");
@@ -659,8 +652,9 @@ mod tests {
 
     #[test]
     fn since_and_tail_reach_into_the_rotated_files() {
-        let dir = temp_dir("since");
-        let path = rotated_log(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let path = rotated_log(dir);
         let since = |text: &str| Some(stamp_of(utc(text)));
         let read = |since: Key, tail| contents(&read_service(&path, 0, since, tail).0);
         assert_eq!(
@@ -696,7 +690,6 @@ mod tests {
             ["e", "f"]
         );
         assert!(read(None, Tail::Last(0)).is_empty());
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -733,8 +726,9 @@ mod tests {
 
     #[test]
     fn follow_reads_new_lines_across_a_rotation() {
-        let dir = temp_dir("follow");
-        let path = rotated_log(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let path = rotated_log(dir);
         let append = |path: &Path, text: &str| {
             let mut file = File::options().append(true).open(path).unwrap();
             file.write_all(text.as_bytes()).unwrap();
@@ -757,7 +751,6 @@ mod tests {
         append(&logfile::rotated(&path, 1), "2026-12-02T01:03:02.000Z h\n");
         fs::write(&path, "2026-12-02T01:03:03.000Z i\n").unwrap();
         assert_eq!(contents(&followed.new_lines()), ["partial", "h", "i"]);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

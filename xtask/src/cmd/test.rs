@@ -7,8 +7,6 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
@@ -16,6 +14,7 @@ use anyhow::Context;
 use crate::cmd::down::{self, Volumes};
 use crate::cmd::up;
 use crate::config::{Secrets, StackConfig};
+use crate::os::signals::Interrupt;
 use crate::repo::Repo;
 use crate::stack;
 use crate::stack::build;
@@ -68,14 +67,15 @@ pub(crate) fn run(repo: &Repo, cargo_args: &[OsString]) -> anyhow::Result<ExitCo
 }
 
 /// Parses and evaluates the flake against the stand-in nixpkgs (`nix/check-flake.sh`).
-/// Without Nix it cannot run: said loudly, not failed, so Debian users can run the tests.
+/// Without Nix that check cannot run, and a check that cannot run fails, naming the install
+/// (it needs only the `nix` program, no daemon and no store downloads).
 fn check_flake(root: &Path) -> anyhow::Result<bool> {
     if which::which("nix").is_err() {
         eprintln!(
-            "warning: flake NOT evaluated: `nix` is not installed (apt-get install nix-bin); \
-             CI installs it"
+            "xtask: the flake check needs `nix`, which is not installed: `sudo apt-get install \
+             nix-bin` (Debian, Ubuntu), or run inside `nix develop`"
         );
-        return Ok(true);
+        return Ok(false);
     }
     let status = Command::new("bash")
         .arg(root.join("nix/check-flake.sh"))
@@ -121,9 +121,7 @@ impl IsolatedStack {
     fn start(repo: &Repo) -> anyhow::Result<IsolatedStack> {
         let began = Instant::now();
         // Ctrl-C reaches `cargo test` and us alike: we survive it to tear the stack down.
-        let interrupted = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))?;
-        signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupted)?;
+        let interrupt = Interrupt::catch()?;
 
         let state_dir = scratch_dir().join(format!("amtp-test-{}", std::process::id()));
         std::fs::create_dir_all(&state_dir)
@@ -155,12 +153,19 @@ impl IsolatedStack {
             stopped: false,
         };
         let supervisor = launch::start_supervisor(&stack.cfg, Supervision::Child, &overrides)?;
-        if let Err(err) = up::follow_start(&stack.cfg, supervisor, began) {
-            stack.stopped = true;
-            down::down(&stack.cfg, Volumes::Keep)?;
-            return Err(err.context(format!("logs kept in {}", stack.cfg.log_dir().display())));
+        match up::follow_start(&stack.cfg, supervisor, began, &interrupt) {
+            Ok(up::Start::Ready) => Ok(stack),
+            Ok(up::Start::Cancelled) => {
+                stack.stopped = true;
+                down::down(&stack.cfg, Volumes::Delete)?;
+                anyhow::bail!("cancelled while the test stack was starting; it was stopped")
+            }
+            Err(err) => {
+                stack.stopped = true;
+                down::down(&stack.cfg, Volumes::Keep)?;
+                Err(err.context(format!("logs kept in {}", stack.cfg.log_dir().display())))
+            }
         }
-        Ok(stack)
     }
 
     /// Stops the stack; deletes its state unless the run failed (the logs help then).

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nix::sys::signal::Signal;
 
 use crate::cli::{Attach, Output};
 use crate::cmd::down::{self, DOWN_TIMEOUT, STATE_MARKER};
@@ -15,21 +16,28 @@ use crate::config::{Secrets, StackConfig};
 use crate::os::logfile::Echo;
 use crate::os::poll;
 use crate::os::process::{self, ProcessId};
+use crate::os::signals::Interrupt;
 use crate::repo::Repo;
 use crate::stack::build;
 use crate::supervisor::launch::{self, Supervision};
-use crate::supervisor::run_state::{Phase, RunState};
+use crate::supervisor::run_state::{Phase, RunState, Status};
 use crate::supervisor::socket::{self, Request};
 
-/// What a second `up` does about services that changed since they started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Recreate {
-    /// Restart them, one line each saying why.
-    Changed,
-    /// Leave them be (`--no-recreate`), saying what changed.
-    Never,
+pub(crate) use crate::supervisor::socket::Recreate;
+
+/// The exit code of a cancelled `up`, as a shell reports a command ended by Ctrl-C.
+const CANCELLED: u8 = 130;
+
+/// How a start that `up` followed ended, when it did not fail.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    Ready,
+    /// Ctrl-C, SIGTERM or SIGHUP came first.
+    Cancelled,
 }
 
+/// `up`: Ctrl-C, SIGTERM or SIGHUP before it returns means "cancel": a start stops what it
+/// started and exits 130; a converging `up` stops what it was starting and leaves what ran.
 pub(crate) fn up(
     repo: &Repo,
     services: &[String],
@@ -39,6 +47,7 @@ pub(crate) fn up(
     let began = Instant::now();
     let root = repo.root.as_path();
     let cfg = repo.config_with(&[], Secrets::Generate)?;
+    let interrupt = Interrupt::catch()?;
     if let Some(state) = RunState::read_live(&cfg.state_dir) {
         match state.phase {
             Phase::Starting => {
@@ -46,10 +55,16 @@ pub(crate) fn up(
                     "the stack is starting (supervisor pid {}); waiting until it is ready",
                     state.supervisor.pid
                 );
-                follow_start(&cfg, state.supervisor, began)?;
-                return converge(repo, &cfg, services, recreate);
+                if follow_start(&cfg, state.supervisor, began, &interrupt)? == Start::Cancelled {
+                    println!(
+                        "cancelled: this `up` started nothing; the stack goes on starting \
+                         (`cargo xtask down` stops it)"
+                    );
+                    return Ok(ExitCode::from(CANCELLED));
+                }
+                return converge(repo, &cfg, services, recreate, &interrupt);
             }
-            Phase::Running => return converge(repo, &cfg, services, recreate),
+            Phase::Running => return converge(repo, &cfg, services, recreate, &interrupt),
             Phase::Stopping | Phase::Stopped | Phase::Failed => {
                 println!("the stack is stopping; starting it again once it has stopped");
                 let processes: Vec<ProcessId> = state.processes().collect();
@@ -65,7 +80,12 @@ pub(crate) fn up(
     down::clean_leftovers(&cfg)?;
     let marker = cfg.state_dir.join(STATE_MARKER);
     fs::write(&marker, "").with_context(|| format!("cannot write {}", marker.display()))?;
-    build::build_apps(root)?;
+    let built = build::build_apps(root);
+    if interrupt.requested() {
+        println!("cancelled: nothing was started");
+        return Ok(ExitCode::from(CANCELLED));
+    }
+    built?;
     if attach == Attach::Attached {
         crate::docs::render_for_nginx(&cfg);
         return crate::cmd::supervise::run(&cfg, services, Echo::Yes);
@@ -76,29 +96,99 @@ pub(crate) fn up(
         let cfg = cfg.clone();
         move || crate::docs::render_for_nginx(&cfg)
     });
-    let started = launch::start_supervisor(&cfg, Supervision::Detached(services), &[])
-        .and_then(|supervisor| follow_start(&cfg, supervisor, began));
+    let started = launch::start_supervisor(&cfg, Supervision::Detached(services), &[]).and_then(
+        |supervisor| {
+            Ok((
+                supervisor,
+                follow_start(&cfg, supervisor, began, &interrupt)?,
+            ))
+        },
+    );
     let _ = docs.join();
-    started?;
-    Ok(ExitCode::SUCCESS)
+    match started? {
+        (_, Start::Ready) => Ok(ExitCode::SUCCESS),
+        (supervisor, Start::Cancelled) => cancel_start(&cfg, supervisor),
+    }
+}
+
+/// A cancelled start: the supervisor stops everything it started, in the usual order (as for
+/// `down`), and `up` says what that was once every process is gone.
+fn cancel_start(cfg: &StackConfig, supervisor: ProcessId) -> anyhow::Result<ExitCode> {
+    let state = RunState::read(&cfg.state_dir).filter(|s| s.supervisor == supervisor);
+    let processes: Vec<ProcessId> = match &state {
+        Some(state) => state.processes().collect(),
+        None => vec![supervisor],
+    };
+    supervisor.signal(Signal::SIGTERM);
+    if !process::wait_gone(&processes, DOWN_TIMEOUT) {
+        bail!(
+            "cancelled, but the stack did not stop within {DOWN_TIMEOUT:?}; see {}",
+            cfg.log_file("supervisor").display()
+        );
+    }
+    let started = state.as_ref().map(started_daemons).unwrap_or_default();
+    if started.is_empty() {
+        println!("cancelled: nothing had started yet");
+    } else {
+        println!("cancelled: stopped {}", started.join(", "));
+    }
+    Ok(ExitCode::from(CANCELLED))
+}
+
+/// The daemons that run, or were started and are on their way.
+fn started_daemons(state: &RunState) -> Vec<String> {
+    state
+        .units
+        .iter()
+        .filter(|unit| unit.daemon && (unit.pid.is_some() || unit.status == Status::Starting))
+        .map(|unit| unit.name.clone())
+        .collect()
 }
 
 /// `up` on a running stack: builds the apps if their sources changed, then asks the supervisor
-/// to start what is not running and to restart what changed; prints the status.
+/// to start what is not running and to restart what changed; prints the status. Cancelled, it
+/// stops the services it was starting and leaves those that were already running.
 fn converge(
     repo: &Repo,
     cfg: &StackConfig,
     services: &[String],
     recreate: Recreate,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<ExitCode> {
-    build::build_apps(&repo.root)?;
+    let built = build::build_apps(&repo.root);
+    if interrupt.requested() {
+        println!("cancelled: nothing was changed");
+        return Ok(ExitCode::from(CANCELLED));
+    }
+    built?;
+    let running_before: Vec<String> = RunState::read_live(&cfg.state_dir)
+        .map(|state| {
+            state
+                .units
+                .iter()
+                .filter(|u| u.daemon && u.status == Status::Ready)
+                .map(|u| u.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let request = Request::Up {
         services: services.to_vec(),
-        start: true,
-        recreate: recreate == Recreate::Changed,
+        start: socket::Start::Asked,
+        recreate,
         env: std::env::vars().collect(),
     };
-    socket::call(cfg, &request)?;
+    let call = std::thread::spawn({
+        let cfg = cfg.clone();
+        move || socket::call(&cfg, &request)
+    });
+    poll::wait_until(Duration::MAX, || {
+        call.is_finished() || interrupt.requested()
+    });
+    if !call.is_finished() {
+        return cancel_converge(cfg, &running_before);
+    }
+    call.join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the call to the supervisor panicked")))?;
     match RunState::read_live(&cfg.state_dir) {
         Some(state) => crate::cmd::status::print(cfg, &state, Output::Table),
         None => bail!(
@@ -108,6 +198,39 @@ fn converge(
     }
 }
 
+/// A cancelled converging `up`: the daemons that were not running before it are stopped (and
+/// held, as `stop` does, until `up` or `start`); those that were are left as they are.
+fn cancel_converge(cfg: &StackConfig, running_before: &[String]) -> anyhow::Result<ExitCode> {
+    let to_stop: Vec<String> = RunState::read_live(&cfg.state_dir)
+        .map(|state| {
+            state
+                .units
+                .iter()
+                .filter(|u| u.daemon && !running_before.contains(&u.name))
+                .map(|u| u.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !to_stop.is_empty() {
+        socket::call(
+            cfg,
+            &Request::Stop {
+                services: to_stop.clone(),
+            },
+        )?;
+    }
+    let stopped = if to_stop.is_empty() {
+        "nothing".to_owned()
+    } else {
+        to_stop.join(", ")
+    };
+    println!(
+        "cancelled: stopped {stopped}; left running what ran before: {}",
+        running_before.join(", ")
+    );
+    Ok(ExitCode::from(CANCELLED))
+}
+
 /// How a start that `up` follows ends.
 enum StartEnd {
     Ready(RunState),
@@ -115,6 +238,7 @@ enum StartEnd {
     Stopped,
     /// The supervisor is gone without saying why.
     SupervisorGone,
+    Cancelled,
 }
 
 /// Follows the supervisor's progress until the stack is ready, printing each service's time
@@ -123,11 +247,15 @@ pub(crate) fn follow_start(
     cfg: &StackConfig,
     supervisor: ProcessId,
     began: Instant,
-) -> anyhow::Result<()> {
+    interrupt: &Interrupt,
+) -> anyhow::Result<Start> {
     let mut display = Display::new(std::io::stderr().is_terminal());
     // No deadline of its own: the supervisor gives each service its time and says when one
     // fails; this follows until it is ready, failed, or gone.
     let outcome = poll::wait_for(Duration::MAX, || {
+        if interrupt.requested() {
+            return Some(StartEnd::Cancelled);
+        }
         if let Some(state) = RunState::read(&cfg.state_dir).filter(|s| s.supervisor == supervisor) {
             display.update(&state);
             match state.phase {
@@ -143,8 +271,9 @@ pub(crate) fn follow_start(
         Some(StartEnd::Ready(state)) => {
             println!("stack ready in {:.2} s", began.elapsed().as_secs_f64());
             print_drift(&state);
-            Ok(())
+            Ok(Start::Ready)
         }
+        Some(StartEnd::Cancelled) => Ok(Start::Cancelled),
         Some(StartEnd::Stopped) => {
             process::wait_gone(&[supervisor], DOWN_TIMEOUT);
             let error = RunState::read(&cfg.state_dir)

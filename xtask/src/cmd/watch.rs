@@ -20,7 +20,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use crate::repo::Repo;
 use crate::stack::{Program, UNITS};
 use crate::supervisor::run_state::RunState;
-use crate::supervisor::socket::{self, Request};
+use crate::supervisor::socket::{self, Recreate, Request, Start};
 
 /// A build starts once the sources have been quiet this long.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -67,8 +67,8 @@ pub(crate) fn run(repo: &Repo) -> anyhow::Result<ExitCode> {
         crate::stack::build::record_apps_built(began)?;
         let request = Request::Up {
             services: apps.clone(),
-            start: false,
-            recreate: true,
+            start: Start::Nothing,
+            recreate: Recreate::Changed,
             env: std::env::vars().collect(),
         };
         match socket::call(&cfg, &request) {

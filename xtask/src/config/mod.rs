@@ -485,11 +485,12 @@ pub(crate) mod tests {
 
     #[test]
     fn missing_secrets_are_generated_once_with_mode_0600() {
-        let dir = std::env::temp_dir().join(format!("amtp-config-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let state = dir.join("state");
         let env = vars(&[("AMTP_STATE_DIR", state.to_str().unwrap())]);
-        let first = StackConfig::from_vars(&dir, env.clone(), &[], Secrets::Generate).unwrap();
-        let second = StackConfig::from_vars(&dir, env, &[], Secrets::MustExist).unwrap();
+        let first = StackConfig::from_vars(dir, env.clone(), &[], Secrets::Generate).unwrap();
+        let second = StackConfig::from_vars(dir, env, &[], Secrets::MustExist).unwrap();
         assert_eq!(first.postgres_password, second.postgres_password);
         assert_eq!(first.postgres_password.len(), 24);
         let mode = fs::metadata(state.join(SECRETS_FILE))
@@ -497,7 +498,6 @@ pub(crate) mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -509,12 +509,11 @@ pub(crate) mod tests {
 
     #[test]
     fn a_malformed_dotenv_names_the_file_and_line() {
-        let dir = std::env::temp_dir().join(format!("amtp-dotenv-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         fs::write(dir.join(".env"), "GOOD=1\nBAD LINE\nLATER=2\n").unwrap();
         let err = read_dotenv(&dir.join(".env")).unwrap_err();
         let expected = format!("{} is malformed at line 2;", dir.join(".env").display());
         assert!(err.to_string().contains(&expected), "{err}");
-        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -289,12 +289,6 @@ mod tests {
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("amtp-docs-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
     /// The whole site as one string, its HTML pages only.
     fn built_site(out: &Path) -> String {
         build_site(repo(), out).unwrap();
@@ -313,8 +307,9 @@ mod tests {
 
     #[test]
     fn every_unit_and_every_infra_setting_is_in_the_rendered_site() {
-        let out = temp_dir("facts");
-        let html = built_site(&out);
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path();
+        let html = built_site(out);
         let facts = Facts::read(repo()).unwrap();
         for unit in stack::UNITS {
             let (_, pin) = program_of(unit);
@@ -357,7 +352,6 @@ mod tests {
             let flag = escape(&valkey_flag(s));
             assert!(html.contains(&flag), "{flag}");
         }
-        fs::remove_dir_all(out).unwrap();
     }
 
     #[test]
@@ -402,7 +396,8 @@ mod tests {
 
     #[test]
     fn a_rebuild_removes_stale_pages_and_leaves_everything_world_readable() {
-        let out = temp_dir("stale");
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path();
         fs::create_dir_all(out.join("old")).unwrap();
         let earlier_page = format!("<html><head>{GENERATOR_META}</head></html>");
         fs::write(out.join("removed-page.html"), &earlier_page).unwrap();
@@ -410,8 +405,8 @@ mod tests {
         fs::write(out.join("foreign.html"), "<html>not ours</html>").unwrap();
         fs::write(out.join("notes.txt"), "not ours").unwrap();
         fs::set_permissions(out.join("notes.txt"), fs::Permissions::from_mode(0o600)).unwrap();
-        fs::set_permissions(&out, fs::Permissions::from_mode(0o700)).unwrap();
-        build_site(repo(), &out).unwrap();
+        fs::set_permissions(out, fs::Permissions::from_mode(0o700)).unwrap();
+        build_site(repo(), out).unwrap();
         assert!(!out.join("removed-page.html").exists());
         assert!(!out.join("old/page.html").exists());
         assert!(
@@ -424,7 +419,7 @@ mod tests {
         );
         assert!(out.join("index.html").exists());
         let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&out), 0o755);
+        assert_eq!(mode(out), 0o755);
         assert_eq!(mode(&out.join("index.html")), 0o644);
         assert_eq!(mode(&out.join("notes.txt")), 0o644);
         assert_eq!(mode(&out.join("old")), 0o755);
@@ -434,7 +429,7 @@ mod tests {
             .unwrap()
             .modified()
             .unwrap();
-        build_site(repo(), &out).unwrap();
+        build_site(repo(), out).unwrap();
         assert_eq!(
             fs::metadata(out.join("index.html"))
                 .unwrap()
@@ -442,6 +437,5 @@ mod tests {
                 .unwrap(),
             modified
         );
-        fs::remove_dir_all(out).unwrap();
     }
 }

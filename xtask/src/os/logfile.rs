@@ -373,16 +373,10 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("amtp-logfile-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn a_full_log_is_rotated_keeping_the_newest_files() {
-        let dir = temp_dir("rotate");
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let path = dir.join("svc.log");
         let stamp = "2026-12-02T01:02:03.456Z";
         // Each record is 25 + 5 + 1 = 31 bytes: two fit in 70, the third rotates.
@@ -412,12 +406,12 @@ mod tests {
         log.append(stamp, &[b'y'; 100]).unwrap();
         assert_eq!(read(&rotated(&path, 1)), ["line10", "line11"]);
         assert_eq!(read(&path).len(), 1);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_pump_writes_every_line_timestamped_and_raw_bytes_through() {
-        let dir = temp_dir("pump");
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let path = dir.join("svc.log");
         let input: &[u8] = b"first\n\xff\xfe not utf-8\nno newline at the end";
         pump(input, &path, None).unwrap().join().unwrap();
@@ -433,6 +427,5 @@ mod tests {
             assert!(timestamp_of(line).is_some(), "{line:?}");
             assert_eq!(without_timestamp(line), want);
         }
-        fs::remove_dir_all(dir).unwrap();
     }
 }

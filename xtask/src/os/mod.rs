@@ -6,3 +6,4 @@ pub(crate) mod logfile;
 pub(crate) mod poll;
 pub(crate) mod ports;
 pub(crate) mod process;
+pub(crate) mod signals;

@@ -395,24 +395,24 @@ pub(crate) fn wait_gone(processes: &[ProcessId], timeout: Duration) -> bool {
     wait_until(timeout, || processes.iter().all(|p| !p.is_alive()))
 }
 
-/// Stops a daemon we spawned: its stop signal to the group, then SIGKILL after `grace`.
-/// Returns once the process is gone and reaped.
-pub(crate) fn stop_child(child: &mut Child, stop_signal: Signal, grace: Duration) {
-    let group = Pid::from_raw(child.id() as i32);
-    if !matches!(child.try_wait(), Ok(Some(_))) {
-        let _ = killpg(group, stop_signal);
-        let exited = wait_until(grace, || matches!(child.try_wait(), Ok(Some(_))));
-        if !exited {
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = child.wait();
-        }
-    }
+/// Sends `signal` to the group of a daemon we spawned whose start time could not be read (see
+/// [`ProcessId::signal_group`] for one whose could).
+pub(crate) fn signal_group(pid: u32, signal: Signal) {
+    let _ = killpg(Pid::from_raw(pid as i32), signal);
+}
+
+/// Waits until a daemon from [`spawn`] exits, on its own or stopped, and reaps it; kills what
+/// is left of its group, stops the guardian watching it and waits for its last log lines. For
+/// the one thread that waits for that daemon: the supervisor signals it, this reaps it.
+pub(crate) fn reap(mut child: Child) -> std::io::Result<ExitStatus> {
+    let status = child.wait();
     // The leader is reaped; anything of its group that outlived it goes too (none for our
     // daemons, but never leave strays), and the guardian stops watching the number.
-    let _ = killpg(group, Signal::SIGKILL);
-    guardian::forget(child.id());
     let pid = child.id();
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    guardian::forget(pid);
     drain_pumps(|pump| pump.pid == pid);
+    status
 }
 
 /// The last `lines` lines of a log (from the rotated files too, if the current one is short),
@@ -468,28 +468,28 @@ mod tests {
 
     #[test]
     fn a_spawned_daemon_is_stopped_with_its_group() {
-        let log =
-            std::env::temp_dir().join(format!("amtp-process-test-{}.log", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let log = scratch.path().join("daemon.log");
         let launch = Launch::new(Path::new("/bin/sh"))
             .arg("-c")
             .arg("sleep 30 & echo started; wait");
-        let mut child = spawn(&launch, &log).unwrap();
+        let child = spawn(&launch, &log).unwrap();
         assert!(wait_until(Duration::from_secs(5), || log_tail(&log, 1) == "started"));
         let id = ProcessId::of(child.id()).unwrap();
-        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(5));
+        assert!(id.signal_group(Signal::SIGTERM));
+        assert!(!reap(child).unwrap().success());
         assert!(!id.is_alive());
         // SIGKILL to the group is delivered asynchronously: give the members a moment to go.
         let emptied = wait_until(Duration::from_secs(2), || {
             live_members_of_group(id.pid) == 0
         });
         assert!(emptied, "group still has members");
-        fs::remove_file(log).unwrap();
     }
 
     #[test]
     fn a_daemon_writing_a_lot_never_blocks_and_its_childrens_last_lines_are_kept() {
-        let log = std::env::temp_dir().join(format!("amtp-pump-test-{}.log", std::process::id()));
-        let _ = fs::remove_file(&log);
+        let scratch = tempfile::tempdir().unwrap();
+        let log = scratch.path().join("pump.log");
         // 4 MB, far beyond a pipe's buffer, on stdout and stderr; then a child that outlives
         // the daemon writes the last line, without a newline.
         let launch = Launch::new(Path::new("/bin/sh")).arg("-c").arg(
@@ -521,13 +521,13 @@ mod tests {
                 format!("err{i}").as_bytes()
             );
         }
-        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(5));
-        fs::remove_file(log).unwrap();
+        assert!(reap(child).unwrap().success());
     }
 
     #[test]
     fn a_one_shot_program_is_killed_and_reaped_on_request() {
-        let log = std::env::temp_dir().join(format!("amtp-once-test-{}.log", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let log = scratch.path().join("once.log");
         let launch = Launch::new(Path::new("/bin/sh"))
             .arg("-c")
             .arg("sleep 30 & echo started; wait");
@@ -545,7 +545,6 @@ mod tests {
         assert!(ONE_SHOTS.lock().unwrap().running.is_empty());
         let refused = run_once(&launch, &log).unwrap_err().to_string();
         assert!(refused.contains("the stack is stopping"), "{refused}");
-        fs::remove_file(log).unwrap();
     }
 
     #[test]

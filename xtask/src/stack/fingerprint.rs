@@ -36,9 +36,11 @@ pub(crate) struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// The fingerprint of `unit` as it would start now with this configuration.
+    /// The fingerprint of `unit` as it would start now with this configuration; `dependencies`
+    /// are the rows it depends on, whose ports it may name.
     pub(crate) fn of(
         unit: &Unit,
+        dependencies: &[&Unit],
         daemon: &Daemon,
         cfg: &StackConfig,
         installed: &Installed,
@@ -49,11 +51,7 @@ impl Fingerprint {
         launch.args.hash(&mut command);
         launch.env.hash(&mut command);
         let ports = std::iter::once(unit)
-            .chain(
-                unit.depends_on
-                    .iter()
-                    .filter_map(|dep| crate::stack::unit(dep)),
-            )
+            .chain(dependencies.iter().copied())
             .flat_map(Unit::ports)
             .map(|port| (port.var, cfg.port(port)))
             .collect();
@@ -182,15 +180,14 @@ mod tests {
 
     #[test]
     fn an_edited_file_under_infra_changes_the_hash() {
-        let dir = std::env::temp_dir().join(format!("amtp-fingerprint-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join("conf.d")).unwrap();
         std::fs::write(dir.join("conf.d/a.conf"), "pool_mode = transaction\n").unwrap();
-        let before = hash_tree(&dir);
-        assert_eq!(before, hash_tree(&dir), "stable");
+        let before = hash_tree(dir);
+        assert_eq!(before, hash_tree(dir), "stable");
         std::fs::write(dir.join("conf.d/a.conf"), "pool_mode = session\n").unwrap();
-        assert_ne!(before, hash_tree(&dir));
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_ne!(hash_file(&dir), hash_file(Path::new("/dev/null")));
+        assert_ne!(before, hash_tree(dir));
+        assert_ne!(hash_file(dir), hash_file(Path::new("/dev/null")));
     }
 }

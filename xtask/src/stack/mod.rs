@@ -25,7 +25,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use crate::config::{PortVar, StackConfig};
-use crate::os::ports::{PortInUse, check_free};
+use crate::os::ports::PortInUse;
 use crate::os::process::Launch;
 use crate::stack::check::Check;
 use crate::stack::contract::{Contract, InfraFile};
@@ -177,21 +177,6 @@ impl Unit {
                 .collect(),
             Kind::Task(_) => Vec::new(),
         }
-    }
-
-    /// Each of its ports, with this configuration, that cannot be bound now.
-    pub(crate) fn taken_ports(&self, cfg: &StackConfig) -> Vec<PortTaken> {
-        self.ports()
-            .into_iter()
-            .filter_map(|var| {
-                let in_use = check_free(cfg.port(var)).err()?;
-                Some(PortTaken {
-                    unit: self.name,
-                    var,
-                    in_use,
-                })
-            })
-            .collect()
     }
 
     /// Finds a daemon's program, with its version and drift from the pins; `None` for a task.

@@ -1,166 +1,129 @@
 //! The supervisor: the only code that starts, watches and stops the stack's daemons.
 //!
 //! # Theory of operation
-//! `up` starts this loop in a detached process (or in the foreground with `--attach`). It
-//! 1. finds every program and checks every port before anything starts;
-//! 2. starts each unit once its dependencies are ready: Postgres, Valkey and nginx at once,
-//!    PgBouncer and the migrations when Postgres answers, the apps after those;
-//! 3. keeps them: a daemon that exits is restarted with a growing delay (Compose's
-//!    `unless-stopped`);
-//! 4. answers the commands of its [`control`] socket: stop, start or restart some services,
-//!    start more (`up SERVICE`), restart those that changed (a second `up`);
-//! 5. on SIGTERM/SIGINT/SIGHUP stops them in reverse dependency order and exits.
+//! `up` runs it in a detached process (or in the foreground with `--attach`). It finds every
+//! program and checks every port before anything starts; then one loop on one thread, which
+//! alone owns each unit's [`SlotState`] and alone spawns and signals daemons, turns:
 //!
-//! Only the main thread spawns daemons: on Linux each carries a parent-death signal tied to that
-//! thread, so no daemon outlives the supervisor, even one killed with SIGKILL. Everywhere, the
-//! [`guardian`] process does the same from outside, for the daemons and for the one-shot
-//! programs a helper thread runs (initdb), and it is all there is where the signal is missing
-//! (macOS). Helper threads only prepare files, run one-shot programs and probe readiness; they
-//! report back over a channel. Progress is
-//! published in `<state>/run/state.json`, which `up`, `status` and `down` read. The requests of
-//! the control socket are answered in [`requests`].
+//! 1. it waits for the next [`Event`] on its one channel — a daemon exited (its reaper
+//!    thread), a request arrived (the [`socket`]'s listener), a helper reported (files
+//!    prepared, one readiness probe, a task's result), the contract check is done, a signal
+//!    came — or for its own next deadline (a restart's delay, the next probe, the end of a
+//!    stop's grace period), whichever comes first;
+//! 2. it moves the unit concerned to its next state; a report about an earlier start of the
+//!    unit, or about a process it no longer runs, changes nothing;
+//! 3. it starts each waiting unit whose dependencies are ready: Postgres, Valkey and nginx at
+//!    once, PgBouncer and the migrations when Postgres answers, the apps after those;
+//! 4. it answers the callers whose units are now all ready, or stopped ([`requests`]).
+//!
+//! A daemon that exits while the stack runs is restarted with a growing delay (Compose's
+//! `unless-stopped`); one stopped on request stays stopped until `start`. On SIGTERM, SIGINT
+//! or SIGHUP the same loop stops the units in reverse dependency order, each level in
+//! parallel, with their stop signal and SIGKILL after a grace period, and returns.
+//!
+//! What runs programs sits behind the [`Runner`] seam: the real one spawns through
+//! [`process`]; the tests' fake records what it was asked and lets a test make a daemon exit or
+//! answer, so the machine's tests run no program and take milliseconds.
+//!
+//! Only the supervisor's thread spawns daemons: on Linux each carries a parent-death signal
+//! tied to that thread, so no daemon outlives the supervisor, even one killed with SIGKILL.
+//! Everywhere, the [`guardian`] process does the same from outside, for the daemons and for the
+//! one-shot programs a helper thread runs (initdb), and it is all there is where the signal is
+//! missing (macOS). Helper threads only prepare files, run one-shot programs and probe once;
+//! reaper threads only wait for their daemon's exit. Each change is published in
+//! `<state>/run/state.json` (derived from the slots), which `up`, `status` and `down` read.
 
-use std::process::Child;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nix::sys::signal::Signal;
 
 use crate::config::StackConfig;
 use crate::os::guardian;
-use crate::os::process::{self, ProcessId};
-use crate::stack::check::ContractSummary;
+use crate::os::process::ProcessId;
 use crate::stack::contract::Contract;
-use crate::stack::fingerprint::Fingerprint;
-use crate::stack::{self, Kind, RunAs, Unit};
-use crate::supervisor::run_state::{Phase, RunState, Status, UnitState, unix_now};
-use crate::supervisor::socket::Call;
+use crate::stack::{self, Unit};
+use crate::supervisor::dependencies::Dependencies;
+use crate::supervisor::events::Event;
+use crate::supervisor::run_state::{ContractSummary, Phase, RunState, Status, unix_now};
+use crate::supervisor::runner::{Programs, Runner};
+use crate::supervisor::slot::{AfterStop, NextProbe, Slot, SlotState};
 
 /// How long a service may take from start to ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Readiness polling step.
+/// Readiness probing step.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
-/// Grace period between the stop signal and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long after the stack is ready the supervisor checks the contract.
 const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
-/// Restart delays grow from this, doubling, up to `MAX_RESTART_DELAY`.
-const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
-const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
 
+mod dependencies;
+mod events;
 pub(crate) mod launch;
 mod requests;
 pub(crate) mod run_state;
+mod runner;
+mod slot;
 pub(crate) mod socket;
+mod start;
+#[cfg(test)]
+mod tests;
 
 use requests::Waiter;
 
-/// A unit while the supervisor runs it.
-struct Slot {
-    unit: &'static Unit,
-    state: UnitState,
-    child: Option<Child>,
-    /// Bumped at each start, so that reports about an earlier instance are ignored.
-    generation: u32,
-    began: Option<Instant>,
-    not_before: Option<Instant>,
-    /// Consecutive failed starts, for the restart delay.
-    failures: u32,
-    /// A thread is preparing, probing or running this unit.
-    busy: bool,
-    /// What the running daemon was started from (a second `up` compares).
-    fingerprint: Option<Fingerprint>,
-    /// Start again once stopped (`restart`).
-    then_start: bool,
-}
-
-impl Slot {
-    /// Due to start as soon as its dependencies are ready, with no restart delay (`start`,
-    /// `restart`).
-    fn start_again(&mut self) {
-        self.state.status = Status::Waiting;
-        self.failures = 0;
-        self.not_before = None;
-    }
-
-    /// Stopped on request: the supervisor leaves it so until `start`.
-    fn hold(&mut self) {
-        self.state.status = Status::Stopped;
-        self.state.pid = None;
-        self.state.message = Some(format!(
-            "stopped (`cargo xtask start {}` starts it)",
-            self.unit.name
-        ));
-    }
-}
-
-/// What the helper threads report.
-enum Event {
-    /// Files rendered; the fingerprint of what is about to start.
-    Prepared(anyhow::Result<Fingerprint>),
-    /// A daemon stopped on request.
-    Stopped,
-    Ready(anyhow::Result<()>),
-    TaskDone(anyhow::Result<String>),
-}
-
-struct Report {
-    slot: usize,
-    generation: u32,
-    event: Event,
-}
-
 pub(crate) struct Supervisor {
     cfg: StackConfig,
+    runner: Arc<dyn Runner>,
     slots: Vec<Slot>,
+    deps: Dependencies,
     phase: Phase,
     error: Option<String>,
     started_at: u64,
     me: ProcessId,
-    reports: Receiver<Report>,
-    sender: Sender<Report>,
-    /// The threads that prepare, probe and run units; all joined before the supervisor exits.
+    events: Receiver<Event>,
+    sender: Sender<Event>,
+    /// The helper threads that prepare, probe and run units; all joined before the end.
     helpers: Vec<JoinHandle<()>>,
-    /// Set when the stack stops: probes give up at once.
-    stopping: Arc<AtomicBool>,
     /// `infra/`, read once before anything starts.
     infra: Arc<Contract>,
     contract: Option<ContractSummary>,
-    /// The contract check started once the stack was ready, until it reports.
-    contract_check: Option<Receiver<ContractSummary>>,
-    /// Requests from the control socket.
-    calls: Receiver<Call>,
-    calls_sender: Sender<Call>,
+    contract_check: ContractCheck,
+    /// Contract checks started so far: only the last one's result counts.
+    contract_checks: u32,
     waiters: Vec<Waiter>,
+    /// A stop signal came.
+    signalled: bool,
+    /// While the stack stops: the levels of units still to stop, the current one first.
+    stopping: Option<VecDeque<Vec<usize>>>,
+}
+
+/// `verify`'s checks, run once beside the ready stack (and again once more of it is ready).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ContractCheck {
+    Idle,
+    Due(Instant),
+    Running(u32),
 }
 
 /// Runs the stack (`only` these services and their dependencies, when not empty) until a stop
 /// signal; returns an error if it could not start.
 pub(crate) fn run(cfg: &StackConfig, only: &[String]) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+    let signals = events::catch_signals()?;
     for dir in [cfg.state_dir.join("run"), cfg.log_dir()] {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    let mut supervisor = Supervisor::of(cfg, stack::enabled_units(cfg), Arc::new(Programs))?;
+    events::forward_signals(signals, supervisor.sender.clone());
     let exe = crate::stack::build::built_by_workspace(env!("CARGO_BIN_NAME"))?;
     guardian::start(&exe, &cfg.log_file("supervisor"))?;
-    let mut supervisor = Supervisor::new(cfg)?;
     supervisor.hold_all_but(only)?;
     let result = supervisor
         .preflight()
-        .and_then(|()| socket::listen(cfg, supervisor.calls_sender.clone()))
-        .and_then(|()| supervisor.supervise(&stop));
+        .and_then(|()| socket::listen(cfg, supervisor.sender.clone()))
+        .and_then(|()| supervisor.supervise());
     if let Err(err) = &result {
         supervisor.phase = Phase::Failed;
         supervisor.error = Some(format!("{err:#}"));
@@ -173,58 +136,33 @@ pub(crate) fn run(cfg: &StackConfig, only: &[String]) -> anyhow::Result<()> {
 }
 
 impl Supervisor {
-    fn new(cfg: &StackConfig) -> anyhow::Result<Supervisor> {
-        Self::of(cfg, stack::enabled_units(cfg))
-    }
-
-    /// A supervisor of `units` (the stack's, or a test's).
-    fn of(cfg: &StackConfig, units: Vec<&'static Unit>) -> anyhow::Result<Supervisor> {
-        let (sender, reports) = mpsc::channel();
-        let (calls_sender, calls) = mpsc::channel();
-        let slots = units
-            .into_iter()
-            .map(|unit| Slot {
-                unit,
-                state: UnitState {
-                    name: unit.name.to_owned(),
-                    status: Status::Waiting,
-                    daemon: matches!(unit.kind, Kind::Daemon(_)),
-                    pid: None,
-                    port: unit.port().map(|port| cfg.port(port)),
-                    installed: None,
-                    started_at: None,
-                    ready_ms: None,
-                    restarts: 0,
-                    message: None,
-                },
-                child: None,
-                generation: 0,
-                began: None,
-                not_before: None,
-                failures: 0,
-                busy: false,
-                fingerprint: None,
-                then_start: false,
-            })
-            .collect();
+    /// A supervisor of `units` (the stack's, or a test's), whose programs `runner` runs.
+    fn of(
+        cfg: &StackConfig,
+        units: Vec<&'static Unit>,
+        runner: Arc<dyn Runner>,
+    ) -> anyhow::Result<Supervisor> {
+        let (sender, events) = mpsc::channel();
         let supervisor = Supervisor {
             cfg: cfg.clone(),
-            slots,
+            runner,
+            deps: Dependencies::resolve(&units)?,
+            slots: units.into_iter().map(|unit| Slot::new(unit, cfg)).collect(),
             phase: Phase::Starting,
             error: None,
             started_at: unix_now(),
             me: ProcessId::of(std::process::id())
                 .context("cannot read the supervisor's own pid")?,
-            reports,
+            events,
             sender,
             helpers: Vec::new(),
-            stopping: Arc::new(AtomicBool::new(false)),
             infra: Arc::new(Contract::default()),
             contract: None,
-            contract_check: None,
-            calls,
-            calls_sender,
+            contract_check: ContractCheck::Idle,
+            contract_checks: 0,
             waiters: Vec::new(),
+            signalled: false,
+            stopping: None,
         };
         supervisor.publish();
         Ok(supervisor)
@@ -236,14 +174,10 @@ impl Supervisor {
         if only.is_empty() {
             return Ok(());
         }
-        let wanted = self.with_dependencies(&self.indices(only)?);
+        let wanted = self.deps.with_dependencies(&self.indices(only)?);
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !wanted.contains(&index) {
-                slot.state.status = Status::Stopped;
-                slot.state.message = Some(format!(
-                    "not started (`cargo xtask up {}` starts it)",
-                    slot.unit.name
-                ));
+                slot.leave_out();
             }
         }
         self.publish();
@@ -269,32 +203,13 @@ impl Supervisor {
             .collect()
     }
 
-    /// `indices` and every unit they depend on, directly or not, in table order.
-    fn with_dependencies(&self, indices: &[usize]) -> Vec<usize> {
-        let mut wanted = vec![false; self.slots.len()];
-        for &index in indices {
-            wanted[index] = true;
-        }
-        // Dependencies come before their dependents in the table: one backwards pass.
-        for index in (0..self.slots.len()).rev() {
-            if wanted[index] {
-                for dep in self.slots[index].unit.depends_on {
-                    if let Some(d) = self.slots.iter().position(|s| s.unit.name == *dep) {
-                        wanted[d] = true;
-                    }
-                }
-            }
-        }
-        (0..self.slots.len()).filter(|i| wanted[*i]).collect()
-    }
-
     fn run_state(&self) -> RunState {
         RunState {
             supervisor: self.me,
             phase: self.phase,
             error: self.error.clone(),
             started_at: self.started_at,
-            units: self.slots.iter().map(|s| s.state.clone()).collect(),
+            units: self.slots.iter().map(Slot::published).collect(),
             contract: self.contract.clone(),
         }
     }
@@ -305,93 +220,9 @@ impl Supervisor {
         }
     }
 
-    /// Runs `verify`'s checks once, beside the running stack (not before `up` returns).
-    fn check_contract(&mut self) {
-        let (sender, receiver) = mpsc::channel();
-        let (cfg, state) = (self.cfg.clone(), self.run_state());
-        let stopping = Arc::clone(&self.stopping);
-        // Not joined at the stop, so that `down` never waits for it: it only reads (queries,
-        // HTTP requests), starts no process and writes no file. It waits a moment first, so
-        // that a `down` right after `up` (scripts, the benchmark) never has its connections
-        // in the way of the services' graceful stops.
-        std::thread::spawn(move || {
-            let stopped = crate::os::poll::wait_until(CONTRACT_CHECK_DELAY, || {
-                stopping.load(Ordering::Relaxed)
-            });
-            if !stopped {
-                let checks = crate::stack::check::collect(&cfg, &state.checked_units());
-                let _ = sender.send(ContractSummary::of(&checks));
-            }
-        });
-        self.contract_check = Some(receiver);
-    }
-
-    /// Once the contract check is done: keeps its summary and publishes it.
-    fn record_contract_check(&mut self) {
-        let summary = self.contract_check.as_ref().map(Receiver::try_recv);
-        if let Some(Ok(summary)) = summary {
-            println!("contract: {summary}");
-            self.contract = Some(summary);
-            self.contract_check = None;
-            self.publish();
-        }
-    }
-
-    /// Reads `infra/`, finds every program (in parallel) and checks every port, before anything
-    /// starts.
-    fn preflight(&mut self) -> anyhow::Result<()> {
-        self.infra = Arc::new(Contract::read(&self.cfg.repo_root)?);
-        let starting: Vec<usize> = (0..self.slots.len())
-            .filter(|i| self.slots[*i].state.status != Status::Stopped)
-            .collect();
-        let result = self.locate(&starting);
-        self.publish();
-        result
-    }
-
-    /// Finds the programs of these units (in parallel) and checks their ports are free; every
-    /// problem is named at once.
-    fn locate(&mut self, indices: &[usize]) -> anyhow::Result<()> {
-        let (cfg, slots) = (&self.cfg, &self.slots);
-        let found = on_threads(indices, |i| {
-            let unit = slots[i].unit;
-            unit.locate(cfg).context(unit.name)
-        });
-        let mut errors = Vec::new();
-        for (&index, installed) in indices.iter().zip(found) {
-            let slot = &mut self.slots[index];
-            match installed {
-                Ok(installed) => {
-                    if let Some(installed) = &installed {
-                        for drift in &installed.drift {
-                            println!("{}: drift from the contract: {drift}", slot.unit.name);
-                        }
-                    }
-                    slot.state.installed = installed;
-                }
-                Err(err) => errors.push(format!("{err:#}")),
-            }
-        }
-        for &index in indices {
-            let taken = self.slots[index].unit.taken_ports(&self.cfg);
-            errors.extend(taken.iter().map(ToString::to_string));
-        }
-        anyhow::ensure!(errors.is_empty(), "{}", errors.join("\n"));
-        Ok(())
-    }
-
-    /// Starts what can start, reacts to reports and exits, until asked to stop.
-    fn supervise(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
-        while !stop.load(Ordering::Relaxed) {
-            if self.step()? {
-                self.check_contract();
-            }
-            self.record_contract_check();
-            while let Ok(call) = self.calls.try_recv() {
-                self.answer(call);
-            }
-            self.resolve_waiters();
-        }
+    /// Runs the stack until a stop signal; an error when a unit failed while it started.
+    fn supervise(&mut self) -> anyhow::Result<()> {
+        self.run_until(|s| s.signalled)?;
         if self.phase == Phase::Starting {
             // Said by the `up` that is waiting for this start, and kept in the state.
             self.error = Some(
@@ -401,290 +232,208 @@ impl Supervisor {
         Ok(())
     }
 
-    /// One turn of the state machine: start what is due, handle one report, notice exits.
-    /// True when this turn made the whole stack ready.
-    fn step(&mut self) -> anyhow::Result<bool> {
-        self.start_due_units();
-        self.helpers.retain(|helper| !helper.is_finished());
-        if let Ok(report) = self.reports.recv_timeout(PROBE_INTERVAL) {
-            self.handle(report)?;
+    /// Turns the machine on each event and deadline until `done`.
+    fn run_until(&mut self, done: impl Fn(&Supervisor) -> bool) -> anyhow::Result<()> {
+        let mut event = None;
+        loop {
+            let now = Instant::now();
+            self.turn(event.take(), now)?;
+            if done(self) {
+                return Ok(());
+            }
+            event = match self.next_deadline(now) {
+                Some(at) => self
+                    .events
+                    .recv_timeout(at.saturating_duration_since(Instant::now()))
+                    .ok(),
+                None => self.events.recv().ok(),
+            };
         }
-        self.reap_exited()?;
-        // Held units (`up SERVICE`) are not waited for.
-        let ready = self.phase == Phase::Starting
-            && self
-                .slots
-                .iter()
-                .all(|s| matches!(s.state.status, Status::Ready | Status::Stopped));
-        if ready {
-            self.phase = Phase::Running;
-            println!("stack ready");
-            self.publish();
-        }
-        Ok(ready)
     }
 
-    fn is_ready(&self, name: &str) -> bool {
-        // A dependency this configuration does not run counts as met.
+    /// One turn of the machine at `now`: `event` handled, then every step that is due taken.
+    fn turn(&mut self, event: Option<Event>, now: Instant) -> anyhow::Result<()> {
+        self.helpers.retain(|helper| !helper.is_finished());
+        if let Some(event) = event {
+            self.handle(event, now)?;
+        }
+        self.take_due_steps(now);
+        if self.stopping.is_some() {
+            self.stop_levels(now);
+        } else {
+            self.start_due_units(now);
+            if self.phase == Phase::Starting
+                && self
+                    .slots
+                    .iter()
+                    // Held units (`up SERVICE`) are not waited for.
+                    .all(|s| matches!(s.status(), Status::Ready | Status::Stopped))
+            {
+                self.phase = Phase::Running;
+                println!("stack ready");
+                self.publish();
+                self.check_contract(now);
+            }
+        }
+        self.resolve_waiters(now);
+        Ok(())
+    }
+
+    /// The earliest deadline after `now` of the units and the contract check.
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let contract = match self.contract_check {
+            ContractCheck::Due(at) => Some(at),
+            _ => None,
+        };
         self.slots
             .iter()
-            .find(|s| s.unit.name == name)
-            .is_none_or(|s| s.state.status == Status::Ready)
+            .filter_map(Slot::deadline)
+            .chain(contract)
+            .filter(|&at| at > now)
+            .min()
     }
 
-    fn start_due_units(&mut self) {
-        let now = Instant::now();
-        for index in 0..self.slots.len() {
-            let slot = &self.slots[index];
-            let due = matches!(slot.state.status, Status::Waiting | Status::Restarting)
-                && !slot.busy
-                && slot.not_before.is_none_or(|t| now >= t)
-                && slot.unit.depends_on.iter().all(|dep| self.is_ready(dep));
-            if due {
-                self.begin(index);
-            }
-        }
-    }
-
-    /// Prepares a daemon (or runs a task) on a helper thread.
-    fn begin(&mut self, index: usize) {
-        let cfg = self.cfg.clone();
-        let sender = self.sender.clone();
-        let slot = &mut self.slots[index];
-        slot.generation += 1;
-        slot.busy = true;
-        slot.began = Some(Instant::now());
-        slot.state.status = Status::Starting;
-        let generation = slot.generation;
-        let helper = match &slot.unit.kind {
-            Kind::Daemon(daemon) => {
-                let unit = slot.unit;
-                let installed = slot.state.installed.clone().expect("located in preflight");
-                let infra = Arc::clone(&self.infra);
-                std::thread::spawn(move || {
-                    let prepared = (daemon.prepare)(&cfg, &installed, &infra)
-                        .map(|()| Fingerprint::of(unit, daemon, &cfg, &installed, &infra));
-                    let event = Event::Prepared(prepared);
-                    let _ = sender.send(Report {
-                        slot: index,
-                        generation,
-                        event,
-                    });
-                })
-            }
-            Kind::Task(task) => {
-                let task = *task;
-                std::thread::spawn(move || {
-                    let event = Event::TaskDone(task(&cfg));
-                    let _ = sender.send(Report {
-                        slot: index,
-                        generation,
-                        event,
-                    });
-                })
-            }
-        };
-        self.helpers.push(helper);
-        self.publish();
-    }
-
-    fn handle(&mut self, report: Report) -> anyhow::Result<()> {
-        if report.generation != self.slots[report.slot].generation {
-            return Ok(());
-        }
-        let name = self.slots[report.slot].unit.name;
-        match report.event {
-            Event::Prepared(Ok(fingerprint)) => {
-                self.slots[report.slot].fingerprint = Some(fingerprint);
-                self.spawn(report.slot)?;
-            }
-            Event::Stopped => {
-                let slot = &mut self.slots[report.slot];
-                slot.state.pid = None;
-                slot.busy = false;
-                slot.fingerprint = None;
-                if std::mem::take(&mut slot.then_start) {
-                    slot.start_again();
-                } else {
-                    slot.hold();
+    fn handle(&mut self, event: Event, now: Instant) -> anyhow::Result<()> {
+        match event {
+            Event::Signal => self.signalled = true,
+            Event::Call(call) if self.stopping.is_some() => call.caller.done(Some(
+                "the stack is stopping (`cargo xtask down`)".to_owned(),
+            )),
+            Event::Call(call) => self.answer(call, now),
+            Event::ContractChecked { check, summary } => {
+                if self.contract_check == ContractCheck::Running(check) {
+                    println!("contract: {summary}");
+                    self.contract = Some(summary);
+                    self.contract_check = ContractCheck::Idle;
+                    self.publish();
                 }
-                println!("{name}: stopped");
-                self.publish();
             }
-            Event::Prepared(Err(err)) => {
-                return self.failed(report.slot, err.context(format!("{name}: cannot prepare")));
-            }
-            Event::Ready(Ok(())) => {
-                let slot = &mut self.slots[report.slot];
-                slot.busy = false;
-                slot.failures = 0;
-                slot.state.status = Status::Ready;
-                let ms = slot.began.map(|b| b.elapsed().as_millis() as u64);
-                slot.state.ready_ms = ms;
-                let pid = slot.state.pid.map(|p| p.pid).unwrap_or_default();
-                println!("{name}: ready in {} ms (pid {pid})", ms.unwrap_or(0));
-                self.publish();
-            }
-            Event::Ready(Err(err)) => {
-                return self.failed(report.slot, err.context(format!("{name}: not ready")));
-            }
-            Event::TaskDone(Ok(message)) => {
-                let slot = &mut self.slots[report.slot];
-                slot.busy = false;
-                slot.state.status = Status::Ready;
-                slot.state.ready_ms = slot.began.map(|b| b.elapsed().as_millis() as u64);
-                println!("{name}: {message}");
-                slot.state.message = Some(message);
-                self.publish();
-            }
-            Event::TaskDone(Err(err)) => return self.failed(report.slot, err.context(name)),
-        }
-        Ok(())
-    }
-
-    /// Spawns a prepared daemon (on this, the main, thread) and probes it on a helper thread.
-    fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
-        let cfg = self.cfg.clone();
-        let sender = self.sender.clone();
-        let slot = &mut self.slots[index];
-        let Kind::Daemon(daemon) = &slot.unit.kind else {
-            unreachable!("only daemons are prepared")
-        };
-        let installed = slot.state.installed.as_ref().expect("located in preflight");
-        let launch = (daemon.launch)(&cfg, installed, &self.infra);
-        let log = cfg.log_file(slot.unit.name);
-        let launch = match daemon.run_as {
-            RunAs::Invoker => launch,
-            RunAs::UnprivilegedWhenRoot => match process::unprivileged_account() {
-                Ok(account) => launch.run_as(account),
-                Err(err) => return self.failed(index, err),
-            },
-        };
-        let child = match process::spawn(&launch, &log) {
-            Ok(child) => child,
-            Err(err) => return self.failed(index, err),
-        };
-        let id = ProcessId::of(child.id());
-        slot.state.pid = id;
-        slot.state.started_at = Some(unix_now());
-        slot.child = Some(child);
-        let (probe, on_ready, generation) = (daemon.probe, daemon.on_ready, slot.generation);
-        let stopping = Arc::clone(&self.stopping);
-        let helper = std::thread::spawn(move || {
-            let deadline = Instant::now() + READY_TIMEOUT;
-            let mut last_error = anyhow::anyhow!("no answer yet");
-            let result = loop {
-                if stopping.load(Ordering::Relaxed) || id.is_some_and(|id| !id.is_alive()) {
-                    // The exit is reported by `reap_exited`, with the log.
-                    return;
-                }
-                match probe(&cfg) {
-                    Ok(()) => break on_ready(&cfg),
-                    Err(err) => last_error = err,
-                }
-                if Instant::now() >= deadline {
-                    break Err(last_error.context(format!("not ready after {READY_TIMEOUT:?}")));
-                }
-                std::thread::sleep(PROBE_INTERVAL);
-            };
-            let _ = sender.send(Report {
-                slot: index,
+            Event::Exited { slot, pid, status } => self.exited(slot, pid, &status, now)?,
+            // Nothing starts any more.
+            Event::Report { .. } if self.stopping.is_some() => {}
+            Event::Report {
+                slot,
                 generation,
-                event: Event::Ready(result),
-            });
-        });
-        self.helpers.push(helper);
-        self.publish();
-        Ok(())
-    }
-
-    /// A unit failed to start: fatal while the stack starts; later, a restart is scheduled.
-    fn failed(&mut self, index: usize, err: anyhow::Error) -> anyhow::Result<()> {
-        let log = self.cfg.log_file(self.slots[index].unit.name);
-        // Kept for `status`: why the unit failed or is being restarted.
-        self.slots[index].state.message = Some(format!("{err:#}"));
-        if self.phase == Phase::Starting {
-            let slot = &mut self.slots[index];
-            slot.state.status = Status::Failed;
-            slot.busy = false;
-            let tail = process::log_tail(&log, 20);
-            return Err(if tail.is_empty() || !slot.state.daemon {
-                err
-            } else {
-                err.context(format!("last lines of {}:\n{tail}", log.display()))
-            });
+                report,
+            } if generation == self.slots[slot].generation => self.report(slot, report, now)?,
+            // About an earlier start of the unit.
+            Event::Report { .. } => {}
         }
-        println!("{:#}", err);
-        self.fail_waiters(index, &err);
-        self.schedule_restart(index);
         Ok(())
     }
 
-    fn schedule_restart(&mut self, index: usize) {
+    /// A daemon exited: stopped as asked, or a failure (restarted, or fatal while the stack
+    /// starts).
+    fn exited(&mut self, index: usize, pid: u32, status: &str, now: Instant) -> anyhow::Result<()> {
         let slot = &mut self.slots[index];
-        if let Some(child) = slot.child.as_mut() {
-            process::stop_child(child, stop_signal(slot.unit), STOP_GRACE);
+        if slot.process().is_none_or(|p| p.pid != pid) {
+            return Ok(()); // not the process it runs now
         }
-        slot.child = None;
-        slot.busy = false;
-        slot.generation += 1;
-        let delay = restart_delay(slot.failures);
-        slot.failures += 1;
-        slot.state.restarts += 1;
-        slot.state.status = Status::Restarting;
-        slot.not_before = Some(Instant::now() + delay);
-        println!("{}: restarting in {} ms", slot.unit.name, delay.as_millis());
-        self.publish();
+        let name = slot.unit.name;
+        match slot.state {
+            SlotState::Stopping { then, .. } => {
+                slot.after_stop(then, now);
+                if matches!(then, AfterStop::Hold | AfterStop::Start) {
+                    slot.fingerprint = None;
+                    println!("{name}: stopped");
+                }
+                self.publish();
+                Ok(())
+            }
+            // Not yet signalled by the stop of the stack: as good as stopped.
+            _ if self.stopping.is_some() => {
+                slot.after_stop(AfterStop::Exit, now);
+                self.publish();
+                Ok(())
+            }
+            _ => {
+                slot.state = SlotState::Failed;
+                self.failed(index, anyhow::anyhow!("{name} exited ({status})"), now)
+            }
+        }
     }
 
-    /// Notices daemons that exited on their own.
-    fn reap_exited(&mut self) -> anyhow::Result<()> {
+    /// Steps due at `now` whatever else happens: SIGKILL after a stop's grace period; the
+    /// next readiness probes and the contract check, unless the stack stops.
+    fn take_due_steps(&mut self, now: Instant) {
         for index in 0..self.slots.len() {
             let slot = &mut self.slots[index];
-            let Some(child) = slot.child.as_mut() else {
-                continue;
-            };
-            let Ok(Some(status)) = child.try_wait() else {
-                continue;
-            };
-            let name = slot.unit.name;
-            slot.state.pid = None;
-            self.failed(index, anyhow::anyhow!("{name} exited ({status})"))?;
+            slot.kill_if_overdue(&*self.runner, now);
+            if let SlotState::Starting { probe, .. } = &mut slot.state
+                && matches!(*probe, NextProbe::At(at) if at <= now)
+                && self.stopping.is_none()
+            {
+                *probe = NextProbe::Running;
+                self.probe(index);
+            }
         }
-        Ok(())
+        if self.stopping.is_some() {
+            self.contract_check = ContractCheck::Idle;
+        }
+        if let ContractCheck::Due(at) = self.contract_check
+            && at <= now
+        {
+            self.contract_checks += 1;
+            let check = self.contract_checks;
+            self.contract_check = ContractCheck::Running(check);
+            let (cfg, state) = (self.cfg.clone(), self.run_state());
+            let (runner, sender) = (Arc::clone(&self.runner), self.sender.clone());
+            // Not joined at the stop, so that `down` never waits for it: it only reads
+            // (queries, HTTP requests), starts no process and writes no file.
+            drop(self.runner.aside(Box::new(move || {
+                let summary = runner.check_contract(&cfg, &state);
+                let _ = sender.send(Event::ContractChecked { check, summary });
+            })));
+        }
+    }
+
+    /// Runs `verify`'s checks once, beside the running stack, a moment from now: so that a
+    /// `down` right after `up` (scripts, the benchmark) never has their connections in the way
+    /// of the services' graceful stops. A later call supersedes an earlier one.
+    fn check_contract(&mut self, now: Instant) {
+        self.contract_check = ContractCheck::Due(now + CONTRACT_CHECK_DELAY);
     }
 
     /// Stops every running daemon in reverse dependency order: the units that depend on
     /// others first, each level's daemons in parallel.
     fn stop_all(&mut self) {
-        // A one-shot program (initdb) still running would go on writing into the state dir.
-        self.stopping.store(true, Ordering::Relaxed);
         for waiter in self.waiters.drain(..) {
             waiter.caller.done(Some(
                 "the stack is stopping (`cargo xtask down`)".to_owned(),
             ));
         }
-        process::kill_one_shots();
-        if self.slots.iter().all(|s| s.child.is_none()) {
-            self.finish();
-            return;
-        }
-        self.phase = Phase::Stopping;
-        self.publish();
-        for level in stop_levels(&self.slots) {
-            std::thread::scope(|scope| {
-                for (index, slot) in self.slots.iter_mut().enumerate() {
-                    if !level.contains(&index) {
-                        continue;
-                    }
-                    if let Some(mut child) = slot.child.take() {
-                        let signal = stop_signal(slot.unit);
-                        scope.spawn(move || process::stop_child(&mut child, signal, STOP_GRACE));
-                    }
-                }
-            });
+        // A one-shot program (initdb) still running would go on writing into the state dir.
+        self.runner.end_one_shots();
+        if self.slots.iter().any(|s| s.process().is_some()) {
+            self.phase = Phase::Stopping;
+            self.publish();
+            self.stopping = Some(self.deps.stop_levels().into());
+            // Nothing fails while the stack stops.
+            let _ = self.run_until(|s| s.stopping.is_none());
         }
         self.finish();
+    }
+
+    /// The stop of the stack, at `now`: the current level stopped, and the next once it is.
+    fn stop_levels(&mut self, now: Instant) {
+        while let Some(level) = self.stopping.as_ref().and_then(|levels| levels.front()) {
+            let level = level.clone();
+            let mut running = false;
+            for &index in &level {
+                let slot = &mut self.slots[index];
+                if slot.process().is_some() {
+                    slot.stop(AfterStop::Exit, &*self.runner, now);
+                    running = true;
+                }
+            }
+            if running {
+                return;
+            }
+            if let Some(levels) = &mut self.stopping {
+                levels.pop_front();
+            }
+        }
+        self.stopping = None;
     }
 
     fn finish(&mut self) {
@@ -693,266 +442,13 @@ impl Supervisor {
             let _ = helper.join();
         }
         for slot in &mut self.slots {
-            slot.child = None;
-            slot.state.pid = None;
-            if slot.state.status != Status::Failed {
-                slot.state.status = Status::Stopped;
+            if !matches!(slot.state, SlotState::Failed) {
+                slot.state = SlotState::Stopped;
             }
         }
         if self.phase != Phase::Failed {
             self.phase = Phase::Stopped;
         }
         self.publish();
-    }
-}
-
-/// `work` for each of `indices` at once, a thread each (each may run a program's `--version`,
-/// hash a binary), the results in the same order.
-fn on_threads<T: Send>(indices: &[usize], work: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    std::thread::scope(|scope| {
-        let work = &work;
-        let handles: Vec<_> = indices
-            .iter()
-            .map(|&i| scope.spawn(move || work(i)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a supervisor helper thread panicked"))
-            .collect()
-    })
-}
-
-/// The wait before restart number `failures + 1`: doubling from the first delay, capped.
-fn restart_delay(failures: u32) -> Duration {
-    FIRST_RESTART_DELAY
-        .saturating_mul(1 << failures.min(5))
-        .min(MAX_RESTART_DELAY)
-}
-
-/// The signal that asks a unit's program for a graceful stop.
-fn stop_signal(unit: &Unit) -> Signal {
-    match &unit.kind {
-        Kind::Daemon(daemon) => daemon.stop_signal,
-        // A task runs inside the supervisor; nothing to signal.
-        Kind::Task(_) => Signal::SIGTERM,
-    }
-}
-
-/// The order of the stop: the units that depend on others first, each level stopped in
-/// parallel; a unit's dependencies only after it.
-fn stop_levels(slots: &[Slot]) -> Vec<Vec<usize>> {
-    let depths = dependency_depths(slots);
-    let deepest = depths.iter().copied().max().unwrap_or(0);
-    (0..=deepest)
-        .rev()
-        .map(|depth| (0..slots.len()).filter(|i| depths[*i] == depth).collect())
-        .collect()
-}
-
-/// Length of the longest dependency chain below each unit (0 for units that need nothing).
-fn dependency_depths(slots: &[Slot]) -> Vec<usize> {
-    let mut depths: Vec<usize> = Vec::with_capacity(slots.len());
-    for slot in slots {
-        // The table lists dependencies before dependents, so theirs are known already.
-        let depth = slot
-            .unit
-            .depends_on
-            .iter()
-            .filter_map(|dep| slots.iter().position(|s| s.unit.name == *dep))
-            .map(|i| depths[i] + 1)
-            .max()
-            .unwrap_or(0);
-        depths.push(depth);
-    }
-    depths
-}
-
-#[cfg(test)]
-mod tests {
-    //! The state machine driven by tasks that only record that they ran: no program starts.
-
-    use std::path::PathBuf;
-    use std::sync::Mutex;
-
-    use super::*;
-    use crate::stack::Program;
-
-    /// The tasks that ran, in order (each test uses names of its own).
-    static RAN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-
-    fn ran(name: &'static str) -> anyhow::Result<String> {
-        RAN.lock().unwrap().push(name);
-        Ok(format!("{name} done"))
-    }
-
-    fn ran_before(names: &[&str]) -> Vec<&'static str> {
-        let ran = RAN.lock().unwrap();
-        ran.iter().copied().filter(|n| names.contains(n)).collect()
-    }
-
-    const fn task(
-        name: &'static str,
-        depends_on: &'static [&'static str],
-        run: fn(&StackConfig) -> anyhow::Result<String>,
-    ) -> Unit {
-        Unit {
-            name,
-            program: Program::Xtask { crate_name: "test" },
-            depends_on,
-            kind: Kind::Task(run),
-            ..Unit::DEFAULT
-        }
-    }
-
-    static BASE: Unit = task("order-base", &[], |_| ran("order-base"));
-    static MIDDLE: Unit = task("order-middle", &["order-base"], |_| ran("order-middle"));
-    static TOP: Unit = task("order-top", &["order-middle"], |_| ran("order-top"));
-    static ALONE: Unit = task("order-alone", &[], |_| ran("order-alone"));
-
-    static BROKEN: Unit = task("broken-base", &[], |_| anyhow::bail!("broken-base refuses"));
-    static ABOVE_BROKEN: Unit = task("broken-above", &["broken-base"], |_| ran("broken-above"));
-
-    static HELD_BASE: Unit = task("held-base", &[], |_| ran("held-base"));
-    static HELD_MIDDLE: Unit = task("held-middle", &["held-base"], |_| ran("held-middle"));
-    static HELD_TOP: Unit = task("held-top", &["held-middle"], |_| ran("held-top"));
-
-    fn state_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("amtp-supervisor-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("run")).unwrap();
-        dir
-    }
-
-    /// Turns the machine until the stack is ready or a start failed.
-    fn start(supervisor: &mut Supervisor) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if supervisor.step()? {
-                return Ok(());
-            }
-        }
-        panic!("the stack neither started nor failed within 10 s");
-    }
-
-    #[test]
-    fn units_start_once_their_dependencies_are_ready() {
-        let dir = state_dir("order");
-        let cfg = crate::config::tests::config_in(&dir);
-        let mut supervisor = Supervisor::of(&cfg, vec![&TOP, &MIDDLE, &BASE, &ALONE]).unwrap();
-        start(&mut supervisor).unwrap();
-        let order = ran_before(&["order-base", "order-middle", "order-top"]);
-        assert_eq!(order, ["order-base", "order-middle", "order-top"]);
-        assert_eq!(ran_before(&["order-alone"]), ["order-alone"]);
-        assert!(
-            supervisor
-                .slots
-                .iter()
-                .all(|s| s.state.status == Status::Ready),
-            "every unit is ready"
-        );
-        let state = RunState::read(&dir).expect("the state is published");
-        assert_eq!(state.phase, Phase::Running);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn up_service_starts_it_and_its_dependencies_only() {
-        let dir = state_dir("held");
-        let cfg = crate::config::tests::config_in(&dir);
-        let units = vec![&HELD_BASE, &HELD_MIDDLE, &HELD_TOP];
-        let mut supervisor = Supervisor::of(&cfg, units).unwrap();
-        supervisor.hold_all_but(&["held-middle".into()]).unwrap();
-        start(&mut supervisor).unwrap();
-        assert_eq!(
-            ran_before(&["held-base", "held-middle", "held-top"]),
-            ["held-base", "held-middle"]
-        );
-        assert_eq!(supervisor.slots[2].state.status, Status::Stopped);
-        let unknown = supervisor.hold_all_but(&["nope".into()]).unwrap_err();
-        assert_eq!(
-            unknown.to_string(),
-            "this stack has no service \"nope\"; it has held-base, held-middle, held-top"
-        );
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_failing_dependency_stops_the_start_before_its_dependents() {
-        let dir = state_dir("broken");
-        let cfg = crate::config::tests::config_in(&dir);
-        let mut supervisor = Supervisor::of(&cfg, vec![&BROKEN, &ABOVE_BROKEN]).unwrap();
-        let err = start(&mut supervisor).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("broken-base refuses"),
-            "{err:#}"
-        );
-        assert_eq!(supervisor.slots[0].state.status, Status::Failed);
-        assert_eq!(supervisor.slots[1].state.status, Status::Waiting);
-        assert!(ran_before(&["broken-above"]).is_empty(), "a dependent ran");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_unit_failing_while_the_stack_runs_is_restarted_with_a_growing_delay() {
-        let delays: Vec<u64> = (0..8)
-            .map(|n| restart_delay(n).as_millis() as u64)
-            .collect();
-        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
-
-        let dir = state_dir("restart");
-        let cfg = crate::config::tests::config_in(&dir);
-        let mut supervisor = Supervisor::of(&cfg, vec![&ALONE]).unwrap();
-        supervisor.phase = Phase::Running;
-        for (failures, delay) in [(1, 500), (2, 1000), (3, 2000)] {
-            let before = Instant::now();
-            supervisor.failed(0, anyhow::anyhow!("exited")).unwrap();
-            let slot = &supervisor.slots[0];
-            assert_eq!(slot.state.status, Status::Restarting);
-            assert_eq!(
-                slot.state.message.as_deref(),
-                Some("exited"),
-                "the reason is kept"
-            );
-            assert_eq!(slot.state.restarts, failures);
-            let wait = slot.not_before.unwrap().duration_since(before);
-            assert!(
-                wait >= Duration::from_millis(delay) && wait < Duration::from_millis(delay + 500),
-                "restart {failures} after {wait:?}, wanted {delay} ms"
-            );
-        }
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn the_stop_walks_the_dependencies_backwards() {
-        let dir = state_dir("stop");
-        let cfg = crate::config::tests::config_in(&dir);
-        let supervisor = Supervisor::of(&cfg, vec![&BASE, &MIDDLE, &TOP, &ALONE]).unwrap();
-        // Indices: base 0, middle 1, top 2, alone 3.
-        assert_eq!(
-            stop_levels(&supervisor.slots),
-            [vec![2], vec![1], vec![0, 3]]
-        );
-
-        // The real table: every unit stops before each of its dependencies.
-        let stack = Supervisor::new(&cfg).unwrap();
-        let levels = stop_levels(&stack.slots);
-        let level_of = |name: &str| {
-            let index = stack.slots.iter().position(|s| s.unit.name == name);
-            index.and_then(|i| levels.iter().position(|level| level.contains(&i)))
-        };
-        for slot in &stack.slots {
-            for dep in slot.unit.depends_on {
-                if let (Some(unit), Some(dependency)) = (level_of(slot.unit.name), level_of(dep)) {
-                    assert!(unit < dependency, "{} stops after {dep}", slot.unit.name);
-                }
-            }
-        }
-        assert_eq!(
-            levels.iter().map(Vec::len).sum::<usize>(),
-            stack.slots.len()
-        );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,20 +1,23 @@
 //! The supervisor's answers to the control socket (`restart`, `stop`, `start`, a second `up`,
 //! `watch`): each request changes what the units should be doing, and its caller waits, as a
-//! [`Waiter`], until they are ready (or stopped), or one failed. Spawning and reaping stay in
-//! the state machine of the parent module.
+//! [`Waiter`], until they are ready (or stopped), or one failed. Spawning and signalling stay
+//! with the state machine of the parent module.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{Event, Report, STOP_GRACE, Supervisor, on_threads, stop_signal};
+use super::Supervisor;
+use super::start::on_threads;
 use crate::config::StackConfig;
 use crate::os::process;
+use crate::stack::Kind;
 use crate::stack::contract::Contract;
 use crate::stack::fingerprint::Fingerprint;
-use crate::stack::{self, Kind};
 use crate::supervisor::run_state::{Phase, Status};
-use crate::supervisor::socket::{Call, Caller, Request};
+use crate::supervisor::slot::{AfterStop, SlotState};
+use crate::supervisor::socket::{Call, Caller, Recreate, Request, Start};
 
 /// A caller waiting for units to be ready (or stopped).
 pub(super) struct Waiter {
@@ -48,15 +51,15 @@ impl Supervisor {
     }
 
     /// Answers the callers whose units are all ready (or stopped) now.
-    pub(super) fn resolve_waiters(&mut self) {
+    pub(super) fn resolve_waiters(&mut self, now: Instant) {
         let slots = &self.slots;
         let (done, waiting) =
             std::mem::take(&mut self.waiters)
                 .into_iter()
                 .partition(|w: &Waiter| {
                     w.slots.iter().all(|&i| match w.until {
-                        Until::Ready => slots[i].state.status == Status::Ready,
-                        Until::Stopped => slots[i].state.status == Status::Stopped,
+                        Until::Ready => slots[i].status() == Status::Ready,
+                        Until::Stopped => slots[i].status() == Status::Stopped,
                     })
                 });
         self.waiters = waiting;
@@ -67,13 +70,13 @@ impl Supervisor {
         }
         // What runs now was not all checked at the start (`up SERVICE`, then `up`).
         if started && self.phase == Phase::Running {
-            self.check_contract();
+            self.check_contract(now);
         }
     }
 
     /// One request of the control socket; the caller is answered now, or once the units it
     /// asked for are ready or stopped.
-    pub(super) fn answer(&mut self, call: Call) {
+    pub(super) fn answer(&mut self, call: Call, now: Instant) {
         let Call {
             request,
             mut caller,
@@ -81,7 +84,7 @@ impl Supervisor {
         let result = match request {
             Request::Stop { services } => self.indices(&services).map(|indices| {
                 for &index in &indices {
-                    self.stop_unit(index, false, &mut caller);
+                    self.stop_unit(index, AfterStop::Hold, &mut caller, now);
                 }
                 (indices, Until::Stopped)
             }),
@@ -91,7 +94,7 @@ impl Supervisor {
             }),
             Request::Restart { services } => self.indices(&services).and_then(|indices| {
                 for &index in &indices {
-                    self.stop_unit(index, true, &mut caller);
+                    self.stop_unit(index, AfterStop::Start, &mut caller, now);
                 }
                 let with_deps = self.start_units(&indices, &mut caller)?;
                 Ok((with_deps, Until::Ready))
@@ -101,7 +104,7 @@ impl Supervisor {
                 start,
                 recreate,
                 env,
-            } => self.up(&services, start, recreate, &env, &mut caller),
+            } => self.up(&services, start, recreate, &env, &mut caller, now),
         };
         match result {
             Ok((slots, until)) => {
@@ -116,33 +119,12 @@ impl Supervisor {
         }
     }
 
-    /// Stops a unit: its daemon on a helper thread (reported as [`Event::Stopped`]); with
-    /// `then_start`, it starts again once stopped. A unit that is not running is marked so.
-    fn stop_unit(&mut self, index: usize, then_start: bool, caller: &mut Caller) {
+    /// Stops a unit (its daemon, once that has exited, does `then`); a unit that is not
+    /// running does `then` at once.
+    fn stop_unit(&mut self, index: usize, then: AfterStop, caller: &mut Caller, now: Instant) {
         let slot = &mut self.slots[index];
-        // Reports about the instance being stopped (its probe, its preparation) are stale now.
-        slot.generation += 1;
-        slot.busy = false;
-        let name = slot.unit.name;
-        match slot.child.take() {
-            Some(mut child) => {
-                caller.say(format!("{name}: stopping"));
-                slot.state.status = Status::Stopping;
-                slot.then_start = then_start;
-                slot.busy = true;
-                let signal = stop_signal(slot.unit);
-                let (sender, generation) = (self.sender.clone(), slot.generation);
-                self.helpers.push(std::thread::spawn(move || {
-                    process::stop_child(&mut child, signal, STOP_GRACE);
-                    let _ = sender.send(Report {
-                        slot: index,
-                        generation,
-                        event: Event::Stopped,
-                    });
-                }));
-            }
-            None if then_start => slot.start_again(),
-            None => slot.hold(),
+        if slot.stop(then, &*self.runner, now) {
+            caller.say(format!("{}: stopping", slot.unit.name));
         }
     }
 
@@ -153,60 +135,63 @@ impl Supervisor {
         indices: &[usize],
         caller: &mut Caller,
     ) -> anyhow::Result<Vec<usize>> {
-        let all = self.with_dependencies(indices);
+        let all = self.deps.with_dependencies(indices);
         let never_located: Vec<usize> = all
             .iter()
             .copied()
-            .filter(|&i| self.slots[i].state.daemon && self.slots[i].state.installed.is_none())
+            .filter(|&i| self.slots[i].is_daemon() && self.slots[i].installed.is_none())
             .collect();
         self.locate(&never_located)?;
         for &index in &all {
             let slot = &mut self.slots[index];
-            match slot.state.status {
-                Status::Stopped | Status::Failed => {
+            match &mut slot.state {
+                SlotState::Stopped | SlotState::Failed => {
                     caller.say(format!("{}: starting", slot.unit.name));
                     slot.start_again();
-                    slot.state.message = None;
+                    slot.message = None;
                 }
-                Status::Stopping => slot.then_start = true,
+                SlotState::Stopping { then, .. } if *then == AfterStop::Hold => {
+                    *then = AfterStop::Start
+                }
                 _ => {}
             }
         }
         Ok(all)
     }
 
-    /// A second `up`: starts what it names (everything when it names nothing) and, with
-    /// `recreate`, restarts the running daemons whose fingerprint changed, after reading the
-    /// configuration and `infra/` again.
+    /// A second `up`: starts what it names (everything when it names nothing; nothing with
+    /// [`Start::Nothing`]) and restarts the running daemons whose fingerprint changed
+    /// ([`Recreate::Changed`]) or only says so, after reading the configuration and `infra/`
+    /// again.
     fn up(
         &mut self,
         services: &[String],
-        start: bool,
-        recreate: bool,
+        start: Start,
+        recreate: Recreate,
         env: &[(String, String)],
         caller: &mut Caller,
+        now: Instant,
     ) -> anyhow::Result<(Vec<usize>, Until)> {
         let asked = if services.is_empty() {
             (0..self.slots.len()).collect()
         } else {
             self.indices(services)?
         };
-        let scope = if start {
-            self.with_dependencies(&asked)
-        } else {
-            asked.clone()
+        let scope = match start {
+            Start::Asked => self.deps.with_dependencies(&asked),
+            Start::Nothing => asked.clone(),
         };
         let changed = self.changed_since_start(&scope, env, recreate)?;
         let idle = scope
             .iter()
-            .any(|&i| matches!(self.slots[i].state.status, Status::Stopped | Status::Failed));
-        if changed.is_empty() && !(start && idle) {
+            .any(|&i| matches!(self.slots[i].status(), Status::Stopped | Status::Failed));
+        if changed.is_empty() && !(start == Start::Asked && idle) {
             caller.say("nothing to do: every service runs as configured");
         }
         let mut restart = Vec::new();
         for (index, changes) in changed {
             let name = self.slots[index].unit.name;
-            if recreate {
+            if recreate == Recreate::Changed {
                 caller.say(format!("{name}: restarting: {}", changes.join(", ")));
                 restart.push(index);
             } else {
@@ -217,12 +202,11 @@ impl Supervisor {
             }
         }
         for &index in &restart {
-            self.stop_unit(index, true, caller);
+            self.stop_unit(index, AfterStop::Start, caller, now);
         }
-        let mut started = if start {
-            self.start_units(&asked, caller)?
-        } else {
-            Vec::new()
+        let mut started = match start {
+            Start::Asked => self.start_units(&asked, caller)?,
+            Start::Nothing => Vec::new(),
         };
         started.extend(restart);
         started.sort_unstable();
@@ -231,17 +215,18 @@ impl Supervisor {
     }
 
     /// The running daemons that would start differently now, with why. Reads the
-    /// configuration from `env` (the caller's environment) and `infra/` again; with `adopt`,
-    /// the supervisor starts everything from them from now on.
+    /// configuration from `env` (the caller's environment) and `infra/` again; with
+    /// [`Recreate::Changed`], the supervisor starts everything from them from now on.
     fn changed_since_start(
         &mut self,
         among: &[usize],
         env: &[(String, String)],
-        adopt: bool,
+        recreate: Recreate,
     ) -> anyhow::Result<Vec<(usize, Vec<String>)>> {
+        let adopt = recreate == Recreate::Changed;
         let cfg = StackConfig::load_from(
             &self.cfg.repo_root,
-            &stack::port_vars(),
+            &crate::stack::port_vars(),
             env.iter().cloned(),
             crate::config::Secrets::MustExist,
         )?;
@@ -257,15 +242,15 @@ impl Supervisor {
             .copied()
             .filter(|&i| self.slots[i].fingerprint.is_some())
             .collect();
-        let slots = &self.slots;
+        let (slots, deps, runner) = (&self.slots, &self.deps, &*self.runner);
         let now = on_threads(&running, |i| -> anyhow::Result<_> {
             let unit = slots[i].unit;
-            let installed = unit.locate(&cfg).context(unit.name)?;
+            let installed = runner.locate(unit, &cfg).context(unit.name)?;
             let Kind::Daemon(daemon) = &unit.kind else {
                 unreachable!("only daemons have fingerprints")
             };
             let found = installed.as_ref().expect("a daemon has a program");
-            let fingerprint = Fingerprint::of(unit, daemon, &cfg, found, &infra);
+            let fingerprint = Fingerprint::of(unit, deps.rows_of(i), daemon, &cfg, found, &infra);
             Ok((installed, fingerprint))
         });
         let mut changed = Vec::new();
@@ -280,13 +265,13 @@ impl Supervisor {
             if !changes.is_empty() {
                 changed.push((index, changes));
                 if adopt {
-                    slot.state.installed = installed;
+                    slot.installed = installed;
                 }
             }
         }
         if adopt {
             for slot in &mut self.slots {
-                slot.state.port = slot.unit.port().map(|port| cfg.port(port));
+                slot.port = slot.unit.port().map(|port| cfg.port(port));
             }
             self.cfg = cfg;
             self.infra = infra;

@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::os::process::ProcessId;
-use crate::stack::check::{ContractSummary, Running};
+/// The contract check's counts, as the supervisor records them at the start.
+pub(crate) use crate::stack::check::ContractSummary;
+use crate::stack::check::Running;
 use crate::stack::programs::Installed;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -31,17 +31,66 @@ pub(crate) enum Request {
     Start { services: Vec<String> },
     /// Stop and start these services; done when they are ready again.
     Restart { services: Vec<String> },
-    /// A second `up`: with `start`, start `services` (all when empty) and their dependencies;
-    /// with `recreate`, restart each of them that runs and whose configuration, flags, program
-    /// or binary changed since it started. `env` is the caller's environment, from which the
-    /// configuration is read again. (`watch` sends `start: false`: restart changed apps, start
-    /// none that the user stopped.)
+    /// A second `up`: start `services` (all when empty) and their dependencies, or none
+    /// ([`Start::Nothing`]); restart each of them that runs and whose configuration, flags,
+    /// program or binary changed since it started, or only say so ([`Recreate::Never`]).
+    /// `env` is the caller's environment, from which the configuration is read again.
     Up {
         services: Vec<String>,
-        start: bool,
-        recreate: bool,
+        start: Start,
+        recreate: Recreate,
         env: Vec<(String, String)>,
     },
+}
+
+/// Which services a second `up` starts. On the wire a bool (`true`: [`Start::Asked`]), as it
+/// was before it had a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "bool", into = "bool")]
+pub(crate) enum Start {
+    /// Those it names (all when it names none) and their dependencies, where not running.
+    Asked,
+    /// None: `watch` restarts the changed apps and starts none that the user stopped.
+    Nothing,
+}
+
+/// What a second `up` does about services that changed since they started. On the wire a
+/// bool (`true`: [`Recreate::Changed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "bool", into = "bool")]
+pub(crate) enum Recreate {
+    /// Restart them, one line each saying why.
+    Changed,
+    /// Leave them be (`--no-recreate`), saying what changed.
+    Never,
+}
+
+impl From<bool> for Start {
+    fn from(start: bool) -> Start {
+        if start { Start::Asked } else { Start::Nothing }
+    }
+}
+
+impl From<Start> for bool {
+    fn from(start: Start) -> bool {
+        start == Start::Asked
+    }
+}
+
+impl From<bool> for Recreate {
+    fn from(recreate: bool) -> Recreate {
+        if recreate {
+            Recreate::Changed
+        } else {
+            Recreate::Never
+        }
+    }
+}
+
+impl From<Recreate> for bool {
+    fn from(recreate: Recreate) -> bool {
+        recreate == Recreate::Changed
+    }
 }
 
 /// What the supervisor answers, one line at a time.
@@ -73,6 +122,13 @@ impl Caller {
         self.send(&Reply::Done(error));
     }
 
+    /// A caller and the other end of its connection, for the supervisor's tests.
+    #[cfg(test)]
+    pub(crate) fn pair() -> (Caller, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        (Caller(ours), theirs)
+    }
+
     fn send(&mut self, reply: &Reply) {
         let mut line = serde_json::to_vec(reply).expect("a reply serialises");
         line.push(b'\n');
@@ -86,8 +142,11 @@ pub(crate) fn socket_path(cfg: &StackConfig) -> PathBuf {
 }
 
 /// Binds the socket (replacing one a dead supervisor left) and accepts callers on a thread of
-/// its own, handing each request to the supervisor over `calls`.
-pub(crate) fn listen(cfg: &StackConfig, calls: Sender<Call>) -> anyhow::Result<()> {
+/// its own, handing each request to the supervisor over `calls` (its event channel).
+pub(crate) fn listen<E: From<Call> + Send + 'static>(
+    cfg: &StackConfig,
+    calls: Sender<E>,
+) -> anyhow::Result<()> {
     let path = socket_path(cfg);
     let dir = path.parent().expect("the socket is in a directory");
     std::fs::DirBuilder::new()
@@ -107,7 +166,7 @@ pub(crate) fn listen(cfg: &StackConfig, calls: Sender<Call>) -> anyhow::Result<(
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             if let Some(call) = accept(stream, owner)
-                && calls.send(call).is_err()
+                && calls.send(call.into()).is_err()
             {
                 return; // the supervisor is gone
             }
@@ -206,10 +265,9 @@ mod tests {
 
     #[test]
     fn a_request_is_answered_line_by_line_until_done() {
-        let dir = std::env::temp_dir().join(format!("amtp-control-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cfg = crate::config::tests::config_in(&dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let mut cfg = crate::config::tests::config_in(dir);
         cfg.runtime_dir = dir.join("run");
         let (calls, received) = std::sync::mpsc::channel();
         listen(&cfg, calls).unwrap();
@@ -238,7 +296,28 @@ mod tests {
         supervisor.join().unwrap();
         assert_eq!(lines, ["healthcheck: restarting"]);
         assert_eq!(err.to_string(), "healthcheck: not ready");
-        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_up_says_what_to_start_and_recreate_as_bools_on_the_wire() {
+        let request = Request::Up {
+            services: vec!["nginx".into()],
+            start: Start::Nothing,
+            recreate: Recreate::Changed,
+            env: Vec::new(),
+        };
+        let line = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            line,
+            r#"{"up":{"services":["nginx"],"start":false,"recreate":true,"env":[]}}"#
+        );
+        let Request::Up {
+            start, recreate, ..
+        } = serde_json::from_str(&line.replace("false", "true")).unwrap()
+        else {
+            panic!("not an up")
+        };
+        assert_eq!((start, recreate), (Start::Asked, Recreate::Changed));
     }
 
     #[test]

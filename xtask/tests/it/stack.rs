@@ -74,7 +74,7 @@ fn data_survives_down_and_up_and_a_second_up_changes_nothing() {
 
 #[test]
 fn a_killed_service_comes_back() {
-    let stack = TestStack::new("restart");
+    let stack = TestStack::new("killed-service");
     stack.up();
     let valkey = stack.pid("valkey").expect("valkey runs");
     kill(Pid::from_raw(valkey), Signal::SIGKILL).unwrap();

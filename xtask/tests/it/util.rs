@@ -2,11 +2,11 @@
 //! real `xtask` binary, torn down (state deleted) when the test ends, with its logs printed
 //! when the test failed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The port variables of the xtask's unit table (`xtask __port-vars`), asked once.
@@ -31,8 +31,19 @@ pub struct TestStack {
 }
 
 impl TestStack {
-    /// A stack whose state dir name includes `name` (make it long to test socket paths).
+    /// A stack whose state dir name includes `name` (make it long to test socket paths). Each
+    /// test gives its own name: the tests of this binary run in parallel, and two stacks in one
+    /// state dir would tear each other down, so a name used twice fails the second test.
     pub fn new(name: &str) -> TestStack {
+        static NAMES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+        let fresh = NAMES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned());
+        assert!(
+            fresh,
+            "two tests use the stack name {name:?}; give each test a name of its own"
+        );
         let state_dir =
             std::env::temp_dir().join(format!("amtp-xtask-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&state_dir);
