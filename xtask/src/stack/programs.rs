@@ -25,7 +25,21 @@ pub(crate) struct Installed {
     /// `x.y.z` as the program reports it.
     pub(crate) version: String,
     /// Differences from the pinned program, said at `up` and in `status`.
+    #[serde(deserialize_with = "typed_drift_only")]
     pub(crate) drift: Vec<Drift>,
+}
+
+/// The drift of a run state, leaving out entries of another form: a supervisor of an earlier
+/// version wrote its drift as text, and its stack must stay readable (so that `status`, `down`
+/// and the next `up` still find its processes) until it is restarted.
+fn typed_drift_only<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Drift>, D::Error> {
+    let entries: Vec<serde_json::Value> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|entry| serde_json::from_value(entry).ok())
+        .collect())
 }
 
 /// One way the program found differs from the contract. Its text is what `up` and `status`
@@ -192,6 +206,19 @@ fn matches_pin(version: &str, pin: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn drift_written_as_text_by_an_earlier_supervisor_still_reads() {
+        let earlier = r#"{"path":"/usr/sbin/pgbouncer","version":"1.18.0","drift":["version 1.18.0, pinned 1.22.1",{"kind":"off_pin","found":"1.18.0","pinned":"1.22.1"}]}"#;
+        let installed: Installed = serde_json::from_str(earlier).unwrap();
+        assert_eq!(
+            installed.drift,
+            [Drift::OffPin {
+                found: "1.18.0".into(),
+                pinned: "1.22.1".into()
+            }]
+        );
+    }
+
     use super::*;
 
     #[test]
