@@ -1,147 +1,31 @@
-//! `cargo xtask logs`: the services' logs in `<state>/logs`, merged in time order as Compose's
-//! `logs` prints them: `postgres  | …`, a colour per service on a terminal.
-//!
-//! Every line the supervisor writes starts with its UTC time in a fixed-width form
-//! ([`logfile::timestamp`]), so ordering is a byte comparison of those prefixes. A line without
-//! one (written before timestamps, or by hand) sorts with the timestamped line before it in
-//! its file, and before every timestamped line when there is none. The rotated files
-//! (`name.log.1` …) are read too, as far back as `--since` or `--tail` needs.
+//! Reading the log files: each line keyed by its timestamp, a service's lines since a time or
+//! its last few (its rotated files too, found by bisection rather than a scan), the services'
+//! lines merged in time order, and a current file followed through rotation.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::bail;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
-
-use crate::config::StackConfig;
+use super::flags::Tail;
 use crate::os::logfile::{self, TIMESTAMP_LEN};
-use crate::stack::{Kind, UNITS};
-
-/// How often `--follow` looks for new lines.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
-/// Lines of each service shown first when neither `--tail` nor `--since` says otherwise.
-const DEFAULT_TAIL: usize = 50;
-
-/// What `logs` prints, from the command line.
-#[derive(Clone, Debug)]
-pub(crate) struct Options {
-    /// The services chosen (none: all).
-    pub(crate) services: Vec<String>,
-    pub(crate) since: Option<DateTime<Utc>>,
-    pub(crate) tail: Option<Tail>,
-    pub(crate) follow: bool,
-    pub(crate) timestamps: bool,
-    pub(crate) prefix: bool,
-}
-
-/// How many of each service's last lines to show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Tail {
-    All,
-    Last(usize),
-}
-
-/// `--tail`: a number of lines, or `all`.
-pub(crate) fn parse_tail(text: &str) -> Result<Tail, String> {
-    match text {
-        "all" => Ok(Tail::All),
-        _ => text
-            .parse()
-            .map(Tail::Last)
-            .map_err(|_| format!("{text:?} is not a number of lines; give one, or `all`")),
-    }
-}
-
-/// `--since`: a duration back from now, or a time (local unless it carries `Z` or an offset).
-pub(crate) fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
-    since_at(text, Utc::now(), &chrono::Local)
-}
-
-fn since_at<Tz: TimeZone>(
-    text: &str,
-    now: DateTime<Utc>,
-    local: &Tz,
-) -> Result<DateTime<Utc>, String> {
-    if let Some(ago) = parse_duration(text) {
-        return Ok(now - ago);
-    }
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.to_utc());
-    }
-    let naive = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-    .or_else(|| {
-        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-        date.and_hms_opt(0, 0, 0)
-    });
-    match naive {
-        Some(naive) => local
-            .from_local_datetime(&naive)
-            .earliest()
-            .map(|time| time.to_utc())
-            .ok_or_else(|| format!("{text:?} does not exist in the local time zone")),
-        None => Err(format!(
-            "{text:?} is neither a duration (`10m`, `1h30m`, `45s`, `2d`) nor a time \
-             (`2026-12-01T10:00:00`, local; `…Z` or `…+01:00` for UTC or an offset)"
-        )),
-    }
-}
-
-/// `10m`, `1h30m`, `90s`, `2d`, `500ms`: numbers each followed by a unit.
-fn parse_duration(text: &str) -> Option<TimeDelta> {
-    let mut rest = text;
-    let mut total = TimeDelta::zero();
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        let number: i64 = rest[..digits].parse().ok()?;
-        let unit_len = rest[digits..]
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len() - digits);
-        let step = match &rest[digits..digits + unit_len] {
-            "ms" => TimeDelta::try_milliseconds(number)?,
-            "s" => TimeDelta::try_seconds(number)?,
-            "m" => TimeDelta::try_minutes(number)?,
-            "h" => TimeDelta::try_hours(number)?,
-            "d" => TimeDelta::try_days(number)?,
-            _ => return None,
-        };
-        total = total.checked_add(&step)?;
-        rest = &rest[digits + unit_len..];
-    }
-    (!text.is_empty()).then_some(total)
-}
-
-/// A time in the form our lines start with, for byte comparisons with them.
-fn stamp_of(time: DateTime<Utc>) -> [u8; TIMESTAMP_LEN] {
-    let text = time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-    text.as_bytes().try_into().expect("fixed width")
-}
 
 /// Where a line sorts: its timestamp, or that of the last timestamped line before it (`None`
 /// sorts first).
-type Key = Option<[u8; TIMESTAMP_LEN]>;
+pub(super) type Key = Option<[u8; TIMESTAMP_LEN]>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Line {
-    key: Key,
+pub(super) struct Line {
+    pub(super) key: Key,
     /// Index of the service among the chosen ones.
-    service: usize,
+    pub(super) service: usize,
     /// The line as written, timestamp included, without its newline.
-    text: Vec<u8>,
+    pub(super) text: Vec<u8>,
 }
 
 /// The lines of `text` with their keys: `key` is carried in from the lines before and updated.
 /// Borrowed: a log is read whole, but only the lines shown are copied.
-fn keys<'a>(text: &'a [u8], key: &mut Key) -> Vec<(Key, &'a [u8])> {
+pub(super) fn keys<'a>(text: &'a [u8], key: &mut Key) -> Vec<(Key, &'a [u8])> {
     let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
     // What follows the last newline: empty for a whole file.
     if lines.last().is_some_and(|l| l.is_empty()) {
@@ -159,7 +43,7 @@ fn keys<'a>(text: &'a [u8], key: &mut Key) -> Vec<(Key, &'a [u8])> {
 }
 
 /// The lines of `text` as [`Line`]s of `service`, keyed as [`keys`] does.
-fn keyed(text: &[u8], service: usize, key: &mut Key) -> Vec<Line> {
+pub(super) fn keyed(text: &[u8], service: usize, key: &mut Key) -> Vec<Line> {
     keys(text, key)
         .into_iter()
         .map(|(key, text)| Line {
@@ -172,7 +56,7 @@ fn keyed(text: &[u8], service: usize, key: &mut Key) -> Vec<Line> {
 
 /// The texts (oldest first) cut to their last `n` lines in all, and the key those lines carry
 /// in from the lines cut off.
-fn last_lines<'a>(texts: &[&'a [u8]], n: usize) -> (Key, Vec<&'a [u8]>) {
+pub(super) fn last_lines<'a>(texts: &[&'a [u8]], n: usize) -> (Key, Vec<&'a [u8]>) {
     let mut kept = Vec::new();
     let mut wanted = n;
     for (index, text) in texts.iter().enumerate().rev() {
@@ -195,7 +79,7 @@ fn last_lines<'a>(texts: &[&'a [u8]], n: usize) -> (Key, Vec<&'a [u8]>) {
 }
 
 /// Where the last `n` lines of `text` begin (0 when it has no more than `n`).
-fn start_of_last_lines(text: &[u8], n: usize) -> usize {
+pub(super) fn start_of_last_lines(text: &[u8], n: usize) -> usize {
     if n == 0 {
         return text.len();
     }
@@ -210,7 +94,7 @@ fn start_of_last_lines(text: &[u8], n: usize) -> usize {
 }
 
 /// How many lines [`keys`] finds in `text`.
-fn line_count(text: &[u8]) -> usize {
+pub(super) fn line_count(text: &[u8]) -> usize {
     let newlines = text.iter().filter(|b| **b == b'\n').count();
     newlines + usize::from(!text.is_empty() && !text.ends_with(b"\n"))
 }
@@ -219,7 +103,7 @@ fn line_count(text: &[u8]) -> usize {
 /// none), by bisection: the lines of a file are in time order, as the pumps write them, so
 /// `--since 1m` does not read through a whole 10 MiB log. Lines without a stamp before that
 /// line belong to an older one.
-fn start_of_since(text: &[u8], since: [u8; TIMESTAMP_LEN]) -> usize {
+pub(super) fn start_of_since(text: &[u8], since: [u8; TIMESTAMP_LEN]) -> usize {
     // The first stamped line that starts at `pos` or later: its start and stamp.
     let stamped_from = |pos: usize| -> Option<(usize, [u8; TIMESTAMP_LEN])> {
         let mut start = match pos {
@@ -252,13 +136,13 @@ fn start_of_since(text: &[u8], since: [u8; TIMESTAMP_LEN]) -> usize {
 }
 
 /// The first timestamp in a file's text.
-fn first_stamp(text: &[u8]) -> Key {
+pub(super) fn first_stamp(text: &[u8]) -> Key {
     text.split(|b| *b == b'\n').find_map(logfile::timestamp_of)
 }
 
 /// One service's lines since `since` (rotated files included), the last `tail` of them, and
 /// its current file opened at the end of what was read, for `--follow`.
-fn read_service(
+pub(super) fn read_service(
     path: &Path,
     service: usize,
     since: Key,
@@ -338,26 +222,26 @@ fn read_service(
 
 /// The lines of all services in time order; lines of the same time keep their services' order
 /// and their own.
-fn merge(services: Vec<Vec<Line>>) -> Vec<Line> {
+pub(super) fn merge(services: Vec<Vec<Line>>) -> Vec<Line> {
     let mut all: Vec<Line> = services.into_iter().flatten().collect();
     all.sort_by_key(|line| line.key);
     all
 }
 
 /// One service's current log while `--follow` reads it.
-struct Followed {
-    path: PathBuf,
-    file: Option<File>,
-    service: usize,
-    key: Key,
+pub(super) struct Followed {
+    pub(super) path: PathBuf,
+    pub(super) file: Option<File>,
+    pub(super) service: usize,
+    pub(super) key: Key,
     /// A line whose end is not written yet.
-    pending: Vec<u8>,
+    pub(super) pending: Vec<u8>,
 }
 
 impl Followed {
     /// The whole lines written since the last call, across a rotation (the old file is read
     /// to its end before the new one) and from a file that appeared since.
-    fn new_lines(&mut self) -> Vec<Line> {
+    pub(super) fn new_lines(&mut self) -> Vec<Line> {
         let mut text = std::mem::take(&mut self.pending);
         if let Some(file) = self.file.as_mut() {
             let _ = file.read_to_end(&mut text);
@@ -379,207 +263,17 @@ impl Followed {
     }
 }
 
-/// How lines are printed: Compose's `name  | text`, padded to the longest chosen name.
-struct Printer {
-    names: Vec<&'static str>,
-    colours: Option<Vec<anstyle::Style>>,
-    width: usize,
-    timestamps: bool,
-    prefix: bool,
-}
-
-/// One colour per service, by its place in the table, as Compose gives them.
-const PALETTE: [anstyle::AnsiColor; 6] = [
-    anstyle::AnsiColor::Cyan,
-    anstyle::AnsiColor::Yellow,
-    anstyle::AnsiColor::Green,
-    anstyle::AnsiColor::Magenta,
-    anstyle::AnsiColor::Blue,
-    anstyle::AnsiColor::BrightRed,
-];
-
-impl Printer {
-    fn print(&self, out: &mut impl Write, line: &Line) -> io::Result<()> {
-        if self.prefix {
-            let name = self.names[line.service];
-            let style = self.colours.as_ref().map(|c| c[line.service]);
-            let style = style.unwrap_or_default();
-            write!(out, "{style}{name:<width$} |{style:#} ", width = self.width)?;
-        }
-        let text = if self.timestamps {
-            &line.text[..]
-        } else {
-            logfile::without_timestamp(&line.text)
-        };
-        out.write_all(text)?;
-        out.write_all(b"\n")
-    }
-}
-
-pub(crate) fn run(cfg: &StackConfig, options: &Options) -> anyhow::Result<ExitCode> {
-    let all = names();
-    let chosen: Vec<&'static str> = if options.services.is_empty() {
-        all.clone()
-    } else {
-        all.iter()
-            .copied()
-            .filter(|name| options.services.iter().any(|s| s == name))
-            .collect()
-    };
-    let paths: Vec<PathBuf> = chosen.iter().map(|name| cfg.log_file(name)).collect();
-    if !paths.iter().any(|path| path.exists()) {
-        bail!(
-            "no logs of {} in {}; start the stack with `cargo xtask up`",
-            chosen.join(", "),
-            cfg.log_dir().display()
-        );
-    }
-    let colours = anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never;
-    let printer = Printer {
-        colours: colours.then(|| {
-            chosen
-                .iter()
-                .map(|name| {
-                    let index = all.iter().position(|n| n == name).unwrap_or(0);
-                    anstyle::Style::new().fg_color(Some(PALETTE[index % PALETTE.len()].into()))
-                })
-                .collect()
-        }),
-        width: chosen.iter().map(|name| name.len()).max().unwrap_or(0),
-        names: chosen,
-        timestamps: options.timestamps,
-        prefix: options.prefix,
-    };
-    let tail = options.tail.unwrap_or(match options.since {
-        Some(_) => Tail::All,
-        None => Tail::Last(DEFAULT_TAIL),
-    });
-    let since = options.since.map(stamp_of);
-    let (lines, mut followed): (Vec<Vec<Line>>, Vec<Option<Followed>>) = paths
-        .iter()
-        .enumerate()
-        .map(|(service, path)| read_service(path, service, since, tail))
-        .unzip();
-    let printed = print_all(&printer, &merge(lines));
-    if !options.follow || printed.is_err() {
-        return done(printed);
-    }
-    for (service, followed) in followed.iter_mut().enumerate() {
-        // A service that has not written yet is followed from its first line.
-        if followed.is_none() {
-            *followed = Some(Followed {
-                path: paths[service].clone(),
-                file: None,
-                service,
-                key: None,
-                pending: Vec::new(),
-            });
-        }
-    }
-    loop {
-        std::thread::sleep(FOLLOW_INTERVAL);
-        let batch = followed
-            .iter_mut()
-            .flatten()
-            .map(Followed::new_lines)
-            .collect();
-        let printed = print_all(&printer, &merge(batch));
-        if printed.is_err() {
-            return done(printed);
-        }
-    }
-}
-
-fn print_all(printer: &Printer, lines: &[Line]) -> io::Result<()> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    for line in lines {
-        printer.print(&mut out, line)?;
-    }
-    out.flush()
-}
-
-/// A reader that went away (`logs | head`) is no error.
-fn done(printed: io::Result<()>) -> anyhow::Result<ExitCode> {
-    match printed {
-        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(err).context("cannot print the logs"))
-        }
-        _ => Ok(ExitCode::SUCCESS),
-    }
-}
-
-/// What has a log: every daemon of the table, and the supervisor.
-pub(crate) fn names() -> Vec<&'static str> {
-    UNITS
-        .iter()
-        .filter(|unit| matches!(unit.kind, Kind::Daemon(_)))
-        .map(|unit| unit.name)
-        .chain(["supervisor"])
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use chrono::FixedOffset;
+    use std::io::Write;
 
+    use chrono::{DateTime, Utc};
+
+    use super::super::flags::stamp_of;
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
-    }
-
-    /// Each `--since` text read at noon UTC in a local zone `east` seconds ahead of UTC.
-    fn assert_since(east: i32, cases: &[(&str, &str)]) {
-        let now = utc("2026-12-02T12:00:00Z");
-        let zone = FixedOffset::east_opt(east).unwrap();
-        for (text, want) in cases {
-            assert_eq!(since_at(text, now, &zone), Ok(utc(want)), "{text}");
-        }
-    }
-
-    #[test]
-    fn since_takes_durations_back_from_now() {
-        assert_since(
-            0,
-            &[
-                ("10m", "2026-12-02T11:50:00Z"),
-                ("1h30m", "2026-12-02T10:30:00Z"),
-                ("45s", "2026-12-02T11:59:15Z"),
-                ("2d", "2026-11-30T12:00:00Z"),
-                ("1500ms", "2026-12-02T11:59:58.500Z"),
-            ],
-        );
-        let zone = FixedOffset::east_opt(0).unwrap();
-        for bad in ["", "10", "m", "10x", "1h30", "-5m", "ten minutes"] {
-            let err = since_at(bad, Utc::now(), &zone).unwrap_err();
-            assert!(err.contains("neither a duration"), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn since_takes_times_local_unless_they_carry_a_zone() {
-        // An hour ahead of UTC, as Berlin in winter.
-        assert_since(
-            3600,
-            &[
-                ("2026-12-01T10:00:00", "2026-12-01T09:00:00Z"),
-                ("2026-12-01 10:00:00.250", "2026-12-01T09:00:00.250Z"),
-                ("2026-12-01T10:00", "2026-12-01T09:00:00Z"),
-                ("2026-12-01", "2026-11-30T23:00:00Z"),
-                ("2026-12-01T10:00:00Z", "2026-12-01T10:00:00Z"),
-                ("2026-12-01T10:00:00+02:00", "2026-12-01T08:00:00Z"),
-                ("2026-12-01T10:00:00.5-01:00", "2026-12-01T11:00:00.500Z"),
-            ],
-        );
-        let zone = FixedOffset::east_opt(3600).unwrap();
-        assert!(since_at("2026-13-01T10:00:00", Utc::now(), &zone).is_err());
-    }
-
-    #[test]
-    fn tail_is_a_number_or_all() {
-        assert_eq!(parse_tail("20"), Ok(Tail::Last(20)));
-        assert_eq!(parse_tail("all"), Ok(Tail::All));
-        assert!(parse_tail("-1").unwrap_err().contains("`all`"));
     }
 
     fn texts(lines: &[Line]) -> Vec<String> {
@@ -751,39 +445,5 @@ mod tests {
         append(&logfile::rotated(&path, 1), "2026-12-02T01:03:02.000Z h\n");
         fs::write(&path, "2026-12-02T01:03:03.000Z i\n").unwrap();
         assert_eq!(contents(&followed.new_lines()), ["partial", "h", "i"]);
-    }
-
-    #[test]
-    fn lines_are_printed_with_padded_names_and_colour_only_when_asked() {
-        let line = Line {
-            key: None,
-            service: 1,
-            text: b"2026-12-02T01:00:00.000Z ready".to_vec(),
-        };
-        let printed = |printer: &Printer| {
-            let mut out = Vec::new();
-            printer.print(&mut out, &line).unwrap();
-            String::from_utf8(out).unwrap()
-        };
-        let mut printer = Printer {
-            names: vec!["postgres", "valkey"],
-            colours: None,
-            width: 8,
-            timestamps: false,
-            prefix: true,
-        };
-        assert_eq!(printed(&printer), "valkey   | ready\n");
-        printer.timestamps = true;
-        assert_eq!(
-            printed(&printer),
-            "valkey   | 2026-12-02T01:00:00.000Z ready\n"
-        );
-        printer.prefix = false;
-        assert_eq!(printed(&printer), "2026-12-02T01:00:00.000Z ready\n");
-        printer.prefix = true;
-        printer.timestamps = false;
-        let yellow = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Yellow.into()));
-        printer.colours = Some(vec![anstyle::Style::new(), yellow]);
-        assert_eq!(printed(&printer), "\x1b[33mvalkey   |\x1b[0m ready\n");
     }
 }
