@@ -1,6 +1,7 @@
 //! The operating system underneath: processes and their process groups, log files, the
 //! guardian, ports, and the one polling helper. Nothing here knows the stack's services.
 
+pub(crate) mod account;
 pub(crate) mod guardian;
 pub(crate) mod logfile;
 pub(crate) mod poll;

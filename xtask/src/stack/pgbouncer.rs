@@ -12,7 +12,8 @@ use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit, postgres};
 use crate::config::{PortVar, StackConfig, write_private};
-use crate::os::process::{Account, Launch, give_to, unprivileged_account};
+use crate::os::account::{Account, give_to, unprivileged_account};
+use crate::os::process::Launch;
 use crate::stack::check::{Check, Verdict, equivalent, private_file};
 use crate::stack::compose::{self, Condition, Image, Service};
 use crate::stack::contract::{Contract, Format, InfraFile, Setting};

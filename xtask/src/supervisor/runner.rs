@@ -110,7 +110,9 @@ impl Runner for Programs {
         let launch = (daemon.launch)(cfg, installed, infra);
         let launch = match daemon.run_as {
             RunAs::Invoker => launch,
-            RunAs::UnprivilegedWhenRoot => launch.run_as(process::unprivileged_account()?),
+            RunAs::UnprivilegedWhenRoot => {
+                launch.run_as(crate::os::account::unprivileged_account()?)
+            }
         };
         let child = process::spawn(&launch, &cfg.log_file(unit.name))?;
         let pid = child.id();

@@ -13,7 +13,8 @@ use nix::sys::signal::Signal;
 
 use super::{Daemon, Kind, Program, RunAs, Unit};
 use crate::config::{PortVar, StackConfig};
-use crate::os::process::{Launch, give_to, unprivileged_account};
+use crate::os::account::{give_to, unprivileged_account};
+use crate::os::process::Launch;
 use crate::stack::compose::{self, Image, Service, Volume};
 use crate::stack::contract::{Contract, Format, InfraFile};
 use crate::stack::programs::{Installed, OffPin, Wanted};
