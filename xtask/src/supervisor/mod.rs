@@ -335,13 +335,14 @@ impl Supervisor {
                 slot.after_stop(then, now);
                 if matches!(then, AfterStop::Hold | AfterStop::Start) {
                     slot.fingerprint = None;
-                    println!("{name}: stopped");
                 }
+                println!("{name}: stopped");
                 self.publish();
                 Ok(())
             }
             // Not yet signalled by the stop of the stack: as good as stopped.
             _ if self.stopping.is_some() => {
+                println!("{name}: exited ({status}) while the stack stops");
                 slot.after_stop(AfterStop::Exit, now);
                 self.publish();
                 Ok(())
@@ -405,6 +406,7 @@ impl Supervisor {
         // A one-shot program (initdb) still running would go on writing into the state dir.
         self.runner.end_one_shots();
         if self.slots.iter().any(|s| s.process().is_some()) {
+            println!("stopping the stack");
             self.phase = Phase::Stopping;
             self.publish();
             self.stopping = Some(self.deps.stop_levels().into());

@@ -17,6 +17,11 @@ use crate::supervisor::runner::Runner;
 
 /// Grace period between the stop signal and SIGKILL.
 pub(super) const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The same for a daemon not yet ready: it has no clients' work to finish, and a program can
+/// miss a stop signal that lands while it starts (nginx's master acts on one only when it
+/// next wakes, and may not wake again), which would keep a cancelled `up` waiting the whole
+/// grace period.
+pub(super) const STARTING_STOP_GRACE: Duration = Duration::from_secs(1);
 /// Restart delays grow from this, doubling, up to `MAX_RESTART_DELAY`.
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(15);
@@ -59,6 +64,8 @@ pub(super) enum SlotState {
     Stopping {
         process: Process,
         kill_at: Option<Instant>,
+        /// How long it was given, for the line that says it was killed.
+        grace: Duration,
         then: AfterStop,
     },
     /// Stopped on request, or never started (`up SERVICE`): the supervisor leaves it so
@@ -225,13 +232,18 @@ impl Slot {
     /// `then` once it has exited; a unit without a daemon running does `then` now. True when
     /// this sent the stop signal.
     pub(super) fn stop(&mut self, then: AfterStop, runner: &dyn Runner, now: Instant) -> bool {
+        let grace = match self.state {
+            SlotState::Starting { .. } => STARTING_STOP_GRACE,
+            _ => STOP_GRACE,
+        };
         match &mut self.state {
             SlotState::Starting { process, .. } | SlotState::Ready { process } => {
                 let process = *process;
                 runner.signal(&process, stop_signal(self.unit));
                 self.state = SlotState::Stopping {
                     process,
-                    kill_at: Some(now + STOP_GRACE),
+                    kill_at: Some(now + grace),
+                    grace,
                     then,
                 };
                 true
@@ -284,12 +296,20 @@ impl Slot {
     /// Sends SIGKILL to a daemon whose grace period is over at `now`.
     pub(super) fn kill_if_overdue(&mut self, runner: &dyn Runner, now: Instant) {
         if let SlotState::Stopping {
-            process, kill_at, ..
+            process,
+            kill_at,
+            grace,
+            ..
         } = &mut self.state
             && kill_at.is_some_and(|at| at <= now)
         {
             runner.signal(process, Signal::SIGKILL);
             *kill_at = None;
+            println!(
+                "{}: still running {} ms after its stop signal; killed",
+                self.unit.name,
+                grace.as_millis()
+            );
         }
     }
 

@@ -304,3 +304,20 @@ fn a_stop_signal_ends_the_loop_and_one_during_the_start_says_so() {
     bench.sup.stop_all();
     assert!(!bench.fake.runs("db") && !bench.fake.runs("cache"));
 }
+
+#[test]
+fn a_daemon_stopped_before_it_is_ready_is_killed_after_a_short_grace() {
+    let mut bench = Bench::new(vec![&DB, &CACHE]);
+    bench.fake.silence("db");
+    bench.fake.stubborn("db");
+    bench.wait(Duration::from_millis(100)).unwrap();
+    assert_eq!(bench.status("db"), Status::Starting);
+    bench.fake.asked();
+    bench.sup.stopping = Some(bench.sup.deps.stop_levels().into());
+    // Nothing depends on either: one level, each stopped at once; cache is ready and
+    // stubborn db is not, so db alone is killed, a second later, not ten.
+    bench.wait(Duration::from_millis(999)).unwrap();
+    assert_eq!(bench.fake.asked(), ["SIGTERM db", "SIGTERM cache"]);
+    bench.wait(Duration::from_millis(1)).unwrap();
+    assert_eq!(bench.fake.asked(), ["SIGKILL db"]);
+}
