@@ -1,6 +1,7 @@
 //! The xtask's integration tests, one binary (every `tests/*.rs` file would be a binary of its
 //! own, linking the whole dependency tree again), a module per topic.
 
+mod builds;
 mod cancel;
 mod ci_workflow;
 mod clients;
