@@ -50,7 +50,10 @@ impl Contract {
 
 /// `cargo xtask compose [--check] [--out DIR]`.
 pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCode> {
-    let files = render(&Contract::read(root)?);
+    if !check {
+        fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    }
+    let files = render(&Contract::read(root)?, &root_seen_from(out, root)?);
     if check {
         let differences = differences(out, &files)?;
         if differences.is_empty() {
@@ -66,7 +69,6 @@ pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCo
             out.display()
         );
     }
-    fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     for (name, text) in &files {
         let path = out.join(name);
         fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
@@ -75,15 +77,44 @@ pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Both files, rendered from the contract.
-fn render(contract: &Contract) -> [(&'static str, String); 2] {
+/// The repository root as Compose files written to `out` reach it, for the apps' build
+/// contexts: `.` at the root (the committed files), a relative path such as `../..` from a
+/// directory inside the repository (it survives moving the checkout), else the absolute path.
+fn root_seen_from(out: &Path, root: &Path) -> anyhow::Result<String> {
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("resolve {}", root.display()))?;
+    // `--check` of a directory that does not exist: its files are missing, said later.
+    let out = out
+        .canonicalize()
+        .or_else(|_| std::path::absolute(out))
+        .with_context(|| format!("resolve {}", out.display()))?;
+    let text = match out.strip_prefix(&root) {
+        Ok(inside) if inside.as_os_str().is_empty() => ".".to_owned(),
+        Ok(inside) => vec![".."; inside.components().count()].join("/"),
+        Err(_) => root
+            .to_str()
+            .with_context(|| {
+                format!(
+                    "the repository path {} is not UTF-8, so no Compose file can name it; \
+                     write the files inside the repository (--out)",
+                    root.display()
+                )
+            })?
+            .to_owned(),
+    };
+    Ok(text)
+}
+
+/// Both files, rendered from the contract; `root` is the repository as the files reach it.
+fn render(contract: &Contract, root: &str) -> [(&'static str, String); 2] {
     [
         (
             FILES[0],
             emit(
                 "The AMTP stack for Docker Compose.",
                 &Node::map([
-                    ("services", services(contract)),
+                    ("services", services(contract, root)),
                     (
                         "networks",
                         // The observability stack attaches to this exact name as an external
@@ -119,7 +150,7 @@ fn render(contract: &Contract) -> [(&'static str, String); 2] {
 }
 
 /// The flags and environment of every service, in the seed's order.
-fn services(contract: &Contract) -> Node {
+fn services(contract: &Contract, root: &str) -> Node {
     let postgres_user = "${POSTGRES_USER:-amtp}";
     let postgres_password = "${POSTGRES_PASSWORD:-amtp}";
     let postgres_db = "${POSTGRES_DB:-amtp}";
@@ -133,6 +164,17 @@ fn services(contract: &Contract) -> Node {
         (
             "depends_on",
             Node::map([(service, Node::map([("condition", s(condition))]))]),
+        )
+    };
+    // The apps use the workspace's crates, so their images build from the repository root
+    // (its .dockerignore keeps the context small) with the app's own Dockerfile.
+    let build = |app: &str| {
+        (
+            "build",
+            Node::map([
+                ("context", s(root)),
+                ("dockerfile", s(&format!("apps/{app}/Dockerfile"))),
+            ]),
         )
     };
 
@@ -212,7 +254,7 @@ fn services(contract: &Contract) -> Node {
         (
             "healthcheck",
             Node::map([
-                ("build", s("./apps/healthcheck")),
+                build("healthcheck"),
                 ("restart", s("unless-stopped")),
                 (
                     "environment",
@@ -226,7 +268,7 @@ fn services(contract: &Contract) -> Node {
         (
             "github-mcp",
             Node::map([
-                ("build", s("./apps/github-mcp")),
+                build("github-mcp"),
                 ("restart", s("unless-stopped")),
                 (
                     "environment",
@@ -658,9 +700,30 @@ mod tests {
     }
 
     #[test]
+    fn build_contexts_name_the_root_as_seen_from_the_output_directory() {
+        let scratch =
+            std::env::temp_dir().join(format!("amtp-compose-paths-{}", std::process::id()));
+        let root = scratch.join("repo");
+        let deep = root.join("out/deeper");
+        let outside = scratch.join("elsewhere");
+        for dir in [&deep, &outside] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        let seen = |out: &Path| root_seen_from(out, &root).unwrap();
+        assert_eq!(seen(&root), ".");
+        assert_eq!(seen(&deep), "../..");
+        assert_eq!(seen(&root.join("out/./deeper/")), "../..");
+        let absolute = root.canonicalize().unwrap();
+        assert_eq!(seen(&outside), absolute.to_str().unwrap());
+        // `--check` of a directory that is not there yet.
+        assert_eq!(seen(&outside.join("missing")), absolute.to_str().unwrap());
+        fs::remove_dir_all(&scratch).unwrap();
+    }
+
+    #[test]
     fn both_files_render_from_the_repository_contract() {
         let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let [(main, main_text), (over, over_text)] = render(&Contract::read(root).unwrap());
+        let [(main, main_text), (over, over_text)] = render(&Contract::read(root).unwrap(), ".");
         assert_eq!([main, over], FILES);
         assert!(main_text.contains("\"-c\"\n      - \"max_connections=200\""));
         assert!(over_text.contains("\"127.0.0.1:${POSTGRES_PORT:-5432}:5432\""));
