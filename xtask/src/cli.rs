@@ -119,6 +119,11 @@ pub(crate) enum Command {
     /// Run the workspace tests against a fresh, isolated stack (temporary state dir, free
     /// ports), then verify it against the contract; the stack is always torn down.
     Test {
+        /// Instead: build both apps' deploy images offline with podman, from base images made
+        /// with debootstrap, and check them (user, port, healthcheck, the binary starting);
+        /// needs root, podman and debootstrap, and leaves nothing behind.
+        #[arg(long, conflicts_with = "cargo_args")]
+        images: bool,
         /// Arguments passed on to `cargo test` (after `--`).
         #[arg(last = true)]
         cargo_args: Vec<OsString>,
@@ -146,6 +151,18 @@ pub(crate) enum Command {
         /// Directory of the two files (default: the repository root).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+    },
+    /// Build the apps' deploy images (amtp-healthcheck, amtp-github-mcp) from
+    /// apps/<app>/Dockerfile with docker, or podman where docker's daemon does not answer. The
+    /// native stack does not use them.
+    Images {
+        /// Build with this tool instead of the first that works (docker, then podman).
+        #[arg(long, value_enum)]
+        tool: Option<crate::cmd::images::Tool>,
+        /// A build argument of both Dockerfiles, e.g. `RUST_IMAGE=rust:1.95-bookworm` or
+        /// `RUNTIME_IMAGE=…` (base images), `GIT_SHA=…` (default: HEAD's commit); repeatable.
+        #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = crate::cmd::images::parse_build_arg)]
+        build_args: Vec<(String, String)>,
     },
     /// The port variables of the services with their defaults, one `VAR=port` a line (internal:
     /// the integration tests give each a free port).

@@ -92,7 +92,11 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             cmd::clients::psql(repo, database, &args)
         }
         Command::ValkeyCli { args } => cmd::clients::valkey_cli(repo, &args),
-        Command::Test { cargo_args } => cmd::test::run(repo, &cargo_args),
+        Command::Test {
+            images: true,
+            cargo_args: _,
+        } => cmd::images::offline::run(&repo.root),
+        Command::Test { cargo_args, .. } => cmd::test::run(repo, &cargo_args),
         Command::Migrate(args) => cmd::migrate::run(repo, &args),
         Command::Verify { json } => cmd::verify::run(&repo.config()?, Output::json_if(json)),
         Command::Docs { out } => docs::run(repo, out),
@@ -100,6 +104,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         Command::Compose { check, out } => {
             cmd::compose::run(&repo.root, out.as_deref().unwrap_or(&repo.root), check)
         }
+        Command::Images { tool, build_args } => cmd::images::run(&repo.root, tool, build_args),
         Command::Guard => {
             os::guardian::run()?;
             Ok(ExitCode::SUCCESS)

@@ -43,6 +43,12 @@ use crate::github::{GitHubClient, GitHubError, LastContact};
 use crate::metrics::Metrics;
 use crate::tree::TreeService;
 
+/// This build's version: the package's, `+<commit>` when it was compiled with `AMTP_GIT_SHA`
+/// set (the image's `GIT_SHA` build argument). `/health` reports it.
+pub fn version() -> String {
+    amtp_graceful::version!()
+}
+
 /// What every request shares.
 pub struct AppState {
     pub github: Arc<GitHubClient>,
@@ -164,6 +170,7 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         StatusCode::OK,
         Json(serde_json::json!({
             "status": "ok",
+            "version": version(),
             "valkey": valkey,
             "github": github,
             "github_api_url": state.github.api_url(),

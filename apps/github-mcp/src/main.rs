@@ -1,6 +1,9 @@
-//! `github-mcp`: read the environment, serve until SIGTERM or SIGINT, exit 0.
+//! `github-mcp`: read the environment, serve until SIGTERM or SIGINT, exit 0. `--version`
+//! prints the version, `--health` asks the running server's `/health` (the image's
+//! `HEALTHCHECK`).
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +16,23 @@ use amtp_github_mcp::{AppState, app, telemetry};
 /// Longest wait for open requests after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-fn main() {
-    if let Err(error) = run() {
-        eprintln!("github-mcp: {error:#}");
-        std::process::exit(1);
+fn main() -> ExitCode {
+    let listen = || {
+        Config::from_env(|name| std::env::var(name).ok())
+            .map(|config| SocketAddr::new(config.bind_addr, config.port))
+            .map_err(|err| err.to_string())
+    };
+    if let Some(code) =
+        amtp_graceful::flags::answer("github-mcp", &amtp_github_mcp::version(), listen)
+    {
+        return code;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("github-mcp: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -42,7 +58,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listen on {addr}; set MCP_HTTP_PORT or BIND_ADDR"))?;
-    tracing::info!(%addr, github = %config.github.api_url, valkey_host = %config.valkey.host, valkey_port = config.valkey.port, "github-mcp listening");
+    tracing::info!(%addr, github = %config.github.api_url, valkey_host = %config.valkey.host, valkey_port = config.valkey.port, version = amtp_github_mcp::version(), "github-mcp listening");
     // Cancelling the token ends open MCP streams, which would otherwise hold the drain open.
     let streams = CancellationToken::new();
     let router = app(state, streams.clone());

@@ -11,6 +11,9 @@
 //! - 503 `{"status":"degraded","valkey":"down","error":"…","probe":"<step>","latency_ms":<n>}`
 //!   where `probe` is the step that failed or was in progress when the window closed.
 //!
+//! The seed fixes those bodies field by field, so the build's [`version`] travels beside them,
+//! in the `amtp-version` header of both answers.
+//!
 //! Probes run only on request; there is no background poller. The service never exits because
 //! Valkey is down: a broken connection is dropped and the next probe dials again.
 //! `GET /metrics` serves Prometheus counters, a latency histogram and a Valkey-up gauge. Logs are
@@ -26,7 +29,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -41,6 +44,15 @@ use probe::{ProbeFailure, Prober};
 /// In-flight probes end within their 500 ms window; this only cuts off idle or stalled clients.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The header of `/health` that carries [`version`]: the body's fields are the seed's contract.
+pub const VERSION_HEADER: &str = "amtp-version";
+
+/// This build's version: the package's, `+<commit>` when it was compiled with `AMTP_GIT_SHA`
+/// set (the image's `GIT_SHA` build argument).
+pub fn version() -> String {
+    amtp_graceful::version!()
+}
+
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -51,6 +63,7 @@ struct Shared {
     prober: Prober,
     metrics: ProbeMetrics,
     valkey_state: ValkeyState,
+    version: HeaderValue,
 }
 
 impl AppState {
@@ -61,6 +74,10 @@ impl AppState {
                 prober: Prober::new(config)?,
                 metrics: ProbeMetrics::new(),
                 valkey_state: ValkeyState::default(),
+                // A commit given at build time is hex; anything unprintable falls back to the
+                // package version rather than failing every probe.
+                version: HeaderValue::try_from(version())
+                    .unwrap_or(HeaderValue::from_static(env!("CARGO_PKG_VERSION"))),
             }),
         })
     }
@@ -100,7 +117,13 @@ async fn health(State(state): State<AppState>) -> Response {
         .record(result.as_ref().map(|_| ()).map_err(|f| f.step), elapsed);
     shared.valkey_state.observe(&result);
     let latency_ms = round_to_hundredths(elapsed.as_secs_f64() * 1000.0);
-    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    let headers = [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (
+            HeaderName::from_static(VERSION_HEADER),
+            shared.version.clone(),
+        ),
+    ];
     match result {
         Ok(()) => {
             let body = Healthy {
@@ -108,7 +131,7 @@ async fn health(State(state): State<AppState>) -> Response {
                 valkey: "up",
                 latency_ms,
             };
-            (StatusCode::OK, no_store, Json(body)).into_response()
+            (StatusCode::OK, headers, Json(body)).into_response()
         }
         Err(failure) => {
             let body = Degraded {
@@ -118,7 +141,7 @@ async fn health(State(state): State<AppState>) -> Response {
                 probe: failure.step.as_str(),
                 latency_ms,
             };
-            (StatusCode::SERVICE_UNAVAILABLE, no_store, Json(body)).into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, headers, Json(body)).into_response()
         }
     }
 }

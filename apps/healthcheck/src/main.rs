@@ -1,5 +1,6 @@
 //! `healthcheck`: serves `GET /health` (Valkey write probe) and `GET /metrics`.
-//! Configuration comes from the environment; see the crate README.
+//! Configuration comes from the environment; see the crate README. `--version` prints the
+//! version, `--health` asks the running service's `/health` (the image's `HEALTHCHECK`).
 
 use std::process::ExitCode;
 
@@ -10,9 +11,21 @@ use anyhow::Context;
 /// Exit status for a configuration the service refuses to start with.
 const EXIT_CONFIG: u8 = 2;
 
+fn main() -> ExitCode {
+    let listen = || {
+        Config::from_env()
+            .map(|config| config.listen_addr())
+            .map_err(|err| err.to_string())
+    };
+    match amtp_graceful::flags::answer("healthcheck", &amtp_healthcheck::version(), listen) {
+        Some(code) => code,
+        None => serve(),
+    }
+}
+
 // Two workers are plenty for a probe endpoint and keep the footprint small.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -46,6 +59,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         addr = %listener.local_addr().context("read the listening address")?,
         valkey = format!("{}:{}", config.valkey_host, config.valkey_port),
+        version = amtp_healthcheck::version(),
         "listening"
     );
     amtp_graceful::serve(listener, app(state), shutdown, SHUTDOWN_GRACE)

@@ -7,6 +7,11 @@
 //! 2. [`serve`] then stops accepting, lets in-flight requests finish, and returns once they
 //!    have, or after the grace period, whichever comes first: a stalled client never keeps a
 //!    service from exiting (the supervisor's own deadline is longer than any grace here).
+//!
+//! [`flags`] is the other thing the services share: the `--version` and `--health` flags their
+//! binaries answer before serving (the deploy images' `HEALTHCHECK` runs `--health`).
+
+pub mod flags;
 
 use std::future::{Future, IntoFuture};
 use std::time::Duration;

@@ -5,6 +5,7 @@ pub(crate) mod clients;
 pub(crate) mod compose;
 pub(crate) mod down;
 pub(crate) mod env;
+pub(crate) mod images;
 pub(crate) mod logs;
 pub(crate) mod migrate;
 pub(crate) mod port_vars;

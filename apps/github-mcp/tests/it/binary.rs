@@ -52,11 +52,11 @@ async fn serves_with_an_unreachable_collector_and_exits_zero_on_sigterm() {
     // Telemetry on, towards a port where nothing listens: requests must not notice.
     env.remove("OTEL_SDK_DISABLED");
     let collector = format!("http://127.0.0.1:{}", amtp_testkit::free_port());
+    env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector);
+    env.insert("MCP_HTTP_PORT".into(), port.to_string());
     let child = Command::new(BINARY)
         .env_clear()
-        .envs(env)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
-        .env("MCP_HTTP_PORT", port.to_string())
+        .envs(&env)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,6 +76,32 @@ async fn serves_with_an_unreachable_collector_and_exits_zero_on_sigterm() {
     assert_eq!(health.status(), 200);
     let body: serde_json::Value = health.json().await.expect("health json");
     assert_eq!(body["valkey"], "up");
+    // The build's version, as `--version` prints it; `--health` (the image's HEALTHCHECK)
+    // reads the same environment and asks the same /health.
+    let version = Command::new(BINARY)
+        .arg("--version")
+        .output()
+        .expect("--version");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!(
+            "github-mcp {}",
+            body["version"].as_str().expect("a version string")
+        )
+    );
+    assert!(
+        body["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(env!("CARGO_PKG_VERSION"))),
+        "{body}"
+    );
+    let checked = Command::new(BINARY)
+        .arg("--health")
+        .env_clear()
+        .envs(&env)
+        .output()
+        .expect("--health");
+    assert!(checked.status.success(), "{checked:?}");
 
     let client = ()
         .serve(StreamableHttpClientTransport::from_uri(format!(

@@ -127,3 +127,58 @@ fn sigterm_lets_an_in_flight_probe_finish_then_exits_0() {
         "still accepting after shutdown"
     );
 }
+
+/// `healthcheck --health` with `env`: exit status and output.
+fn health_flag(env: &[(&'static str, String)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_healthcheck"))
+        .arg("--health")
+        .env_clear()
+        .envs(env.iter().map(|(name, value)| (*name, value)))
+        .output()
+        .expect("run healthcheck --health")
+}
+
+#[test]
+fn version_and_health_flags_answer_without_serving() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_healthcheck"))
+        .arg("--version")
+        .output()
+        .expect("run healthcheck --version");
+    assert!(output.status.success(), "{output:?}");
+    let version = String::from_utf8(output.stdout).expect("utf-8 version");
+    assert!(
+        version.starts_with(concat!("healthcheck ", env!("CARGO_PKG_VERSION"))),
+        "{version:?}"
+    );
+
+    let mut valkey = ValkeyServer::start(PASSWORD);
+    let env = env_for(valkey.port, free_port());
+    let mut service = Service::spawn(&env);
+    service.wait_ok("/health");
+    let healthy = health_flag(&env);
+    assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
+    assert!(String::from_utf8_lossy(&healthy.stdout).contains(r#""status":"ok""#));
+    // The version travels in a header: the body stays the seed's.
+    let mut stream = std::net::TcpStream::connect(service.addr).expect("connect");
+    std::io::Write::write_all(&mut stream, b"GET /health HTTP/1.0\r\n\r\n").expect("send");
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).expect("read");
+    assert!(
+        response.contains(&format!(
+            "amtp-version: {}",
+            version.trim_start_matches("healthcheck ").trim()
+        )),
+        "{response}"
+    );
+
+    valkey.stop();
+    let unhealthy = health_flag(&env);
+    assert_eq!(unhealthy.status.code(), Some(1), "{unhealthy:?}");
+    assert!(String::from_utf8_lossy(&unhealthy.stderr).contains("503"));
+    drop(service);
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_healthcheck"))
+        .arg("--port")
+        .output()
+        .expect("run healthcheck --port");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+}

@@ -4,7 +4,7 @@
 //! seed's, written out, so a change of `infra/` that leaves the seed's contract fails here too.
 
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_yaml::Value;
@@ -93,12 +93,16 @@ fn compose_check_names_a_hand_edit() {
 
 /// `docker-compose config` on the committed files, with only the variables set here.
 fn compose_config() -> Value {
-    let root = repo_root();
+    compose_config_in(&repo_root())
+}
+
+/// `docker-compose config` on the two files in `dir`, run there.
+fn compose_config_in(dir: &Path) -> Value {
     let env_file = temp_dir("env").join("empty.env");
     std::fs::write(&env_file, "").expect("write empty env file");
     let mut command = Command::new("docker-compose");
     command
-        .current_dir(&root)
+        .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", std::env::temp_dir())
@@ -263,7 +267,11 @@ fn docker_compose_reads_every_documented_value() {
     for app in ["healthcheck", "github-mcp"] {
         assert_eq!(
             text(at(&config, &["services", app, "build", "context"])),
-            format!("{root}/apps/{app}")
+            root
+        );
+        assert_eq!(
+            text(at(&config, &["services", app, "build", "dockerfile"])),
+            format!("apps/{app}/Dockerfile")
         );
     }
     for service in &services {
@@ -486,4 +494,53 @@ fn the_override_binds_host_ports_to_loopback_only() {
             );
         }
     }
+}
+
+/// The files written elsewhere (`compose --out`) still build the apps from this repository:
+/// from a directory outside it by its absolute path, from one inside it by a relative one.
+#[test]
+fn files_written_elsewhere_build_from_the_repository() {
+    let root = repo_root().canonicalize().expect("resolve the repository");
+    let outside = temp_dir("out");
+    let inside = root
+        .join("target")
+        .join(format!("amtp-compose-out-{}", std::process::id()));
+    let deeper = inside.join("deeper");
+    for (dir, context) in [
+        (&outside, root.to_str().expect("repository path is UTF-8")),
+        (&deeper, "../../.."),
+    ] {
+        let out = dir.to_str().expect("temp dir is UTF-8");
+        let (command, output) = xtask_compose(&["--out", out]);
+        assert!(output.status.success(), "{}", describe(&command, &output));
+        let (command, output) = xtask_compose(&["--check", "--out", out]);
+        assert!(output.status.success(), "{}", describe(&command, &output));
+        let written: Value = serde_yaml::from_str(
+            &std::fs::read_to_string(dir.join(FILES[0])).expect("read the written file"),
+        )
+        .expect("the written file is YAML");
+        let config = compose_config_in(dir);
+        for app in ["healthcheck", "github-mcp"] {
+            assert_eq!(
+                text(at(&written, &["services", app, "build", "context"])),
+                context,
+                "{app} from {out}"
+            );
+            // Compose resolves the context from the files' directory: this repository.
+            let resolved = PathBuf::from(text(at(&config, &["services", app, "build", "context"])));
+            assert_eq!(
+                resolved.canonicalize().expect("the build context exists"),
+                root,
+                "{app} from {out}"
+            );
+            let dockerfile = text(at(&config, &["services", app, "build", "dockerfile"]));
+            assert!(
+                resolved.join(&dockerfile).is_file(),
+                "{app} from {out}: no {dockerfile} in {}",
+                resolved.display()
+            );
+        }
+    }
+    std::fs::remove_dir_all(&outside).expect("remove temp dir");
+    std::fs::remove_dir_all(&inside).expect("remove the dir inside the repository");
 }

@@ -21,12 +21,15 @@
 //! files have (maps, lists of scalars, double-quoted strings), so the output is stable and
 //! commented, and needs no YAML library.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+
+mod yaml;
+
+use yaml::{Node, Scalar, emit, s};
 
 use crate::stack::compose::{Image, Service, Volume};
 use crate::stack::contract::Contract;
@@ -37,7 +40,10 @@ const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
 
 /// `cargo xtask compose [--check] [--out DIR]`.
 pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCode> {
-    let files = render(&Contract::read(root)?)?;
+    if !check {
+        fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    }
+    let files = render(&Contract::read(root)?, &root_seen_from(out, root)?)?;
     if check {
         let differences = differences(out, &files)?;
         if differences.is_empty() {
@@ -54,7 +60,6 @@ pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCo
             out.display()
         );
     }
-    fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     for (name, text) in &files {
         let path = out.join(name);
         fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
@@ -63,8 +68,39 @@ pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Both Compose files, then the files their services mount, rendered from the rows' services.
-fn render(contract: &Contract) -> anyhow::Result<Vec<(&'static str, String)>> {
+/// The repository root as Compose files written to `out` reach it, for the apps' build
+/// contexts and the files the services mount: `.` at the root (the committed files), a
+/// relative path such as `../..` from a directory inside the repository (it survives moving
+/// the checkout), else the absolute path.
+fn root_seen_from(out: &Path, root: &Path) -> anyhow::Result<String> {
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("resolve {}", root.display()))?;
+    // `--check` of a directory that does not exist: its files are missing, said later.
+    let out = out
+        .canonicalize()
+        .or_else(|_| std::path::absolute(out))
+        .with_context(|| format!("resolve {}", out.display()))?;
+    let text = match out.strip_prefix(&root) {
+        Ok(inside) if inside.as_os_str().is_empty() => ".".to_owned(),
+        Ok(inside) => vec![".."; inside.components().count()].join("/"),
+        Err(_) => root
+            .to_str()
+            .with_context(|| {
+                format!(
+                    "the repository path {} is not UTF-8, so no Compose file can name it; \
+                     write the files inside the repository (--out)",
+                    root.display()
+                )
+            })?
+            .to_owned(),
+    };
+    Ok(text)
+}
+
+/// Both Compose files, then the files their services mount, rendered from the rows' services;
+/// `root` is the repository as the files reach it.
+fn render(contract: &Contract, root: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
     let services = stack::UNITS
         .iter()
         .filter_map(|unit| Some((*unit, unit.compose?)))
@@ -80,7 +116,7 @@ fn render(contract: &Contract) -> anyhow::Result<Vec<(&'static str, String)>> {
             Node::map(
                 services
                     .iter()
-                    .map(|(unit, service)| (service.name, service_node(unit, service))),
+                    .map(|(unit, service)| (service.name, service_node(unit, service, root))),
             ),
         ),
         (
@@ -93,7 +129,7 @@ fn render(contract: &Contract) -> anyhow::Result<Vec<(&'static str, String)>> {
             )]),
         ),
         ("volumes", named_volumes(&services)),
-        ("secrets", secrets(&services)),
+        ("secrets", secrets(&services, root)),
     ]);
     let local_ports = services
         .iter()
@@ -132,17 +168,25 @@ fn render(contract: &Contract) -> anyhow::Result<Vec<(&'static str, String)>> {
 }
 
 /// A path of the repository as the Compose files name it: from the directory they are in,
-/// the repository's root.
-fn repo_path(path: &str) -> String {
-    format!("./{path}")
+/// the repository's root as [`root_seen_from`] gives it.
+fn repo_path(root: &str, path: &str) -> String {
+    format!("{root}/{path}")
 }
 
 /// One service: its image, what every long-running service of the stack has (restarted by
 /// Compose as the native supervisor restarts it), then the row's own parts, then the network.
-fn service_node(unit: &Unit, service: &Service) -> Node {
+fn service_node(unit: &Unit, service: &Service, root: &str) -> Node {
     let mut entries = vec![match service.image {
         Image::Pull(image) => ("image", s(image)),
-        Image::Build(dir) => ("build", s(&repo_path(dir))),
+        // The apps use the workspace's crates, so their images build from the repository
+        // root (its .dockerignore keeps the context small) with the app's own Dockerfile.
+        Image::Build(dir) => (
+            "build",
+            Node::map([
+                ("context", s(root)),
+                ("dockerfile", s(&format!("{dir}/Dockerfile"))),
+            ]),
+        ),
     }];
     if matches!(unit.kind, Kind::Daemon(_)) {
         entries.push(("restart", s("unless-stopped")));
@@ -162,7 +206,13 @@ fn service_node(unit: &Unit, service: &Service) -> Node {
         ),
         (
             "volumes",
-            list(&service.volumes.iter().map(volume_text).collect::<Vec<_>>()),
+            list(
+                &service
+                    .volumes
+                    .iter()
+                    .map(|volume| volume_text(volume, root))
+                    .collect::<Vec<_>>(),
+            ),
         ),
         ("ports", Node::list(service.ports.iter().copied())),
         (
@@ -181,10 +231,10 @@ fn service_node(unit: &Unit, service: &Service) -> Node {
 }
 
 /// `SOURCE:TARGET`, read-only (`:ro`) for what comes from the repository or the export.
-fn volume_text(volume: &Volume) -> String {
+fn volume_text(volume: &Volume, root: &str) -> String {
     match volume {
         Volume::Named { name, target } => format!("{name}:{target}"),
-        Volume::Repo { path, target } => format!("{}:{target}:ro", repo_path(path)),
+        Volume::Repo { path, target } => format!("{}:{target}:ro", repo_path(root, path)),
         Volume::Rendered { file, target, .. } => format!("./{file}:{target}:ro"),
     }
 }
@@ -207,13 +257,13 @@ fn named_volumes(services: &[(&Unit, Service)]) -> Node {
 }
 
 /// Each secret the services use, once, from its file of the repository.
-fn secrets(services: &[(&Unit, Service)]) -> Node {
+fn secrets(services: &[(&Unit, Service)], root: &str) -> Node {
     let mut seen = Vec::new();
     for secret in services.iter().flat_map(|(_, service)| &service.secrets) {
         if !seen.iter().any(|(name, _)| *name == secret.name) {
             seen.push((
                 secret.name,
-                Node::map([("file", s(&repo_path(secret.file)))]),
+                Node::map([("file", s(&repo_path(root, secret.file)))]),
             ));
         }
     }
@@ -283,142 +333,9 @@ fn line_differences(actual: &str, expected: &str) -> Vec<String> {
     out
 }
 
-/// A YAML scalar: strings are always double-quoted.
-#[derive(Clone, Debug, PartialEq)]
-enum Scalar {
-    Str(String),
-    Int(u32),
-}
-
-impl From<&str> for Scalar {
-    fn from(value: &str) -> Self {
-        Self::Str(value.to_owned())
-    }
-}
-
-impl From<String> for Scalar {
-    fn from(value: String) -> Self {
-        Self::Str(value)
-    }
-}
-
-/// The shapes a Compose file needs: maps (in order), lists of scalars, scalars.
-#[derive(Clone, Debug, PartialEq)]
-enum Node {
-    Scalar(Scalar),
-    List(Vec<Scalar>),
-    Map(Vec<(String, Node)>),
-}
-
-fn s(value: &str) -> Node {
-    Node::Scalar(Scalar::from(value))
-}
-
-impl Node {
-    /// A list or map without entries: a service part the row does not have.
-    fn is_empty(&self) -> bool {
-        match self {
-            Node::Scalar(_) => false,
-            Node::List(items) => items.is_empty(),
-            Node::Map(entries) => entries.is_empty(),
-        }
-    }
-
-    fn map<K: Into<String>>(entries: impl IntoIterator<Item = (K, Node)>) -> Self {
-        Self::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
-    }
-
-    fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> Self {
-        Self::List(items.into_iter().map(Scalar::from).collect())
-    }
-}
-
-/// The file: a comment header, then the root map, top-level entries apart by a blank line.
-fn emit(title: &str, root: &Node) -> String {
-    let mut out = format!(
-        "# {title}\n# Generated by `cargo xtask compose` from infra/; do not edit: change infra/ \
-         and run it again\n# (`cargo xtask compose --check` fails while this file and infra/ \
-         disagree).\n"
-    );
-    let Node::Map(entries) = root else {
-        unreachable!("a Compose file is a map")
-    };
-    for (key, value) in entries {
-        out.push('\n');
-        emit_entry(&mut out, key, value, 0);
-    }
-    out
-}
-
-fn emit_entry(out: &mut String, key: &str, value: &Node, indent: usize) {
-    let pad = " ".repeat(indent);
-    match value {
-        Node::Scalar(scalar) => {
-            let _ = writeln!(out, "{pad}{key}: {}", scalar_text(scalar));
-        }
-        Node::List(items) => {
-            let _ = writeln!(out, "{pad}{key}:");
-            for item in items {
-                let _ = writeln!(out, "{pad}  - {}", scalar_text(item));
-            }
-        }
-        Node::Map(entries) if entries.is_empty() => {
-            let _ = writeln!(out, "{pad}{key}: {{}}");
-        }
-        Node::Map(entries) => {
-            let _ = writeln!(out, "{pad}{key}:");
-            for (inner_key, inner) in entries {
-                emit_entry(out, inner_key, inner, indent + 2);
-            }
-        }
-    }
-}
-
-/// A JSON string is a valid YAML double-quoted scalar: `"`, `\` and control characters are
-/// escaped the way YAML reads them.
-fn scalar_text(scalar: &Scalar) -> String {
-    match scalar {
-        Scalar::Str(text) => serde_json::to_string(text).expect("a string serializes"),
-        Scalar::Int(number) => number.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emitter_quotes_strings_and_nests_by_two_spaces() {
-        let text = emit(
-            "t",
-            &Node::map([
-                (
-                    "a",
-                    Node::map([
-                        ("list", Node::list(["", "say \"hi\"\\"])),
-                        ("n", Node::Scalar(Scalar::Int(20))),
-                        ("empty", Node::map::<&str>([])),
-                    ]),
-                ),
-                ("b", s("${X:-1}")),
-            ]),
-        );
-        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(
-            body,
-            [
-                "",
-                "a:",
-                "  list:",
-                "    - \"\"",
-                "    - \"say \\\"hi\\\"\\\\\"",
-                "  n: 20",
-                "  empty: {}",
-                "",
-                "b: \"${X:-1}\"",
-            ]
-        );
-    }
 
     #[test]
     fn line_differences_name_changed_added_and_removed_lines() {
@@ -434,7 +351,7 @@ mod tests {
     #[test]
     fn every_row_s_service_renders_from_the_repository_contract() {
         let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let files = render(&Contract::read(root).unwrap()).unwrap();
+        let files = render(&Contract::read(root).unwrap(), ".").unwrap();
         let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
         assert_eq!(names, [FILES[0], FILES[1], "docker-compose.garage.toml"]);
         let (main, over) = (&files[0].1, &files[1].1);
@@ -463,5 +380,24 @@ mod tests {
                 None => assert!(!main.contains(unit.name), "{} is exported", unit.name),
             }
         }
+    }
+
+    #[test]
+    fn the_repository_is_named_as_seen_from_the_output_directory() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("repo");
+        let deep = root.join("out/deeper");
+        let outside = scratch.path().join("elsewhere");
+        for dir in [&deep, &outside] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        let seen = |out: &Path| root_seen_from(out, &root).unwrap();
+        assert_eq!(seen(&root), ".");
+        assert_eq!(seen(&deep), "../..");
+        assert_eq!(seen(&root.join("out/./deeper/")), "../..");
+        let absolute = root.canonicalize().unwrap();
+        assert_eq!(seen(&outside), absolute.to_str().unwrap());
+        // `--check` of a directory that is not there yet.
+        assert_eq!(seen(&outside.join("missing")), absolute.to_str().unwrap());
     }
 }
