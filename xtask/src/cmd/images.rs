@@ -16,6 +16,7 @@
 //! [`offline`] is `cargo xtask test --images`: both images built with podman from base images
 //! it makes itself, without any registry.
 
+mod debian;
 pub(crate) mod offline;
 
 use std::ffi::OsString;
