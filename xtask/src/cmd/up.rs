@@ -104,11 +104,14 @@ pub(crate) fn up(
             ))
         },
     );
+    // A cancel stops the stack first: the docs render may take seconds on a loaded machine.
+    let outcome = match started {
+        Ok((_, Start::Ready)) => Ok(ExitCode::SUCCESS),
+        Ok((supervisor, Start::Cancelled)) => cancel_start(&cfg, supervisor),
+        Err(err) => Err(err),
+    };
     let _ = docs.join();
-    match started? {
-        (_, Start::Ready) => Ok(ExitCode::SUCCESS),
-        (supervisor, Start::Cancelled) => cancel_start(&cfg, supervisor),
-    }
+    outcome
 }
 
 /// A cancelled start: the supervisor stops everything it started, in the usual order (as for
