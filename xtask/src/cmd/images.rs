@@ -238,19 +238,26 @@ fn run_streamed(mut command: Command) -> anyhow::Result<(bool, String)> {
 
 /// HEAD's commit, for `GIT_SHA`.
 pub(crate) fn head_commit(root: &Path) -> anyhow::Result<String> {
-    let output = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(root)
-        .output()
-        .context("run git rev-parse HEAD (is git installed?)")?;
+    let mut command = Command::new("git");
+    command.args(["rev-parse", "HEAD"]).current_dir(root);
+    let stdout = stdout_of(&mut command, "git rev-parse HEAD").context(
+        "cannot read the commit; build from a git checkout, or pass --build-arg GIT_SHA=<commit>",
+    )?;
+    Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
+}
+
+/// Runs a short command to its end and gives its standard output; a command that cannot run
+/// or fails is named (`what`) with what it said on standard error.
+pub(super) fn stdout_of(command: &mut Command, what: &str) -> anyhow::Result<Vec<u8>> {
+    let output = command.output().with_context(|| format!("run {what}"))?;
     if !output.status.success() {
         bail!(
-            "cannot read the commit (git rev-parse HEAD: {}); build from a git checkout, or pass \
-             --build-arg GIT_SHA=<commit>",
+            "{what} failed ({}): {}",
+            output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    Ok(output.stdout)
 }
 
 /// Whether tracked files differ from HEAD (the images would carry HEAD's commit, not them).

@@ -38,7 +38,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::debian::{deb_cache, debian_mirror, debootstrap};
-use super::{APPS, App, BuildRequest, Engine, Tool, head_commit};
+use super::{APPS, App, BuildRequest, Engine, Tool, head_commit, stdout_of};
 use crate::stack::build;
 
 /// What the build base adds to `minbase`: the C toolchain ring's build script and the linker
@@ -330,37 +330,17 @@ fn write_cargo_config(build_fs: &Path) -> anyhow::Result<()> {
 
 /// Every crate of Cargo.lock, from Cargo's cache here (crates.io only for one it lacks).
 fn vendor(root: &Path, dir: &Path) -> anyhow::Result<()> {
-    let output = build::cargo(root)
-        .args(["vendor", "--locked", "--quiet"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .output()
-        .context("run cargo vendor")?;
-    if !output.status.success() {
-        bail!(
-            "cargo vendor failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
+    let mut command = build::cargo(root);
+    command.args(["vendor", "--locked", "--quiet"]).arg(dir);
+    stdout_of(&mut command, "cargo vendor").map(drop)
 }
 
 /// The toolchain this workspace builds with.
 fn rust_sysroot(root: &Path) -> anyhow::Result<PathBuf> {
-    let output = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .current_dir(root)
-        .output()
-        .context("run rustc --print sysroot")?;
-    if !output.status.success() {
-        bail!(
-            "rustc --print sysroot failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&output.stdout).trim(),
-    ))
+    let mut command = Command::new("rustc");
+    command.args(["--print", "sysroot"]).current_dir(root);
+    let stdout = stdout_of(&mut command, "rustc --print sysroot")?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&stdout).trim()))
 }
 
 /// `tar -C fs -c . | podman import --change … - tag`.
@@ -394,17 +374,11 @@ fn import(scratch: &Scratch, fs: &Path, tag: &str, changes: &[&str]) -> anyhow::
 
 /// `podman image inspect`: the image's one entry.
 fn inspect(scratch: &Scratch, image: &str) -> anyhow::Result<Value> {
-    let output = scratch
-        .podman_command(["image", "inspect", image])
-        .output()
-        .context("run podman image inspect")?;
-    if !output.status.success() {
-        bail!(
-            "podman image inspect {image}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let parsed: Value = serde_json::from_slice(&output.stdout)
+    let stdout = stdout_of(
+        &mut scratch.podman_command(["image", "inspect", image]),
+        &format!("podman image inspect {image}"),
+    )?;
+    let parsed: Value = serde_json::from_slice(&stdout)
         .with_context(|| format!("podman image inspect {image} printed no JSON"))?;
     parsed
         .get(0)
