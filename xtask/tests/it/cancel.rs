@@ -42,8 +42,8 @@ fn wait_with_deadline(mut child: Child, timeout: Duration) -> std::process::Outp
     child.wait_with_output().expect("collect up's output")
 }
 
-/// Every port of the stack refuses connections.
-fn no_listener(stack: &TestStack) -> Vec<String> {
+/// The ports of the stack that still accept connections, as `VAR=port`.
+fn listening_ports(stack: &TestStack) -> Vec<String> {
     stack
         .env
         .iter()
@@ -91,13 +91,13 @@ fn ctrl_c_during_a_cold_up_stops_what_it_started_and_the_next_up_completes() {
 
     let gone = wait_for(Duration::from_secs(2), || {
         processes_naming(&stack.state_dir.display().to_string()).is_empty()
-            && no_listener(&stack).is_empty()
+            && listening_ports(&stack).is_empty()
     });
     assert!(
         gone,
         "2 s after the cancel: processes {:?}, listeners {:?}",
         processes_naming(&stack.state_dir.display().to_string()),
-        no_listener(&stack)
+        listening_ports(&stack)
     );
     assert_eq!(
         stack.xtask(&["status"]).status.code(),
