@@ -145,23 +145,28 @@ impl ValkeyServer {
 
     /// Sends one command (RESP) and returns the raw first reply line, e.g. `+OK` or `-ERR ...`.
     pub fn command(&self, args: &[&str]) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to valkey");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("set read timeout");
+        self.try_command(args)
+            .unwrap_or_else(|err| panic!("valkey on port {}: {err}", self.port))
+    }
+
+    /// [`Self::command`], its I/O error returned rather than a panic.
+    fn try_command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut request = resp_command(&["AUTH", &self.password]);
         request.extend(resp_command(args));
-        stream.write_all(&request).expect("write to valkey");
+        stream.write_all(&request)?;
         let mut reader = BufReader::new(stream);
         let mut auth_reply = String::new();
-        reader.read_line(&mut auth_reply).expect("read AUTH reply");
+        reader.read_line(&mut auth_reply)?;
         let mut reply = String::new();
-        reader.read_line(&mut reply).expect("read reply");
-        reply.trim_end().to_owned()
+        reader.read_line(&mut reply)?;
+        Ok(reply.trim_end().to_owned())
     }
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = String::from("none");
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -172,14 +177,18 @@ impl ValkeyServer {
                 }
                 panic!("valkey-server exited early ({status}): {stderr}");
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && self.command(&["PING"]) == "+PONG"
-            {
-                return;
+            // A server still starting may refuse or reset a connection: not ready yet.
+            match self.try_command(&["PING"]) {
+                Ok(reply) if reply == "+PONG" => return,
+                Ok(reply) => last = reply,
+                Err(err) => last = err.to_string(),
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("valkey-server on port {} not ready after 10 s", self.port);
+        panic!(
+            "valkey-server on port {} not ready after 10 s (last answer: {last})",
+            self.port
+        );
     }
 }
 
