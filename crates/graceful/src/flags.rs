@@ -122,7 +122,10 @@ pub fn check_health(addr: SocketAddr, timeout: Duration) -> Result<String, Strin
         let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        write!(stream, "GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+        // One write: `write!` on a socket sends each formatted piece on its own, and a server
+        // that answers after its first read and closes resets the connection over the bytes
+        // it did not read, which loses its answer.
+        stream.write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
         let mut response = Vec::new();
         stream.take(64 * 1024).read_to_end(&mut response)?;
         Ok(response)
@@ -187,10 +190,17 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0u8; 1024];
-            let read = stream.read(&mut request).unwrap();
+            // The whole request before the answer, as an HTTP server reads it: closing with
+            // unread bytes would reset the connection under the client's read.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let read = stream.read(&mut chunk).unwrap();
+                assert!(read > 0, "the client closed before the end of its request");
+                request.extend_from_slice(&chunk[..read]);
+            }
             stream.write_all(response.as_bytes()).unwrap();
-            String::from_utf8_lossy(&request[..read]).into_owned()
+            String::from_utf8_lossy(&request).into_owned()
         });
         (addr, server)
     }
