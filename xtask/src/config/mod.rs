@@ -299,7 +299,7 @@ fn first_malformed_line(text: &str) -> Option<usize> {
         ends.push(text.len());
     }
     let reads =
-        |end: usize| dotenvy::from_read_iter(text[..end].as_bytes()).all(|item| item.is_ok());
+        |end: usize| dotenvy::from_read_iter(&text.as_bytes()[..end]).all(|item| item.is_ok());
     let good = (1..=ends.len())
         .rev()
         .find(|&lines| reads(ends[lines - 1]))

@@ -230,7 +230,7 @@ mod tests {
                     _ => {
                         let minute = local.format("%Y-%m-%dT%H:%M").to_string();
                         let floor = instant - TimeDelta::milliseconds(millis.into())
-                            - TimeDelta::seconds((seconds % 60).into());
+                            - TimeDelta::seconds(seconds % 60);
                         (minute, floor)
                     }
                 };
