@@ -16,6 +16,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use crate::api_path;
 use crate::config::GitHubConfig;
 use crate::gitignore::TreeEntry;
 use crate::metrics::Metrics;
@@ -189,7 +190,7 @@ impl GitHubClient {
 
     /// `GET /repos/{owner}/{repo}/git/trees/{ref}?recursive=1`.
     pub async fn tree(&self, owner: &str, repo: &str, git_ref: &str) -> Result<Tree, GitHubError> {
-        let path = format!("/repos/{owner}/{repo}/git/trees/{git_ref}?recursive=1");
+        let path = api_path::tree(owner, repo, git_ref);
         let response = self
             .get(
                 &path,
@@ -205,7 +206,7 @@ impl GitHubClient {
 
     /// `GET /repos/{owner}/{repo}/git/blobs/{sha}`, decoded.
     pub async fn blob(&self, owner: &str, repo: &str, sha: &str) -> Result<Vec<u8>, GitHubError> {
-        let path = format!("/repos/{owner}/{repo}/git/blobs/{sha}");
+        let path = api_path::blob(owner, repo, sha);
         let response = self
             .get(&path, JSON_MEDIA_TYPE, &format!("blob {sha}"))
             .await?;
@@ -232,7 +233,7 @@ impl GitHubClient {
     ) -> Result<Contents, GitHubError> {
         let response = self
             .get(
-                &contents_path(owner, repo, path, git_ref),
+                &api_path::contents(owner, repo, path, git_ref),
                 JSON_MEDIA_TYPE,
                 &format!("{path} in {owner}/{repo}"),
             )
@@ -271,7 +272,7 @@ impl GitHubClient {
     ) -> Result<Vec<u8>, GitHubError> {
         let mut response = self
             .get(
-                &contents_path(owner, repo, path, git_ref),
+                &api_path::contents(owner, repo, path, git_ref),
                 RAW_MEDIA_TYPE,
                 &format!("{path} in {owner}/{repo}"),
             )
@@ -440,13 +441,6 @@ impl GitHubClient {
             api_url: self.config.api_url.clone(),
             reason: error.to_string(),
         }
-    }
-}
-
-fn contents_path(owner: &str, repo: &str, path: &str, git_ref: Option<&str>) -> String {
-    match git_ref {
-        Some(git_ref) => format!("/repos/{owner}/{repo}/contents/{path}?ref={git_ref}"),
-        None => format!("/repos/{owner}/{repo}/contents/{path}"),
     }
 }
 

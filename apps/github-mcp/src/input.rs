@@ -30,7 +30,7 @@ pub enum InputError {
     #[error("path must not contain '.' or '..' segments or empty segments ('//')")]
     Traversal,
     #[error(
-        "ref is not a valid git ref name (no '..', '~', '^', ':', '?', '*', '[', '\\', spaces or leading '/')"
+        "ref is not a valid git ref name (no '..', '@{{', '~', '^', ':', '?', '*', '[', '\\' or spaces; no leading '-'; no part that is empty, begins with '.' or ends in '.lock'; not '@', no '.' at the end)"
     )]
     InvalidRef,
     #[error("start_line and end_line count from 1, and end_line must not be before start_line")]
@@ -47,17 +47,21 @@ pub fn name(field: &'static str, value: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-/// A branch, tag or commit id, following `git check-ref-format`'s rules.
+/// A branch, tag or commit id, following `git check-ref-format`'s rules, and git's rule for
+/// branch names that none begins with `-`.
 pub fn git_ref(value: &str) -> Result<(), InputError> {
     common("ref", value, MAX_REF_BYTES)?;
     let forbidden =
         |c: char| c.is_whitespace() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\');
+    let bad_component = |component: &str| {
+        component.is_empty() || component.starts_with('.') || component.ends_with(".lock")
+    };
     if value.contains("..")
-        || value.contains("//")
         || value.contains("@{")
-        || value.starts_with('/')
-        || value.ends_with('/')
-        || value.ends_with(".lock")
+        || value == "@"
+        || value.starts_with('-')
+        || value.ends_with('.')
+        || value.split('/').any(bad_component)
         || value.chars().any(forbidden)
     {
         return Err(InputError::InvalidRef);
@@ -155,6 +159,13 @@ mod tests {
         assert!(git_ref("/main").is_err());
         assert!(git_ref("ma in").is_err());
         assert!(git_ref("main\0").is_err());
+        for refused_by_git in ["-", "-x", ".a", "a/.b", "a.", "a.lock/b", "@", "a//b", "a/"] {
+            assert_eq!(
+                git_ref(refused_by_git),
+                Err(InputError::InvalidRef),
+                "{refused_by_git}"
+            );
+        }
     }
 
     #[test]
@@ -163,5 +174,86 @@ mod tests {
         assert!(line_range(Some(3), Some(3)).is_ok());
         assert!(line_range(Some(0), None).is_err());
         assert!(line_range(Some(5), Some(4)).is_err());
+    }
+
+    mod generated {
+        //! Tool arguments generated at scale (seeded, a fixed number of cases), from the
+        //! characters each rule is about; refs are checked against git itself.
+
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed};
+
+        use super::super::*;
+
+        fn config() -> Config {
+            Config {
+                cases: 256,
+                rng_seed: RngSeed::Fixed(17),
+                failure_persistence: None,
+                ..Config::default()
+            }
+        }
+
+        /// Text built from the pieces the rules look at.
+        fn hostile(pieces: &'static [&'static str], max: usize) -> impl Strategy<Value = String> {
+            prop::collection::vec(prop::sample::select(pieces), 0..max)
+                .prop_map(|parts| parts.concat())
+        }
+
+        const PATH_PIECES: &[&str] = &[
+            "a", "src", "/", "//", ".", "..", "\\", "C:", ":", "%2e", "%2F", "#", "?", "&", " ",
+            "\0", "\n", "\u{7f}", "\u{202e}", "é", "~",
+        ];
+
+        const REF_PIECES: &[&str] = &[
+            "main", "v1", "/", ".", "..", ".lock", "@", "@{", "{", "~", "^", ":", "?", "*", "[",
+            "\\", " ", "\t", "\u{7f}", "#", "%", "&", "=", "-", "é", "\u{a0}",
+        ];
+
+        /// What `git check-ref-format --allow-onelevel` says of `name` (any branch, tag or
+        /// single-level name git could have made); git takes a leading `-` for an option, and
+        /// refuses it in a branch name (`--branch`).
+        fn git_accepts(name: &str) -> bool {
+            if name.starts_with('-') {
+                return false;
+            }
+            std::process::Command::new("git")
+                .args(["check-ref-format", "--allow-onelevel", name])
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run git (apt-get install git): {e}"))
+                .success()
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn an_accepted_path_stays_inside_the_repository(value in hostile(PATH_PIECES, 8)) {
+                if let Ok(path) = repo_path(&value) {
+                    prop_assert_eq!(path, value.trim_end_matches('/'));
+                    prop_assert!(!path.is_empty() && path.len() <= MAX_PATH_BYTES);
+                    prop_assert!(!path.starts_with('/') && !path.contains('\\'));
+                    prop_assert!(!path.chars().any(char::is_control));
+                    for segment in path.split('/') {
+                        prop_assert!(!matches!(segment, "" | "." | ".."), "{:?}", path);
+                    }
+                }
+            }
+
+            #[test]
+            fn an_accepted_ref_is_one_git_accepts(value in hostile(REF_PIECES, 6)) {
+                if git_ref(&value).is_ok() {
+                    prop_assert!(git_accepts(&value), "{:?} is refused by git", value);
+                }
+            }
+
+            #[test]
+            fn an_accepted_name_is_safe_in_a_url_and_a_cache_key(value in hostile(PATH_PIECES, 6)) {
+                if name("repo", &value).is_ok() {
+                    prop_assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+                    prop_assert!(value != "." && value != "..");
+                }
+            }
+        }
     }
 }

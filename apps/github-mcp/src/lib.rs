@@ -11,6 +11,7 @@
 //! (optional: any cache failure means "serve uncached"). `/health` and `/metrics` sit beside
 //! `/mcp`.
 
+mod api_path;
 pub mod cache;
 pub mod config;
 pub mod github;

@@ -364,4 +364,94 @@ mod tests {
             "{error}"
         );
     }
+
+    mod generated {
+        //! File names and versions generated at scale (seeded, a fixed number of cases).
+
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed};
+
+        use super::super::*;
+        use super::version;
+
+        fn config() -> Config {
+            Config {
+                cases: 512,
+                rng_seed: RngSeed::Fixed(17),
+                failure_persistence: None,
+                ..Config::default()
+            }
+        }
+
+        /// A version as numbers, and as written: each with leading zeros or not, joined by
+        /// `.` or `_`.
+        fn written_version() -> impl Strategy<Value = (Vec<u64>, String)> {
+            let part = (
+                prop_oneof![3 => 0..3u64, 1 => any::<u64>()],
+                0..3usize,
+                any::<bool>(),
+            );
+            prop::collection::vec(part, 1..5).prop_map(|parts| {
+                let mut text = String::new();
+                for (index, (number, zeros, underscore)) in parts.iter().enumerate() {
+                    if index > 0 {
+                        text.push(if *underscore { '_' } else { '.' });
+                    }
+                    text.push_str(&format!("{}{number}", "0".repeat(*zeros)));
+                }
+                (
+                    parts.into_iter().map(|(number, _, _)| number).collect(),
+                    text,
+                )
+            })
+        }
+
+        /// Numbers without their trailing zero parts: what versions are compared by.
+        fn significant(parts: &[u64]) -> &[u64] {
+            let len = parts.iter().rposition(|&p| p != 0).map_or(0, |i| i + 1);
+            &parts[..len]
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn a_well_formed_name_gives_its_version_and_description(
+                (parts, written) in written_version(),
+                description in "[a-zA-Z0-9_ é.-]{0,20}",
+            ) {
+                let name = format!("V{written}__{description}.sql");
+                let (version, read) = parse_file_name(&name).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(&version.parts, &parts, "{}", name);
+                prop_assert_eq!(version.to_string(), written.replace('_', "."));
+                prop_assert_eq!(read, description.replace('_', " "));
+                prop_assert_eq!(Version::parse(&version.to_string()), Ok(version));
+            }
+
+            #[test]
+            fn versions_order_as_their_numbers_without_trailing_zeros(
+                (a, a_text) in written_version(),
+                (b, b_text) in written_version(),
+            ) {
+                let (va, vb) = (version(&a_text), version(&b_text));
+                prop_assert_eq!(va.cmp(&vb), significant(&a).cmp(significant(&b)));
+                prop_assert_eq!(va == vb, significant(&a) == significant(&b));
+            }
+
+            #[test]
+            fn any_name_is_read_or_refused_with_a_reason_never_a_panic(
+                name in "(V|R|v)?[0-9._]{0,6}(__|_)?[a-z_é]{0,4}(\\.sql|\\.SQL|\\.sq)?",
+            ) {
+                match parse_file_name(&name) {
+                    Ok((version, _)) => {
+                        prop_assert!(name.starts_with('V') && name.ends_with(".sql"), "{}", name);
+                        let text = version.to_string();
+                        prop_assert!(!text.is_empty() && !text.starts_with('.') && !text.ends_with('.'));
+                        prop_assert!(!text.contains("..") && text.bytes().all(|b| b == b'.' || b.is_ascii_digit()));
+                    }
+                    Err(reason) => prop_assert!(!reason.is_empty()),
+                }
+            }
+        }
+    }
 }

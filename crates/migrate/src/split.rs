@@ -33,8 +33,13 @@ pub fn split(sql: &str) -> Vec<Statement> {
                 line += 1;
                 i += 1;
             }
+            // A line comment ends at a line feed or a carriage return, as PostgreSQL's lexer
+            // has it (`non_newline` is `[^\n\r]`): a file with old Mac line ends has a lone `\r`.
             b'-' if next == Some(b'-') => {
-                i = find_from(bytes, i, b"\n").unwrap_or(bytes.len());
+                i = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'\n' || b == b'\r')
+                    .map_or(bytes.len(), |at| i + at);
             }
             b'/' if next == Some(b'*') => {
                 i = skip_block_comment(bytes, i, &mut line);
@@ -308,6 +313,14 @@ mod tests {
                 "SELECT 1 -- not here;\n + 1 /* nor /* nested; */ here; */",
                 "SELECT 2"
             ]
+        );
+    }
+
+    #[test]
+    fn a_line_comment_ends_at_a_lone_carriage_return() {
+        assert_eq!(
+            sqls("SELECT 1 -- one\r; SELECT 2"),
+            ["SELECT 1 -- one", "SELECT 2"]
         );
     }
 

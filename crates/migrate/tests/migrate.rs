@@ -3,6 +3,7 @@
 //! Run via `cargo xtask test`, which exports `DIRECT_DATABASE_URL` (a superuser straight to
 //! PostgreSQL, so each test can create its own database).
 
+mod split;
 mod util;
 
 use std::process::{Command, Stdio};

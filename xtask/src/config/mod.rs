@@ -272,9 +272,9 @@ fn read_dotenv(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let mut vars = BTreeMap::new();
     for item in iter {
         let (key, value) = item.map_err(|err| match err {
-            dotenvy::Error::LineParse(line, _column) => {
+            dotenvy::Error::LineParse(..) => {
                 let text = fs::read_to_string(path).unwrap_or_default();
-                let at = line_number_of(&text, &line)
+                let at = first_malformed_line(&text)
                     .map(|n| format!(" at line {n}"))
                     .unwrap_or_default();
                 anyhow::anyhow!(
@@ -289,17 +289,22 @@ fn read_dotenv(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(vars)
 }
 
-/// The 1-based number of the line where `logical_line` (which dotenvy reports, a quoted value
-/// may span several lines) begins in `text`.
-fn line_number_of(text: &str, logical_line: &str) -> Option<usize> {
-    let mut start = 0;
-    for (index, line) in text.split_inclusive('\n').enumerate() {
-        if text[start..].starts_with(logical_line.trim_end()) {
-            return Some(index + 1);
-        }
-        start += line.len();
+/// The 1-based number of the line where the first malformed entry of `text` begins: the one
+/// after the most lines that read without an error. dotenvy's error carries only text (of
+/// the line, or of its value alone), which may hold a password and may match another line;
+/// and a quoted value may span lines, so a line on its own can look malformed.
+fn first_malformed_line(text: &str) -> Option<usize> {
+    let mut ends: Vec<usize> = text.match_indices('\n').map(|(at, _)| at + 1).collect();
+    if !text.ends_with('\n') && !text.is_empty() {
+        ends.push(text.len());
     }
-    None
+    let reads =
+        |end: usize| dotenvy::from_read_iter(&text.as_bytes()[..end]).all(|item| item.is_ok());
+    let good = (1..=ends.len())
+        .rev()
+        .find(|&lines| reads(ends[lines - 1]))
+        .unwrap_or(0);
+    (good < ends.len()).then_some(good + 1)
 }
 
 /// `/tmp/amtp-<hash of the state dir>`: short enough for any socket name, distinct per stack.
@@ -442,10 +447,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_line_spanning_several_lines_is_found_where_it_begins() {
-        let text = "A=1\nB=\"two\nlines\nC=3\n";
-        assert_eq!(line_number_of(text, "B=\"two\nlines\nC=3\n"), Some(2));
-        assert_eq!(line_number_of(text, "A=1"), Some(1));
+    fn a_malformed_line_is_found_after_values_over_several_lines() {
+        assert_eq!(
+            first_malformed_line("A=1\nB=\"two\nlines\"\nC=3 4\n"),
+            Some(4)
+        );
+        assert_eq!(first_malformed_line("A=1\nB=\"two\nlines\nC=3\n"), Some(2));
+        assert_eq!(first_malformed_line("KEY_LONGER=1\nKEY\n"), Some(2));
+        assert_eq!(first_malformed_line("A=1\nB=2"), None);
     }
 
     #[test]
@@ -456,5 +465,158 @@ pub(crate) mod tests {
         let err = read_dotenv(&dir.join(".env")).unwrap_err();
         let expected = format!("{} is malformed at line 2;", dir.join(".env").display());
         assert!(err.to_string().contains(&expected), "{err}");
+    }
+
+    mod generated {
+        //! `.env` files generated at scale (seeded, a fixed number of cases): every value reads
+        //! back as written, and a malformed line is named by its number, never by its text.
+
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed};
+
+        use super::super::*;
+
+        fn config() -> Config {
+            Config {
+                cases: 256,
+                rng_seed: RngSeed::Fixed(17),
+                failure_persistence: None,
+                ..Config::default()
+            }
+        }
+
+        /// Every value holds this, so a message can be searched for any of them.
+        const SECRET: &str = "s3cr3t";
+
+        /// A value, and how a line writes it: bare, in single quotes, or in double quotes
+        /// with its backslashes, quotes and `$` escaped and its newlines kept (a value over
+        /// several lines).
+        fn written_value() -> impl Strategy<Value = (String, String)> {
+            let bare = "[A-Za-z0-9_./:@-]{0,10}".prop_map(|v| {
+                let v = format!("{SECRET}{v}");
+                (v.clone(), v)
+            });
+            let single = "[A-Za-z0-9 #\"$=é-]{0,10}".prop_map(|v| {
+                let v = format!("{SECRET}{v}");
+                (format!("'{v}'"), v)
+            });
+            let double = "[a-z '\"\\\\$#=\n\té]{0,10}".prop_map(|v| {
+                let v = format!("{SECRET}{v}");
+                let written = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('$', "\\$");
+                (format!("\"{written}\""), v)
+            });
+            prop_oneof![bare, single, double]
+        }
+
+        /// A line that sets `key`: maybe `export`, blanks around `=`, a comment after.
+        fn good_line(key: String) -> impl Strategy<Value = (String, String, String)> {
+            (
+                written_value(),
+                any::<bool>(),
+                "[ \t]{0,2}",
+                prop::option::of("[a-z ;=]{0,6}"),
+            )
+                .prop_map(move |((written, value), export, blank, comment)| {
+                    let export = if export { "export " } else { "" };
+                    let comment = comment.map(|c| format!(" #{c}")).unwrap_or_default();
+                    (
+                        format!("{export}{key}{blank}={blank}{written}{comment}"),
+                        key.clone(),
+                        value,
+                    )
+                })
+        }
+
+        /// Lines that set nothing.
+        fn quiet_line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(String::new()),
+                "[ \t]{1,3}",
+                "[ \t]{0,2}#[a-zA-Z =;'\"]{0,10}"
+            ]
+        }
+
+        /// A line dotenv refuses; `earlier` is a key set before it, which it may start with.
+        fn bad_line(earlier: String) -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(earlier.clone()),
+                Just(format!("{earlier} {SECRET}")),
+                Just(format!("{earlier}X {SECRET}=1")),
+                Just(format!("={SECRET}")),
+                Just(format!("1{earlier}={SECRET}")),
+                Just(format!("{earlier}={SECRET} oops")),
+                Just(format!("{earlier}={SECRET}\\x")),
+                Just(format!("{earlier}=\"{SECRET}\" junk")),
+            ]
+        }
+
+        /// Lines of a file: `Some(key, value)` for those that set one.
+        fn lines() -> impl Strategy<Value = Vec<(String, Option<(String, String)>)>> {
+            prop::collection::vec((any::<bool>(), "[A-Z][A-Z0-9_]{0,6}"), 0..8).prop_flat_map(
+                |rows| {
+                    let lines: Vec<_> = rows
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, (sets, key))| {
+                            let key = format!("{key}_{index}");
+                            if sets {
+                                good_line(key)
+                                    .prop_map(|(line, key, value)| (line, Some((key, value))))
+                                    .boxed()
+                            } else {
+                                quiet_line().prop_map(|line| (line, None)).boxed()
+                            }
+                        })
+                        .collect();
+                    lines
+                },
+            )
+        }
+
+        fn file(lines: &[String], crlf: bool) -> String {
+            let end = if crlf { "\r\n" } else { "\n" };
+            lines.iter().map(|line| format!("{line}{end}")).collect()
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn every_value_reads_back_as_written(rows in lines(), crlf in any::<bool>()) {
+                let scratch = tempfile::tempdir().unwrap();
+                let path = scratch.path().join(".env");
+                let text: Vec<String> = rows.iter().map(|(line, _)| line.clone()).collect();
+                fs::write(&path, file(&text, crlf)).unwrap();
+                let want: BTreeMap<String, String> = rows.into_iter().filter_map(|(_, kv)| kv).collect();
+                let read = read_dotenv(&path).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+                prop_assert_eq!(read, want);
+            }
+
+            #[test]
+            fn a_malformed_line_is_named_by_its_number_and_never_shown(
+                (rows, at, bad) in lines().prop_flat_map(|rows| {
+                    let earlier = rows.iter().find_map(|(_, kv)| kv.as_ref().map(|(k, _)| k.clone()));
+                    let at = 0..=rows.len();
+                    (Just(rows), at, bad_line(earlier.unwrap_or_else(|| "KEY".to_owned())))
+                }),
+                crlf in any::<bool>(),
+            ) {
+                let scratch = tempfile::tempdir().unwrap();
+                let path = scratch.path().join(".env");
+                let mut text: Vec<String> = rows.into_iter().map(|(line, _)| line).collect();
+                text.insert(at, bad.clone());
+                let line = 1 + text[..at].iter().map(|l| l.matches('\n').count() + 1).sum::<usize>();
+                fs::write(&path, file(&text, crlf)).unwrap();
+                let message = format!("{:#}", read_dotenv(&path).expect_err("a malformed line"));
+                prop_assert!(
+                    message.contains(&format!("is malformed at line {line};")),
+                    "{message}\nfile: {:?}", file(&text, crlf)
+                );
+                prop_assert!(!message.contains(SECRET), "{message}");
+            }
+        }
     }
 }

@@ -333,4 +333,106 @@ mod tests {
             "{err:#}"
         );
     }
+
+    mod generated {
+        //! Control-socket requests generated at scale (seeded, a fixed number of cases).
+
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed};
+
+        use super::super::*;
+
+        fn config() -> Config {
+            Config {
+                cases: 256,
+                rng_seed: RngSeed::Fixed(17),
+                failure_persistence: None,
+                ..Config::default()
+            }
+        }
+
+        fn names() -> impl Strategy<Value = Vec<String>> {
+            prop::collection::vec("\\PC{0,8}|[a-z-]{1,12}|.*\n.*", 0..4)
+        }
+
+        fn request() -> impl Strategy<Value = Request> {
+            let env = prop::collection::vec(("\\PC{0,8}", ".{0,8}"), 0..4);
+            prop_oneof![
+                names().prop_map(|services| Request::Stop { services }),
+                names().prop_map(|services| Request::Start { services }),
+                names().prop_map(|services| Request::Restart { services }),
+                (names(), any::<bool>(), any::<bool>(), env).prop_map(
+                    |(services, start, recreate, env)| Request::Up {
+                        services,
+                        start: start.into(),
+                        recreate: recreate.into(),
+                        env,
+                    }
+                ),
+            ]
+        }
+
+        /// What the supervisor makes of `bytes` sent on a connection that is then closed for
+        /// writing: the request, or the error it answered.
+        fn accepted(bytes: &[u8]) -> Result<Request, String> {
+            let (ours, mut theirs) = UnixStream::pair().unwrap();
+            theirs.write_all(bytes).unwrap();
+            theirs.shutdown(std::net::Shutdown::Write).unwrap();
+            match accept(ours, nix::unistd::Uid::effective()) {
+                Some(call) => Ok(call.request),
+                None => {
+                    let mut answer = String::new();
+                    BufReader::new(theirs).read_line(&mut answer).unwrap();
+                    match serde_json::from_str(&answer) {
+                        Ok(Reply::Done(Some(error))) => Err(error),
+                        other => panic!("not an error reply: {answer:?} ({other:?})"),
+                    }
+                }
+            }
+        }
+
+        fn wire(request: &Request) -> String {
+            serde_json::to_string(request).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn every_request_is_one_line_that_reads_back_as_sent(request in request()) {
+                let line = wire(&request);
+                prop_assert!(!line.contains('\n'));
+                let read = accepted(format!("{line}\n").as_bytes()).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(wire(&read), line);
+            }
+
+            #[test]
+            fn a_damaged_request_is_refused_with_why_never_a_panic(
+                request in request(),
+                cut in any::<prop::sample::Index>(),
+                junk in prop::collection::vec(any::<u8>(), 0..8),
+                at in any::<prop::sample::Index>(),
+            ) {
+                let mut bytes = wire(&request).into_bytes();
+                bytes.truncate(cut.index(bytes.len() + 1));
+                let at = at.index(bytes.len() + 1);
+                bytes.splice(at..at, junk);
+                match accepted(&bytes) {
+                    // Cut or junk that leaves a whole request (a cut after the last brace,
+                    // blanks): it must then be one that serialises to a valid line again.
+                    Ok(read) => prop_assert!(serde_json::from_str::<Request>(&wire(&read)).is_ok()),
+                    Err(error) => prop_assert!(error.starts_with("bad request: "), "{}", error),
+                }
+            }
+
+            #[test]
+            fn any_bytes_are_refused_with_why_never_a_panic(
+                bytes in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                if let Err(error) = accepted(&bytes) {
+                    prop_assert!(error.starts_with("bad request: "), "{}", error);
+                }
+            }
+        }
+    }
 }

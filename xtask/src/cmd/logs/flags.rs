@@ -33,7 +33,9 @@ pub(super) fn since_at<Tz: TimeZone>(
     local: &Tz,
 ) -> Result<DateTime<Utc>, String> {
     if let Some(ago) = parse_duration(text) {
-        return Ok(now - ago);
+        return now.checked_sub_signed(ago).ok_or_else(|| {
+            format!("{text:?} goes back before the earliest time there is; give a shorter duration")
+        });
     }
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.to_utc());
@@ -124,6 +126,8 @@ mod tests {
             ],
         );
         let zone = FixedOffset::east_opt(0).unwrap();
+        let err = since_at("100000000d", Utc::now(), &zone).unwrap_err();
+        assert!(err.contains("\"100000000d\" goes back before"), "{err}");
         for bad in ["", "10", "m", "10x", "1h30", "-5m", "ten minutes"] {
             let err = since_at(bad, Utc::now(), &zone).unwrap_err();
             assert!(err.contains("neither a duration"), "{bad}: {err}");
@@ -154,5 +158,97 @@ mod tests {
         assert_eq!(parse_tail("20"), Ok(Tail::Last(20)));
         assert_eq!(parse_tail("all"), Ok(Tail::All));
         assert!(parse_tail("-1").unwrap_err().contains("`all`"));
+    }
+
+    mod generated {
+        //! `--since` and `--tail` values generated at scale (seeded, a fixed number of cases).
+
+        use chrono::{FixedOffset, TimeDelta};
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed};
+
+        use super::super::*;
+
+        fn config() -> Config {
+            Config {
+                cases: 512,
+                rng_seed: RngSeed::Fixed(17),
+                failure_persistence: None,
+                ..Config::default()
+            }
+        }
+
+        fn now() -> DateTime<Utc> {
+            DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z")
+                .unwrap()
+                .to_utc()
+        }
+
+        const UNITS: [(&str, i64); 5] = [
+            ("ms", 1),
+            ("s", 1_000),
+            ("m", 60_000),
+            ("h", 3_600_000),
+            ("d", 86_400_000),
+        ];
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn a_duration_goes_back_by_the_sum_of_its_parts(
+                parts in prop::collection::vec((0..100_000i64, 0..UNITS.len()), 1..4),
+            ) {
+                let text: String = parts
+                    .iter()
+                    .map(|(number, unit)| format!("{number}{}", UNITS[*unit].0))
+                    .collect();
+                let millis: i64 = parts.iter().map(|(n, unit)| n * UNITS[*unit].1).sum();
+                let zone = FixedOffset::east_opt(0).unwrap();
+                prop_assert_eq!(
+                    since_at(&text, now(), &zone),
+                    Ok(now() - TimeDelta::milliseconds(millis)),
+                    "{}", text
+                );
+            }
+
+            #[test]
+            fn a_time_is_read_in_the_local_zone_unless_it_carries_one(
+                seconds in 0..4_102_444_800i64,
+                millis in 0..1000u32,
+                east in -50_400..50_400i32,
+                form in 0..5usize,
+            ) {
+                let zone = FixedOffset::east_opt(east - east % 60).unwrap();
+                let instant = DateTime::from_timestamp(seconds, millis * 1_000_000).unwrap();
+                let local = instant.with_timezone(&zone);
+                let (text, want) = match form {
+                    0 => (local.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(), instant),
+                    1 => (local.format("%Y-%m-%d %H:%M:%S").to_string(), instant - TimeDelta::milliseconds(millis.into())),
+                    2 => (local.to_rfc3339(), instant),
+                    3 => (instant.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(), instant),
+                    _ => {
+                        let minute = local.format("%Y-%m-%dT%H:%M").to_string();
+                        let floor = instant - TimeDelta::milliseconds(millis.into())
+                            - TimeDelta::seconds(seconds % 60);
+                        (minute, floor)
+                    }
+                };
+                prop_assert_eq!(since_at(&text, now(), &zone), Ok(want), "{}", text);
+            }
+
+            #[test]
+            fn any_value_is_a_time_or_an_error_that_names_it_never_a_panic(
+                text in "[0-9]{0,22}(ms|s|m|h|d|x|)[0-9]{0,12}(ms|s|m|h|d|)|[0-9T:. Z+-]{0,30}|\\PC{0,12}",
+            ) {
+                let zone = FixedOffset::east_opt(3600).unwrap();
+                if let Err(message) = since_at(&text, now(), &zone) {
+                    prop_assert!(message.contains(&format!("{text:?}")), "{}", message);
+                }
+                if let Err(message) = parse_tail(&text) {
+                    prop_assert!(message.contains("`all`"), "{}", message);
+                }
+            }
+        }
     }
 }

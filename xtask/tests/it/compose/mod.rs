@@ -21,8 +21,13 @@ const GARAGE_TOML: &str = "docker-compose.garage.toml";
 /// Interpolated into the files by `docker-compose config`.
 const VALKEY_PASSWORD: &str = "compose-test-secret";
 
+/// A directory of its own for each call: the tests run in parallel, and one removing its
+/// directory must not take another's (two `docker-compose config` runs shared `env`).
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("amtp-compose-{name}-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("amtp-compose-{name}-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
