@@ -123,7 +123,31 @@ pub(crate) struct Daemon {
     pub(crate) probe: fn(&StackConfig) -> anyhow::Result<()>,
     /// Runs once the probe first succeeds after a start (e.g. create the database).
     pub(crate) on_ready: fn(&StackConfig) -> anyhow::Result<()>,
+    /// What the supervisor does when the ready daemon stops answering its probe.
+    pub(crate) liveness: Liveness,
 }
+
+/// A ready daemon's liveness rule: the supervisor probes it every [`LIVENESS_PERIOD`] (each
+/// probe bounded by [`PROBE_TIMEOUT`]), and acts once this many probes in a row went
+/// unanswered, as process-compose's `liveness_probe` (`failure_threshold`) does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Restarted (its stop signal, SIGKILL a second later), saying why in the log and in
+    /// `status`: a program that holds nothing a restart would lose.
+    RestartAfter(u32),
+    /// Never restarted by a probe: it holds data that a kill would lose or cut off (Valkey
+    /// keeps its keys in memory only, Postgres and Garage their clients' writes in flight).
+    /// The log and `status` say that it does not answer and how to restart it.
+    ReportAfter(u32),
+}
+
+/// How often the supervisor probes each ready daemon.
+pub(crate) const LIVENESS_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long one probe may take in all: the client libraries' own timeouts cover connecting,
+/// not every step after it (the kernel of a stopped or hung Postgres accepts the connection,
+/// and nothing ever authenticates it).
+pub(crate) const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Daemon {
     /// What most daemons have: no further ports, no drift beyond the pin, no files, nothing
@@ -143,6 +167,7 @@ impl Daemon {
         launch: |_, installed, _| Launch::new(&installed.path),
         probe: |_| anyhow::bail!("this daemon's row has no probe; give it one"),
         on_ready: |_| Ok(()),
+        liveness: Liveness::RestartAfter(3),
     };
 }
 
@@ -177,6 +202,22 @@ impl Unit {
                 .collect(),
             Kind::Task(_) => Vec::new(),
         }
+    }
+
+    /// One probe of a daemon, bounded by [`PROBE_TIMEOUT`] whatever the service does: `Err`
+    /// names it and says that it does not answer, or what it answered. A task answers.
+    pub(crate) fn answers(&self, cfg: &StackConfig) -> anyhow::Result<()> {
+        let Kind::Daemon(daemon) = &self.kind else {
+            return Ok(());
+        };
+        let (probe, probed) = (daemon.probe, cfg.clone());
+        crate::os::poll::within(PROBE_TIMEOUT, move || probe(&probed)).unwrap_or_else(|| {
+            anyhow::bail!(
+                "{} does not answer on port {}: no reply within {PROBE_TIMEOUT:?} (stopped, or hung?)",
+                self.name,
+                cfg.port(daemon.port)
+            )
+        })
     }
 
     /// Finds a daemon's program, with its version and drift from the pins; `None` for a task.

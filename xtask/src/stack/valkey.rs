@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use super::{ClientVar, Daemon, Kind, Program, Unit};
+use super::{ClientVar, Daemon, Kind, Liveness, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
 use crate::stack::check::{Check, private_file, settings_checks};
@@ -50,6 +50,9 @@ pub(crate) const UNIT: Unit = Unit {
         prepare,
         launch,
         probe,
+        // Persistence is off: a restart would lose every key. Reported, never restarted by
+        // its probe.
+        liveness: Liveness::ReportAfter(3),
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT

@@ -62,6 +62,7 @@ const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
 mod dependencies;
 mod events;
 pub(crate) mod launch;
+mod liveness;
 mod requests;
 pub(crate) mod run_state;
 mod runner;
@@ -366,6 +367,14 @@ impl Supervisor {
             {
                 *probe = NextProbe::Running;
                 self.probe(index);
+            }
+            if let SlotState::Ready { liveness, .. } = &self.slots[index].state
+                && matches!(liveness.next, NextProbe::At(at) if at <= now)
+                && self.stopping.is_none()
+                // Not while the stack starts: a machine busy starting it is slow to answer.
+                && self.phase == Phase::Running
+            {
+                self.probe_liveness(index, now);
             }
         }
         if self.stopping.is_some() {
