@@ -210,14 +210,16 @@ impl Unit {
         let Kind::Daemon(daemon) = &self.kind else {
             return Ok(());
         };
-        let (probe, probed) = (daemon.probe, cfg.clone());
-        crate::os::poll::within(PROBE_TIMEOUT, move || probe(&probed)).unwrap_or_else(|| {
-            anyhow::bail!(
-                "{} does not answer on port {}: no reply within {PROBE_TIMEOUT:?} (stopped, or hung?)",
-                self.name,
-                cfg.port(daemon.port)
-            )
-        })
+        let (probe, probed, port) = (daemon.probe, cfg.clone(), cfg.port(daemon.port));
+        let answer = crate::os::poll::within(PROBE_TIMEOUT, move || probe(&probed));
+        match answer {
+            Some(answer) => answer.with_context(|| format!("{} on port {port}", self.name)),
+            None => anyhow::bail!(
+                "{} does not answer on port {port}: no reply within {PROBE_TIMEOUT:?} (stopped, \
+                 or hung?)",
+                self.name
+            ),
+        }
     }
 
     /// Finds a daemon's program, with its version and drift from the pins; `None` for a task.
@@ -313,11 +315,17 @@ pub(crate) fn http_agent(timeout: std::time::Duration) -> ureq::Agent {
 
 /// `http://127.0.0.1:<port><path>` answers 200 within 800 ms; the body is returned.
 pub(crate) fn http_ok(port: u16, path: &str) -> anyhow::Result<String> {
-    let mut response = http_agent(std::time::Duration::from_millis(800))
+    let timeout = std::time::Duration::from_millis(800);
+    let failed = |err| match err {
+        ureq::Error::Timeout(_) => anyhow::anyhow!("GET {path} does not answer within {timeout:?}"),
+        err => anyhow::Error::new(err).context(format!("GET {path}")),
+    };
+    let mut response = http_agent(timeout)
         .get(&format!("http://127.0.0.1:{port}{path}"))
-        .call()?;
+        .call()
+        .map_err(failed)?;
     let status = response.status();
-    let body = response.body_mut().read_to_string()?;
+    let body = response.body_mut().read_to_string().map_err(failed)?;
     anyhow::ensure!(status == 200, "GET {path} answered {status}: {body}");
     Ok(body)
 }

@@ -172,9 +172,15 @@ pub(crate) fn compose_client_env() -> Vec<(String, String)> {
 }
 
 fn connect(url: &str) -> anyhow::Result<redis::Connection> {
-    redis::Client::open(url)?
-        .get_connection_with_timeout(Duration::from_secs(1))
-        .context("cannot connect to Valkey")
+    let timeout = Duration::from_secs(1);
+    match redis::Client::open(url)?.get_connection_with_timeout(timeout) {
+        Ok(connection) => Ok(connection),
+        // Connected in the kernel, and no answer to the handshake: stopped, or hung.
+        Err(err) if err.is_timeout() => {
+            anyhow::bail!("Valkey does not answer: no reply within {timeout:?}")
+        }
+        Err(err) => Err(err).context("cannot connect to Valkey"),
+    }
 }
 
 fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
