@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::config::StackConfig;
+use crate::supervisor::run_state::RunState;
 
 /// The longest request line read: a second `up` carries its caller's environment (kilobytes);
 /// a longer line is refused before it is parsed, so no caller can make the supervisor's memory
@@ -36,6 +37,9 @@ const MAX_CALLERS_READ: usize = 256;
 /// How long one reply may take to send: a caller that stops reading must not stall the
 /// supervisor's loop, which writes the replies.
 const REPLY_DEADLINE: Duration = Duration::from_secs(1);
+
+/// How long a caller waits for a starting supervisor to bind its socket.
+const SOCKET_WAIT: Duration = Duration::from_secs(30);
 
 /// What a command asks the supervisor.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -297,7 +301,13 @@ fn peer_uid(stream: &UnixStream) -> nix::Result<nix::unistd::Uid> {
 /// Sends `request` to the supervisor of the stack in `cfg`, prints its progress lines, and
 /// returns once it is done; an error says why the action did not complete.
 pub(crate) fn call(cfg: &StackConfig, request: &Request) -> anyhow::Result<()> {
-    call_at(&socket_path(cfg), request, |line| println!("{line}"))
+    let path = socket_path(cfg);
+    // A supervisor that is still finding programs and checking ports (a cold `up` a moment
+    // ago) has not bound its socket yet: wait for it while that supervisor lives.
+    crate::os::poll::wait_until(SOCKET_WAIT, || {
+        path.exists() || RunState::read_live(&cfg.state_dir).is_none()
+    });
+    call_at(&path, request, |line| println!("{line}"))
 }
 
 fn call_at(path: &Path, request: &Request, mut on_line: impl FnMut(&str)) -> anyhow::Result<()> {
