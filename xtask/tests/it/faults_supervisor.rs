@@ -219,7 +219,10 @@ fn a_stopped_app_and_database_are_named_the_app_restarted_and_the_database_left(
     );
     let again = "valkey: answers its liveness probe again";
     assert!(wait_for(BOUND, || supervisor_log(&stack).contains(again)));
-    assert_eq!(service(&status(&stack), "valkey")["reason"], serde_json::Value::Null);
+    assert_eq!(
+        service(&status(&stack), "valkey")["reason"],
+        serde_json::Value::Null
+    );
 }
 
 /// Takes 127.0.0.1:`port` as soon as it is free, within `limit`.
