@@ -17,7 +17,8 @@
 //! 4. it answers the callers whose units are now all ready, or stopped ([`requests`]).
 //!
 //! A daemon that exits while the stack runs is restarted with a growing delay (Compose's
-//! `unless-stopped`); one stopped on request stays stopped until `start`. On SIGTERM, SIGINT
+//! `unless-stopped`); one that stops answering is restarted or reported by its [`liveness`]
+//! rule; one stopped on request stays stopped until `start`. On SIGTERM, SIGINT
 //! or SIGHUP the same loop stops the units in reverse dependency order, each level in
 //! parallel, with their stop signal and SIGKILL after a grace period, and returns.
 //!
