@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -18,29 +18,37 @@ use crate::util::{TestStack, describe, wait_for};
 const BOUND: Duration = Duration::from_secs(30);
 
 /// Runs `command` and returns its output, failing the test (and killing it) when it has not
-/// returned within `limit`.
-fn within(limit: Duration, mut command: Command) -> Output {
-    let child = command
+/// returned within [`BOUND`].
+fn within_bound(command: Command) -> Output {
+    finish(start(command))
+}
+
+/// Starts `command` in the background, its output kept.
+fn start(mut command: Command) -> Child {
+    let piped = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run xtask");
+        .stderr(Stdio::piped());
+    piped.spawn().expect("run xtask")
+}
+
+/// Waits for a background command, which must end within [`BOUND`] (else it is killed).
+fn finish(child: Child) -> Output {
     let pid = Pid::from_raw(child.id() as i32);
     let (sender, output) = std::sync::mpsc::channel();
     std::thread::spawn(move || sender.send(child.wait_with_output()));
-    match output.recv_timeout(limit) {
+    match output.recv_timeout(BOUND) {
         Ok(output) => output.expect("wait for xtask"),
         Err(_) => {
             let _ = kill(pid, Signal::SIGKILL);
-            panic!("{command:?} did not return within {limit:?}")
+            panic!("a command did not return within {BOUND:?}")
         }
     }
 }
 
 /// `status --json` of `stack`, which must return within [`BOUND`] and print JSON.
 fn status(stack: &TestStack) -> serde_json::Value {
-    let output = within(BOUND, stack.command(&["status", "--json"]));
+    let output = within_bound(stack.command(&["status", "--json"]));
     serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
         panic!(
             "status --json printed no JSON ({err}):\n{}",
@@ -93,7 +101,7 @@ fn hostile_control_socket_callers_get_an_error_and_everyone_else_is_served() {
     let mut trickler = UnixStream::connect(&socket).unwrap();
     trickler.write_all(b"{\"restart\":{\"serv").unwrap();
     let began = Instant::now();
-    let restart = within(BOUND, stack.command(&["restart", "github-standin"]));
+    let restart = within_bound(stack.command(&["restart", "github-standin"]));
     assert!(restart.status.success(), "{}", describe(&restart));
     let served_in = began.elapsed();
 
@@ -164,11 +172,11 @@ fn a_stopped_app_and_database_are_named_the_app_restarted_and_the_database_left(
         let named = reason.starts_with(&format!("{name} "));
         assert!(named && reason.contains("does not answer"), "{entry:#}");
     }
-    let verify = within(BOUND, stack.command(&["verify"]));
+    let verify = within_bound(stack.command(&["verify"]));
     let said = describe(&verify);
     assert!(!verify.status.success(), "{said}");
     assert!(said.contains("Valkey does not answer"), "{said}");
-    let up = within(BOUND, stack.command(&["up", "github-standin", "valkey"]));
+    let up = within_bound(stack.command(&["up", "github-standin", "valkey"]));
     let said = describe(&up);
     assert!(said.contains("valkey does not answer"), "{said}");
 
@@ -279,30 +287,6 @@ fn a_port_stolen_from_a_crashed_service_is_named_and_the_service_comes_back_once
     assert!(back, "{:#}", status(&stack));
 }
 
-/// `xtask <args>` in the background.
-fn spawn(stack: &TestStack, args: &[&str]) -> std::process::Child {
-    let mut command = stack.command(args);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command.spawn().expect("run xtask")
-}
-
-/// Waits for a background command, which must end within [`BOUND`].
-fn finish(child: std::process::Child) -> Output {
-    let pid = Pid::from_raw(child.id() as i32);
-    let (sender, output) = std::sync::mpsc::channel();
-    std::thread::spawn(move || sender.send(child.wait_with_output()));
-    output
-        .recv_timeout(BOUND)
-        .map(Result::unwrap)
-        .unwrap_or_else(|_| {
-            let _ = kill(pid, Signal::SIGKILL);
-            panic!("a command did not return within {BOUND:?}")
-        })
-}
-
 fn health(status: &serde_json::Value, name: &str) -> String {
     service(status, name)["health"].as_str().unwrap().to_owned()
 }
@@ -312,7 +296,7 @@ fn commands_racing_each_return_in_time_and_the_last_one_wins() {
     let stack = TestStack::new("fault-race");
     // `stop` of a dependency while its dependents start: Valkey is ready long before initdb
     // lets the migrations, then the healthcheck, start.
-    let up = spawn(&stack, &["up", "healthcheck"]);
+    let up = start(stack.command(&["up", "healthcheck"]));
     let valkey_first = wait_for(BOUND, || {
         let now = status(&stack);
         now["phase"] == "starting"
@@ -320,7 +304,7 @@ fn commands_racing_each_return_in_time_and_the_last_one_wins() {
             && service(&now, "healthcheck")["health"] != "healthy"
     });
     assert!(valkey_first, "{:#}", status(&stack));
-    let stop = within(BOUND, stack.command(&["stop", "valkey"]));
+    let stop = within_bound(stack.command(&["stop", "valkey"]));
     assert!(stop.status.success(), "{}", describe(&stop));
     let up = finish(up);
     assert!(up.status.success(), "{}", describe(&up));
@@ -329,16 +313,16 @@ fn commands_racing_each_return_in_time_and_the_last_one_wins() {
     assert_eq!(health(&now, "healthcheck"), "stopped", "{now:#}");
     assert_eq!(health(&now, "postgres"), "healthy");
     assert!(
-        within(BOUND, stack.command(&["start", "healthcheck"]))
+        within_bound(stack.command(&["start", "healthcheck"]))
             .status
             .success()
     );
     assert_eq!(health(&status(&stack), "healthcheck"), "healthy");
 
     // Twenty `status --json` during a restart: each returns and parses.
-    let restart = spawn(&stack, &["restart", "healthcheck", "valkey"]);
+    let restart = start(stack.command(&["restart", "healthcheck", "valkey"]));
     let statuses: Vec<_> = (0..20)
-        .map(|_| spawn(&stack, &["status", "--json"]))
+        .map(|_| start(stack.command(&["status", "--json"])))
         .collect();
     for child in statuses {
         let output = finish(child);
@@ -350,9 +334,9 @@ fn commands_racing_each_return_in_time_and_the_last_one_wins() {
     assert!(restart.status.success(), "{}", describe(&restart));
 
     // `down` during a restart: the restart is told, and the stack is down.
-    let restart = spawn(&stack, &["restart", "postgres"]);
+    let restart = start(stack.command(&["restart", "postgres"]));
     assert!(wait_for(BOUND, || health(&status(&stack), "postgres") != "healthy"));
-    let down = within(BOUND, stack.command(&["down"]));
+    let down = within_bound(stack.command(&["down"]));
     assert!(down.status.success(), "{}", describe(&down));
     let restart = finish(restart);
     assert_eq!(status(&stack)["running"], false);
@@ -364,9 +348,9 @@ fn commands_racing_each_return_in_time_and_the_last_one_wins() {
     // `restart` during a cold `up` (initdb makes it long enough): both return, and
     // everything runs.
     stack.ok(&["reset"]);
-    let up = spawn(&stack, &["up", "github-standin", "postgres"]);
+    let up = start(stack.command(&["up", "github-standin", "postgres"]));
     assert!(wait_for(BOUND, || status(&stack)["phase"] == "starting"));
-    let restart = within(BOUND, stack.command(&["restart", "github-standin"]));
+    let restart = within_bound(stack.command(&["restart", "github-standin"]));
     assert!(restart.status.success(), "{}", describe(&restart));
     let up = finish(up);
     assert!(up.status.success(), "{}", describe(&up));

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Bench, daemon, holding_data, task};
+use super::{Bench, daemon, holding_data, names, task};
 use crate::stack::{self, LIVENESS_PERIOD, Unit};
 use crate::supervisor::events::Event;
 use crate::supervisor::run_state::{Phase, Status};
@@ -13,10 +13,6 @@ static DB: Unit = holding_data(daemon("db", &[], stack::postgres::PORT));
 static MIGRATE: Unit = task("migrate", &["db"]);
 static APP: Unit = daemon("app", &["migrate"], stack::nginx::PORT);
 static LONE: Unit = daemon("lone", &[], stack::pgbouncer::PORT);
-
-fn names(names: &[&str]) -> Vec<String> {
-    names.iter().map(|name| name.to_string()).collect()
-}
 
 #[test]
 fn an_app_that_stops_answering_is_restarted_after_three_probes_in_a_row_and_says_why() {

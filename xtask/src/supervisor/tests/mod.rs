@@ -78,6 +78,11 @@ pub(super) const fn holding_data(mut unit: Unit) -> Unit {
     unit
 }
 
+/// Service names as a request carries them.
+pub(super) fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| name.to_string()).collect()
+}
+
 /// The programs' part, as the test says.
 #[derive(Default)]
 pub(super) struct Fake {
