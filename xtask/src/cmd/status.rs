@@ -29,6 +29,8 @@ struct ServiceStatus {
     uptime_s: Option<u64>,
     version: Option<String>,
     restarts: u32,
+    /// Why the supervisor last restarted it on its own (it exited, or did not answer).
+    last_restart: Option<String>,
     drift: Vec<String>,
 }
 
@@ -107,6 +109,7 @@ pub(crate) fn print(
                             .map(|t| now.saturating_sub(t)),
                         version: unit.installed.as_ref().map(|i| i.version.clone()),
                         restarts: unit.restarts,
+                        last_restart: unit.last_restart.clone(),
                         drift: unit
                             .installed
                             .as_ref()
@@ -160,6 +163,12 @@ pub(crate) fn print(
             if let Some(reason) = &s.reason {
                 println!("{} is {}: {reason}", s.name, s.health);
             }
+            if let Some(why) = &s.last_restart {
+                println!(
+                    "{} was restarted {} time(s) by the supervisor, the last because {why}",
+                    s.name, s.restarts
+                );
+            }
         }
         match contract {
             Some(summary) => println!(
@@ -195,14 +204,14 @@ fn health(cfg: &StackConfig, unit: &UnitState) -> Health {
             reason: unit.message.clone(),
         };
     }
-    let Some(Kind::Daemon(daemon)) = stack::unit(&unit.name).map(|u| &u.kind) else {
+    let Some(row) = stack::unit(&unit.name).filter(|u| matches!(u.kind, Kind::Daemon(_))) else {
         return Health {
             healthy: true,
             health: "done".into(),
             reason: None,
         };
     };
-    match (daemon.probe)(cfg) {
+    match row.answers(cfg) {
         Ok(()) => Health {
             healthy: true,
             health: "healthy".into(),
@@ -211,7 +220,11 @@ fn health(cfg: &StackConfig, unit: &UnitState) -> Health {
         Err(err) => Health {
             healthy: false,
             health: "unhealthy".into(),
-            reason: Some(format!("{err:#}")),
+            // With what the supervisor's liveness probes found, when they found something.
+            reason: Some(match &unit.message {
+                Some(note) => format!("{err:#}; the supervisor: {note}"),
+                None => format!("{err:#}"),
+            }),
         },
     }
 }
@@ -252,6 +265,7 @@ mod tests {
             ready_ms: None,
             restarts: 1,
             message: message.map(str::to_owned),
+            last_restart: None,
         }
     }
 

@@ -28,6 +28,22 @@ pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> b
     wait_for(timeout, || done().then_some(())).is_some()
 }
 
+/// Runs `work` on a thread of its own and gives its result, or `None` when it has none within
+/// `timeout`: for a call whose own timeouts do not cover every step (a client library's
+/// connect timeout, while a stopped server's kernel accepts the connection and nothing answers
+/// it). A thread that has not finished is left to end on its own, once its call fails.
+pub(crate) fn within<T: Send + 'static>(
+    timeout: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (sender, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The receiver is gone when the time was up: nobody wants the result any more.
+        let _ = sender.send(work());
+    });
+    result.recv_timeout(timeout).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +62,17 @@ mod tests {
         assert!(!wait_until(Duration::from_millis(30), || false));
         assert!(began.elapsed() >= Duration::from_millis(30));
         assert_eq!(wait_for(Duration::MAX, || Some("at once")), Some("at once"));
+    }
+
+    #[test]
+    fn work_on_a_thread_gives_its_result_or_nothing_once_its_time_is_up() {
+        assert_eq!(within(Duration::from_secs(5), || 42), Some(42));
+        let began = Instant::now();
+        let hung = within(Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_secs(5));
+            "too late"
+        });
+        assert_eq!(hung, None);
+        assert!(began.elapsed() < Duration::from_secs(1));
     }
 }

@@ -65,12 +65,46 @@ pub(crate) struct Running<'a> {
 /// unit's own live settings (in the order given), its listeners, and the secrets file.
 pub(crate) fn collect(cfg: &StackConfig, units: &[Running]) -> Vec<Check> {
     let mut checks: Vec<Check> = units.iter().filter_map(version).collect();
-    for running in units {
-        checks.extend((running.unit.checks)(cfg, running.installed));
+    // Every unit's at once, each within its bound: a hung service costs one bound, not one
+    // per service.
+    let live = std::thread::scope(|scope| {
+        let handles: Vec<_> = units
+            .iter()
+            .map(|running| scope.spawn(|| live_checks(cfg, running)))
+            .collect();
+        let joined = handles.into_iter().map(|h| h.join());
+        joined.collect::<Vec<_>>()
+    });
+    for unit_checks in live {
+        checks.extend(unit_checks.expect("a unit's checks panicked"));
     }
     checks.extend(units.iter().filter_map(listeners));
     checks.extend(private_file(&cfg.state_dir, &cfg.secrets_file()));
     checks
+}
+
+/// How long one unit's live settings may take to read back, in all.
+const CHECKS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A unit's own checks of its live settings, or one failed check that names it when it does
+/// not answer within [`CHECKS_TIMEOUT`] (stopped, or hung: its client may wait forever).
+fn live_checks(cfg: &StackConfig, running: &Running) -> Vec<Check> {
+    let (unit, installed, read) = (running.unit, running.installed.cloned(), cfg.clone());
+    let checks = crate::os::poll::within(CHECKS_TIMEOUT, move || {
+        (unit.checks)(&read, installed.as_ref())
+    });
+    checks.unwrap_or_else(|| {
+        let err = anyhow::anyhow!(
+            "{} does not answer: its settings could not be read within {CHECKS_TIMEOUT:?} \
+             (stopped, or hung?)",
+            unit.name
+        );
+        vec![Check::failed(
+            format!("{} answers", unit.name),
+            "an answer",
+            &err,
+        )]
+    })
 }
 
 /// The program's version against the flake's pin: `unpinned` when it is another one.

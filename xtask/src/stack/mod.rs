@@ -123,7 +123,31 @@ pub(crate) struct Daemon {
     pub(crate) probe: fn(&StackConfig) -> anyhow::Result<()>,
     /// Runs once the probe first succeeds after a start (e.g. create the database).
     pub(crate) on_ready: fn(&StackConfig) -> anyhow::Result<()>,
+    /// What the supervisor does when the ready daemon stops answering its probe.
+    pub(crate) liveness: Liveness,
 }
+
+/// A ready daemon's liveness rule: the supervisor probes it every [`LIVENESS_PERIOD`] (each
+/// probe bounded by [`PROBE_TIMEOUT`]), and acts once this many probes in a row went
+/// unanswered, as process-compose's `liveness_probe` (`failure_threshold`) does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Restarted (its stop signal, SIGKILL a second later), saying why in the log and in
+    /// `status`: a program that holds nothing a restart would lose.
+    RestartAfter(u32),
+    /// Never restarted by a probe: it holds data that a kill would lose or cut off (Valkey
+    /// keeps its keys in memory only, Postgres and Garage their clients' writes in flight).
+    /// The log and `status` say that it does not answer and how to restart it.
+    ReportAfter(u32),
+}
+
+/// How often the supervisor probes each ready daemon.
+pub(crate) const LIVENESS_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long one probe may take in all: the client libraries' own timeouts cover connecting,
+/// not every step after it (the kernel of a stopped or hung Postgres accepts the connection,
+/// and nothing ever authenticates it).
+pub(crate) const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Daemon {
     /// What most daemons have: no further ports, no drift beyond the pin, no files, nothing
@@ -143,6 +167,7 @@ impl Daemon {
         launch: |_, installed, _| Launch::new(&installed.path),
         probe: |_| anyhow::bail!("this daemon's row has no probe; give it one"),
         on_ready: |_| Ok(()),
+        liveness: Liveness::RestartAfter(3),
     };
 }
 
@@ -176,6 +201,24 @@ impl Unit {
                 .chain(daemon.more_ports.iter().copied())
                 .collect(),
             Kind::Task(_) => Vec::new(),
+        }
+    }
+
+    /// One probe of a daemon, bounded by [`PROBE_TIMEOUT`] whatever the service does: `Err`
+    /// names it and says that it does not answer, or what it answered. A task answers.
+    pub(crate) fn answers(&self, cfg: &StackConfig) -> anyhow::Result<()> {
+        let Kind::Daemon(daemon) = &self.kind else {
+            return Ok(());
+        };
+        let (probe, probed, port) = (daemon.probe, cfg.clone(), cfg.port(daemon.port));
+        let answer = crate::os::poll::within(PROBE_TIMEOUT, move || probe(&probed));
+        match answer {
+            Some(answer) => answer.with_context(|| format!("{} on port {port}", self.name)),
+            None => anyhow::bail!(
+                "{} does not answer on port {port}: no reply within {PROBE_TIMEOUT:?} (stopped, \
+                 or hung?)",
+                self.name
+            ),
         }
     }
 
@@ -272,11 +315,17 @@ pub(crate) fn http_agent(timeout: std::time::Duration) -> ureq::Agent {
 
 /// `http://127.0.0.1:<port><path>` answers 200 within 800 ms; the body is returned.
 pub(crate) fn http_ok(port: u16, path: &str) -> anyhow::Result<String> {
-    let mut response = http_agent(std::time::Duration::from_millis(800))
+    let timeout = std::time::Duration::from_millis(800);
+    let failed = |err| match err {
+        ureq::Error::Timeout(_) => anyhow::anyhow!("GET {path} does not answer within {timeout:?}"),
+        err => anyhow::Error::new(err).context(format!("GET {path}")),
+    };
+    let mut response = http_agent(timeout)
         .get(&format!("http://127.0.0.1:{port}{path}"))
-        .call()?;
+        .call()
+        .map_err(failed)?;
     let status = response.status();
-    let body = response.body_mut().read_to_string()?;
+    let body = response.body_mut().read_to_string().map_err(failed)?;
     anyhow::ensure!(status == 200, "GET {path} answered {status}: {body}");
     Ok(body)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
-use super::{ClientVar, Daemon, Kind, Program, Unit};
+use super::{ClientVar, Daemon, Kind, Liveness, Program, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::process::Launch;
 use crate::stack::check::{Check, private_file, settings_checks};
@@ -50,6 +50,9 @@ pub(crate) const UNIT: Unit = Unit {
         prepare,
         launch,
         probe,
+        // Persistence is off: a restart would lose every key. Reported, never restarted by
+        // its probe.
+        liveness: Liveness::ReportAfter(3),
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT
@@ -169,9 +172,15 @@ pub(crate) fn compose_client_env() -> Vec<(String, String)> {
 }
 
 fn connect(url: &str) -> anyhow::Result<redis::Connection> {
-    redis::Client::open(url)?
-        .get_connection_with_timeout(Duration::from_secs(1))
-        .context("cannot connect to Valkey")
+    let timeout = Duration::from_secs(1);
+    match redis::Client::open(url)?.get_connection_with_timeout(timeout) {
+        Ok(connection) => Ok(connection),
+        // Connected in the kernel, and no answer to the handshake: stopped, or hung.
+        Err(err) if err.is_timeout() => {
+            anyhow::bail!("Valkey does not answer: no reply within {timeout:?}")
+        }
+        Err(err) => Err(err).context("cannot connect to Valkey"),
+    }
 }
 
 fn probe(cfg: &StackConfig) -> anyhow::Result<()> {

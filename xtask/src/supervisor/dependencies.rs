@@ -79,6 +79,13 @@ impl Dependencies {
         (0..self.of.len()).filter(|&i| wanted[i]).collect()
     }
 
+    /// The slots that depend on `slot`, directly or not, in table order.
+    pub(super) fn dependents_of(&self, slot: usize) -> Vec<usize> {
+        (slot + 1..self.of.len())
+            .filter(|&other| self.with_dependencies(&[other]).contains(&slot))
+            .collect()
+    }
+
     /// The order of the stop: the slots that depend on others first, each level stopped in
     /// parallel; a slot's dependencies only after it.
     pub(super) fn stop_levels(&self) -> Vec<Vec<usize>> {

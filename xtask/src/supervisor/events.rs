@@ -50,6 +50,8 @@ pub(super) enum Report {
     Probed(Probe),
     /// A task ran: its message, or why it failed.
     TaskDone(anyhow::Result<String>),
+    /// One liveness probe of a ready daemon: `Err` says it did not answer, or what it said.
+    Alive(anyhow::Result<()>),
 }
 
 /// The outcome of one readiness probe.

@@ -17,7 +17,8 @@
 //! 4. it answers the callers whose units are now all ready, or stopped ([`requests`]).
 //!
 //! A daemon that exits while the stack runs is restarted with a growing delay (Compose's
-//! `unless-stopped`); one stopped on request stays stopped until `start`. On SIGTERM, SIGINT
+//! `unless-stopped`); one that stops answering is restarted or reported by its [`liveness`]
+//! rule; one stopped on request stays stopped until `start`. On SIGTERM, SIGINT
 //! or SIGHUP the same loop stops the units in reverse dependency order, each level in
 //! parallel, with their stop signal and SIGKILL after a grace period, and returns.
 //!
@@ -62,6 +63,7 @@ const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
 mod dependencies;
 mod events;
 pub(crate) mod launch;
+mod liveness;
 mod requests;
 pub(crate) mod run_state;
 mod runner;
@@ -366,6 +368,14 @@ impl Supervisor {
             {
                 *probe = NextProbe::Running;
                 self.probe(index);
+            }
+            if let SlotState::Ready { liveness, .. } = &self.slots[index].state
+                && matches!(liveness.next, NextProbe::At(at) if at <= now)
+                && self.stopping.is_none()
+                // Not while the stack starts: a machine busy starting it is slow to answer.
+                && self.phase == Phase::Running
+            {
+                self.probe_liveness(index, now);
             }
         }
         if self.stopping.is_some() {

@@ -85,6 +85,7 @@ impl Supervisor {
             Request::Stop { services } => self.indices(&services).map(|indices| {
                 for &index in &indices {
                     self.stop_unit(index, AfterStop::Hold, &mut caller, now);
+                    self.hold_starting_dependents(index, &mut caller, now);
                 }
                 (indices, Until::Stopped)
             }),
@@ -125,6 +126,29 @@ impl Supervisor {
         let slot = &mut self.slots[index];
         if slot.stop(then, &*self.runner, now) {
             caller.say(format!("{}: stopping", slot.unit.name));
+        }
+    }
+
+    /// The units on their way to ready that need `index`, which was just stopped: held too,
+    /// as they could only fail without it (and, while the stack starts, fail the start).
+    /// Those that run already are left running, as Compose's `stop` leaves them.
+    fn hold_starting_dependents(&mut self, index: usize, caller: &mut Caller, now: Instant) {
+        let stopped = self.slots[index].unit.name;
+        for dependent in self.deps.dependents_of(index) {
+            if !matches!(
+                self.slots[dependent].status(),
+                Status::Waiting | Status::Starting | Status::Restarting
+            ) {
+                continue;
+            }
+            let slot = &mut self.slots[dependent];
+            let name = slot.unit.name;
+            caller.say(format!("{name}: not started, since {stopped} is stopped"));
+            slot.stop(AfterStop::Hold, &*self.runner, now);
+            slot.message = Some(format!(
+                "not started: {stopped}, which it needs, was stopped while it started \
+                 (`cargo xtask start {name}` starts both)"
+            ));
         }
     }
 

@@ -52,6 +52,9 @@ pub(crate) struct UnitState {
     pub(crate) restarts: u32,
     /// The task's result, or the last error.
     pub(crate) message: Option<String>,
+    /// Why the supervisor last restarted it on its own (it exited, or did not answer).
+    #[serde(default)]
+    pub(crate) last_restart: Option<String>,
 }
 
 /// `<state>/run/state.json`.

@@ -57,6 +57,9 @@ pub(super) trait Runner: Send + Sync {
     /// Probes a daemon once; once it answers, runs what follows readiness (`on_ready`).
     fn probe(&self, unit: &'static Unit, daemon: &'static Daemon, cfg: &StackConfig) -> Probe;
 
+    /// Probes a ready daemon once, for its liveness rule.
+    fn alive(&self, unit: &'static Unit, cfg: &StackConfig) -> anyhow::Result<()>;
+
     /// Runs a task to its end.
     fn run_task(
         &self,
@@ -130,22 +133,32 @@ impl Runner for Programs {
     }
 
     fn signal(&self, process: &Process, signal: Signal) {
-        match process.id {
+        let send = |signal| match process.id {
             Some(id) => {
                 id.signal_group(signal);
             }
             None => process::signal_group(process.pid, signal),
+        };
+        send(signal);
+        // A stopped program (SIGSTOP, a shell's Ctrl-Z) acts on its stop signal only once it
+        // runs again; to a running one SIGCONT is nothing.
+        if signal != Signal::SIGKILL {
+            send(Signal::SIGCONT);
         }
     }
 
-    fn probe(&self, _: &'static Unit, daemon: &'static Daemon, cfg: &StackConfig) -> Probe {
-        match (daemon.probe)(cfg) {
+    fn probe(&self, unit: &'static Unit, daemon: &'static Daemon, cfg: &StackConfig) -> Probe {
+        match unit.answers(cfg) {
             Ok(()) => match (daemon.on_ready)(cfg) {
                 Ok(()) => Probe::Ready,
                 Err(err) => Probe::Failed(err),
             },
             Err(err) => Probe::NotYet(err),
         }
+    }
+
+    fn alive(&self, unit: &'static Unit, cfg: &StackConfig) -> anyhow::Result<()> {
+        unit.answers(cfg)
     }
 
     fn run_task(

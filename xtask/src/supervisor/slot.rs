@@ -11,7 +11,7 @@ use crate::config::StackConfig;
 use crate::os::process::ProcessId;
 use crate::stack::fingerprint::Fingerprint;
 use crate::stack::programs::Installed;
-use crate::stack::{Kind, Unit};
+use crate::stack::{self, Kind, Unit};
 use crate::supervisor::run_state::{Status, UnitState};
 use crate::supervisor::runner::Runner;
 
@@ -38,17 +38,11 @@ pub(super) struct Process {
 pub(super) enum SlotState {
     /// Due to start once its dependencies are ready, and not before `not_before` when it is
     /// being restarted after a failure.
-    Waiting {
-        not_before: Option<Instant>,
-    },
+    Waiting { not_before: Option<Instant> },
     /// A daemon's files being rendered on a helper thread.
-    Preparing {
-        began: Instant,
-    },
+    Preparing { began: Instant },
     /// A task running on a helper thread.
-    Running {
-        began: Instant,
-    },
+    Running { began: Instant },
     /// A daemon spawned and probed until it answers, or `deadline` passes.
     Starting {
         process: Process,
@@ -58,6 +52,7 @@ pub(super) enum SlotState {
     },
     Ready {
         process: Process,
+        liveness: Liveness,
     },
     /// Its stop signal sent; SIGKILL at `kill_at` (`None` once sent). Once it has exited, it
     /// does `then`.
@@ -75,6 +70,24 @@ pub(super) enum SlotState {
     Failed,
     /// A task that ran to its end.
     Done,
+}
+
+/// A ready daemon's liveness probing ([`stack::Liveness`] is its rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Liveness {
+    pub(super) next: NextProbe,
+    /// Probes in a row that went unanswered.
+    pub(super) misses: u32,
+}
+
+impl Liveness {
+    /// Ready at `now`: the first liveness probe one period later.
+    pub(super) fn from(now: Instant) -> Liveness {
+        Liveness {
+            next: NextProbe::At(now + stack::LIVENESS_PERIOD),
+            misses: 0,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +133,8 @@ pub(super) struct Slot {
     pub(super) ready_ms: Option<u64>,
     /// The task's result, the last error, or why it is stopped.
     pub(super) message: Option<String>,
+    /// Why it was last restarted behind the user's back (it exited, did not answer).
+    pub(super) last_restart: Option<String>,
 }
 
 impl Slot {
@@ -136,6 +151,7 @@ impl Slot {
             started_at: None,
             ready_ms: None,
             message: None,
+            last_restart: None,
         }
     }
 
@@ -171,7 +187,7 @@ impl Slot {
     pub(super) fn process(&self) -> Option<&Process> {
         match &self.state {
             SlotState::Starting { process, .. }
-            | SlotState::Ready { process }
+            | SlotState::Ready { process, .. }
             | SlotState::Stopping { process, .. } => Some(process),
             _ => None,
         }
@@ -190,6 +206,7 @@ impl Slot {
             ready_ms: self.ready_ms,
             restarts: self.restarts,
             message: self.message.clone(),
+            last_restart: self.last_restart.clone(),
         }
     }
 
@@ -233,11 +250,13 @@ impl Slot {
     /// this sent the stop signal.
     pub(super) fn stop(&mut self, then: AfterStop, runner: &dyn Runner, now: Instant) -> bool {
         let grace = match self.state {
+            // A daemon that does not answer its probe has no clients' work to finish either.
             SlotState::Starting { .. } => STARTING_STOP_GRACE,
+            SlotState::Ready { liveness, .. } if liveness.misses > 0 => STARTING_STOP_GRACE,
             _ => STOP_GRACE,
         };
         match &mut self.state {
-            SlotState::Starting { process, .. } | SlotState::Ready { process } => {
+            SlotState::Starting { process, .. } | SlotState::Ready { process, .. } => {
                 let process = *process;
                 runner.signal(&process, stop_signal(self.unit));
                 self.state = SlotState::Stopping {
@@ -320,6 +339,14 @@ impl Slot {
             SlotState::Waiting { not_before } => *not_before,
             SlotState::Starting {
                 probe: NextProbe::At(at),
+                ..
+            }
+            | SlotState::Ready {
+                liveness:
+                    Liveness {
+                        next: NextProbe::At(at),
+                        ..
+                    },
                 ..
             } => Some(*at),
             SlotState::Stopping { kill_at, .. } => *kill_at,

@@ -10,16 +10,36 @@
 //! last, [`Reply::Done`]: the supervisor answers once the action is complete (the service ready
 //! again, or failed, with why).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::config::StackConfig;
+use crate::supervisor::run_state::RunState;
+
+/// The longest request line read: a second `up` carries its caller's environment (kilobytes);
+/// a longer line is refused before it is parsed, so no caller can make the supervisor's memory
+/// grow.
+pub(crate) const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// How long a caller has to send its whole request line, from its connection: one that says
+/// nothing, or trickles a byte at a time, is answered with an error and hung up on.
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Callers read at once, each on a thread of its own (a slow one never holds up the others);
+/// one more is told that the supervisor is busy.
+const MAX_CALLERS_READ: usize = 256;
+/// How long one reply may take to send: a caller that stops reading must not stall the
+/// supervisor's loop, which writes the replies.
+const REPLY_DEADLINE: Duration = Duration::from_secs(1);
+
+/// How long a caller waits for a starting supervisor to bind its socket.
+const SOCKET_WAIT: Duration = Duration::from_secs(30);
 
 /// What a command asks the supervisor.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -113,6 +133,11 @@ pub(crate) struct Call {
 pub(crate) struct Caller(UnixStream);
 
 impl Caller {
+    fn of(stream: UnixStream) -> Caller {
+        let _ = stream.set_write_timeout(Some(REPLY_DEADLINE));
+        Caller(stream)
+    }
+
     pub(crate) fn say(&mut self, line: impl Into<String>) {
         self.send(&Reply::Line(line.into()));
     }
@@ -163,13 +188,26 @@ pub(crate) fn listen<E: From<Call> + Send + 'static>(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot make {} owner-only", path.display()))?;
     let owner = nix::unistd::Uid::effective();
+    let reading = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            if let Some(call) = accept(stream, owner)
-                && calls.send(call.into()).is_err()
-            {
-                return; // the supervisor is gone
+            if reading.fetch_add(1, Ordering::SeqCst) >= MAX_CALLERS_READ {
+                reading.fetch_sub(1, Ordering::SeqCst);
+                let caller = Caller::of(stream);
+                caller.done(Some(format!(
+                    "busy: {MAX_CALLERS_READ} callers are sending requests at once; try again"
+                )));
+                continue;
             }
+            let (calls, reading) = (calls.clone(), Arc::clone(&reading));
+            std::thread::spawn(move || {
+                let call = accept(stream, owner);
+                reading.fetch_sub(1, Ordering::SeqCst);
+                if let Some(call) = call {
+                    // An error means the supervisor is gone: nobody is left to answer.
+                    let _ = calls.send(call.into());
+                }
+            });
         }
     });
     Ok(())
@@ -184,7 +222,7 @@ pub(crate) fn close(cfg: &StackConfig) {
 
 /// Reads the request of one caller of the right account.
 fn accept(stream: UnixStream, owner: nix::unistd::Uid) -> Option<Call> {
-    let caller = Caller(stream);
+    let caller = Caller::of(stream);
     match peer_uid(&caller.0) {
         Ok(uid) if uid == owner => {}
         Ok(uid) => {
@@ -198,17 +236,49 @@ fn accept(stream: UnixStream, owner: nix::unistd::Uid) -> Option<Call> {
             return None;
         }
     }
-    // A caller that connects and says nothing must not hold the acceptor.
-    let _ = caller.0.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
-    let read = BufReader::new(&caller.0).read_line(&mut line);
-    match read.map_err(anyhow::Error::from).and_then(|_| {
-        serde_json::from_str::<Request>(&line).context("not a request of this version")
-    }) {
+    let parsed = read_request_line(&caller.0).and_then(|line| {
+        serde_json::from_slice::<Request>(&line).context("not a request of this version")
+    });
+    match parsed {
         Ok(request) => Some(Call { request, caller }),
         Err(err) => {
             caller.done(Some(format!("bad request: {err:#}")));
             None
+        }
+    }
+}
+
+/// The caller's request line, without its newline: at most [`MAX_REQUEST_BYTES`], all of it
+/// within [`REQUEST_DEADLINE`] of now.
+fn read_request_line(mut stream: &UnixStream) -> anyhow::Result<Vec<u8>> {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let mut line = Vec::new();
+    let mut chunk = [0; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        anyhow::ensure!(
+            !left.is_zero(),
+            "no whole request line within {REQUEST_DEADLINE:?} of connecting"
+        );
+        stream.set_read_timeout(Some(left))?;
+        let read = match stream.read(&mut chunk) {
+            Ok(0) => anyhow::bail!("the connection ended before a whole request line"),
+            Ok(read) => read,
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                anyhow::bail!("no whole request line within {REQUEST_DEADLINE:?} of connecting")
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let chunk = &chunk[..read];
+        let end = chunk.iter().position(|&b| b == b'\n');
+        line.extend_from_slice(&chunk[..end.unwrap_or(read)]);
+        anyhow::ensure!(
+            line.len() <= MAX_REQUEST_BYTES,
+            "the request line is longer than {MAX_REQUEST_BYTES} bytes"
+        );
+        if end.is_some() {
+            return Ok(line);
         }
     }
 }
@@ -231,7 +301,13 @@ fn peer_uid(stream: &UnixStream) -> nix::Result<nix::unistd::Uid> {
 /// Sends `request` to the supervisor of the stack in `cfg`, prints its progress lines, and
 /// returns once it is done; an error says why the action did not complete.
 pub(crate) fn call(cfg: &StackConfig, request: &Request) -> anyhow::Result<()> {
-    call_at(&socket_path(cfg), request, |line| println!("{line}"))
+    let path = socket_path(cfg);
+    // A supervisor that is still finding programs and checking ports (a cold `up` a moment
+    // ago) has not bound its socket yet: wait for it while that supervisor lives.
+    crate::os::poll::wait_until(SOCKET_WAIT, || {
+        path.exists() || RunState::read_live(&cfg.state_dir).is_none()
+    });
+    call_at(&path, request, |line| println!("{line}"))
 }
 
 fn call_at(path: &Path, request: &Request, mut on_line: impl FnMut(&str)) -> anyhow::Result<()> {
@@ -296,6 +372,90 @@ mod tests {
         supervisor.join().unwrap();
         assert_eq!(lines, ["healthcheck: restarting"]);
         assert_eq!(err.to_string(), "healthcheck: not ready");
+    }
+
+    /// What the supervisor answers on a raw connection that sent `bytes` and then hung up
+    /// its writing side.
+    fn answer_to(path: &Path, bytes: &[u8]) -> String {
+        let mut stream = UnixStream::connect(path).unwrap();
+        // The supervisor stops reading an oversized line part way: the rest may not go out.
+        let _ = stream.write_all(bytes);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn hostile_callers_get_an_error_and_everyone_else_is_served_meanwhile() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let mut cfg = crate::config::tests::config_in(dir);
+        cfg.runtime_dir = dir.join("run");
+        let (calls, received) = std::sync::mpsc::channel::<Call>();
+        listen(&cfg, calls).unwrap();
+        std::thread::spawn(move || {
+            for call in received {
+                call.caller.done(None);
+            }
+        });
+        let path = socket_path(&cfg);
+        // A hundred callers that connect and say nothing, and one that sends half a line.
+        let mut idle: Vec<UnixStream> = (0..100)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let mut trickler = UnixStream::connect(&path).unwrap();
+        trickler.write_all(b"{\"stop\":").unwrap();
+
+        let began = Instant::now();
+        let request = Request::Stop { services: vec![] };
+        call_at(&path, &request, |_| {}).unwrap();
+        assert!(
+            began.elapsed() < Duration::from_secs(2),
+            "a caller waited {:?} behind the idle ones",
+            began.elapsed()
+        );
+        let bad = |bytes: &[u8]| {
+            let answer = answer_to(&path, bytes);
+            let reply: Reply = serde_json::from_str(answer.trim_end()).unwrap();
+            let Reply::Done(Some(error)) = reply else {
+                panic!("not an error: {answer}")
+            };
+            error
+        };
+        let oversized = vec![b'x'; MAX_REQUEST_BYTES + 10];
+        assert_eq!(
+            bad(&oversized),
+            format!("bad request: the request line is longer than {MAX_REQUEST_BYTES} bytes")
+        );
+        assert!(bad(b"{not json\n").starts_with("bad request: not a request of this version"));
+        assert!(
+            bad(b"{\"explode\":{\"services\":[]}}\n").contains("unknown variant `explode`"),
+            "{}",
+            bad(b"{\"explode\":{}}\n")
+        );
+        assert!(bad(b"\xff\xfe\x00\n").starts_with("bad request: not a request"));
+        assert_eq!(
+            bad(b"{\"stop\":"),
+            "bad request: the connection ended before a whole request line"
+        );
+
+        // The idle callers are hung up on once their time is up, with why.
+        let mut answer = String::new();
+        trickler
+            .set_read_timeout(Some(REQUEST_DEADLINE * 2))
+            .unwrap();
+        trickler.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.contains("no whole request line within 5s"),
+            "{answer}"
+        );
+        for stream in &mut idle {
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            assert!(answer.contains("no whole request line"), "{answer}");
+        }
+        call_at(&path, &request, |_| {}).unwrap();
     }
 
     #[test]

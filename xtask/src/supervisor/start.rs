@@ -17,7 +17,7 @@ use crate::stack::{Kind, PortTaken};
 use crate::supervisor::events::{ExitNotice, Probe, Report, Reporter};
 use crate::supervisor::run_state::{Phase, Status, unix_now};
 use crate::supervisor::runner::Work;
-use crate::supervisor::slot::{NextProbe, SlotState};
+use crate::supervisor::slot::{Liveness, NextProbe, SlotState};
 
 impl Supervisor {
     /// Reads `infra/`, finds every program (in parallel) and checks every port, before anything
@@ -97,9 +97,14 @@ impl Supervisor {
                 Probe::Ready => {
                     let ms = now.saturating_duration_since(*began).as_millis() as u64;
                     println!("{name}: ready in {ms} ms (pid {})", process.pid);
-                    slot.state = SlotState::Ready { process: *process };
+                    slot.state = SlotState::Ready {
+                        process: *process,
+                        liveness: Liveness::from(now),
+                    };
                     slot.failures = 0;
                     slot.ready_ms = Some(ms);
+                    // Why it failed before is `last_restart` now.
+                    slot.message = None;
                     self.publish();
                     Ok(())
                 }
@@ -126,6 +131,7 @@ impl Supervisor {
             (Report::TaskDone(Err(err)), SlotState::Running { .. }) => {
                 self.failed(index, err.context(name), now)
             }
+            (Report::Alive(answer), SlotState::Ready { .. }) => self.alive(index, answer, now),
             // The unit was stopped since.
             _ => Ok(()),
         }
@@ -195,6 +201,15 @@ impl Supervisor {
         let Kind::Daemon(daemon) = &slot.unit.kind else {
             unreachable!("only daemons are prepared")
         };
+        // A port taken since the preflight (a crashed service's, by another program) is said
+        // with its holder and retried with the growing delay, like any failed start.
+        for var in slot.unit.ports() {
+            if let Err(in_use) = self.runner.port_free(self.cfg.port(var)) {
+                let unit = slot.unit.name;
+                let taken = PortTaken { unit, var, in_use };
+                return self.failed(index, anyhow::Error::new(taken), now);
+            }
+        }
         let installed = slot.installed.as_ref().expect("located in preflight");
         let exits = ExitNotice {
             sender: self.sender.clone(),
@@ -258,6 +273,7 @@ impl Supervisor {
             });
         }
         println!("{err:#}");
+        slot.last_restart = Some(format!("{err:#}"));
         let delay = slot.schedule_restart(runner, now);
         println!("{name}: restarting in {} ms", delay.as_millis());
         self.fail_waiters(index, &err);

@@ -29,7 +29,7 @@ use nix::sys::signal::Signal;
 use self::admin::Admin;
 use self::bootstrap::Bootstrap;
 use self::secrets::{AccessKey, admin_token_file, rpc_secret_file};
-use super::{ClientVar, Daemon, Kind, Program, Unit};
+use super::{ClientVar, Daemon, Kind, Liveness, Program, Unit};
 use crate::config::{PortVar, StackConfig};
 use crate::os::process::Launch;
 use crate::stack::compose::{Image, Secret, Service, Volume};
@@ -94,6 +94,9 @@ pub(crate) const UNIT: Unit = Unit {
         launch,
         probe,
         on_ready: bootstrap::bootstrap,
+        // It holds the stack's objects (uploads in flight would be cut off): reported, never
+        // restarted by its probe.
+        liveness: Liveness::ReportAfter(3),
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
-use super::{Daemon, Kind, Program, RunAs, Unit};
+use super::{Daemon, Kind, Liveness, Program, RunAs, Unit};
 use crate::config::{PortVar, StackConfig, write_private};
 use crate::os::account::{give_to, unprivileged_account};
 use crate::os::process::{self, Launch};
@@ -66,6 +66,9 @@ pub(crate) const UNIT: Unit = Unit {
         launch,
         probe,
         on_ready,
+        // A kill would cut off its clients' transactions, and crash recovery is the user's
+        // call: reported, never restarted by its probe.
+        liveness: Liveness::ReportAfter(3),
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT

@@ -4,6 +4,7 @@
 //! programs' part as the test says (a daemon that exits, does not answer yet, ignores its
 //! stop signal; a task or preparation that fails).
 
+mod faults;
 mod machine;
 mod requests;
 
@@ -22,10 +23,11 @@ use super::events::{Event, ExitNotice, Probe};
 use super::runner::{Runner, Work};
 use super::slot::{Process, SlotState};
 use crate::config::{PortVar, StackConfig};
+use crate::os::ports::{PortHolder, PortInUse};
 use crate::os::process::Launch;
 use crate::stack::contract::Contract;
 use crate::stack::programs::Installed;
-use crate::stack::{Daemon, Kind, Program, RunAs, Unit};
+use crate::stack::{Daemon, Kind, Liveness, Program, RunAs, Unit};
 use crate::supervisor::run_state::{ContractSummary, RunState, Status};
 use crate::supervisor::socket::{Call, Caller, Reply, Request};
 
@@ -62,9 +64,23 @@ pub(super) const fn daemon(
             launch: |_, installed, _| Launch::new(&installed.path),
             probe: |_| unreachable!("the fake probes"),
             on_ready: |_| unreachable!("the fake probes"),
+            liveness: Liveness::RestartAfter(3),
         }),
         ..Unit::DEFAULT
     }
+}
+
+/// A daemon row that holds data: never restarted by its liveness probe.
+pub(super) const fn holding_data(mut unit: Unit) -> Unit {
+    if let Kind::Daemon(daemon) = &mut unit.kind {
+        daemon.liveness = Liveness::ReportAfter(3);
+    }
+    unit
+}
+
+/// Service names as a request carries them.
+pub(super) fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| name.to_string()).collect()
 }
 
 /// The programs' part, as the test says.
@@ -85,6 +101,8 @@ struct Inner {
     stubborn: BTreeSet<&'static str>,
     /// Tasks and preparations that fail, with their error.
     failing: BTreeMap<&'static str, &'static str>,
+    /// Ports another program holds.
+    taken: BTreeSet<u16>,
     contract_checks: usize,
 }
 
@@ -120,6 +138,16 @@ impl Fake {
         self.inner().failing.insert(name, error);
     }
 
+    /// Another program (pid 4711, `thief`) listens on `port`, or no longer does.
+    pub(super) fn take_port(&self, port: u16, taken: bool) {
+        let mut inner = self.inner();
+        if taken {
+            inner.taken.insert(port);
+        } else {
+            inner.taken.remove(&port);
+        }
+    }
+
     pub(super) fn runs(&self, name: &str) -> bool {
         self.inner().running.contains_key(name)
     }
@@ -135,8 +163,17 @@ impl Runner for Fake {
             .then(|| crate::stack::tests::installed(&format!("/fake/{}", unit.name))))
     }
 
-    fn port_free(&self, _: u16) -> Result<(), crate::os::ports::PortInUse> {
-        Ok(())
+    fn port_free(&self, port: u16) -> Result<(), PortInUse> {
+        match self.inner().taken.contains(&port) {
+            false => Ok(()),
+            true => Err(PortInUse {
+                port,
+                holder: Some(PortHolder {
+                    pid: 4711,
+                    command: "thief".into(),
+                }),
+            }),
+        }
     }
 
     fn prepare(
@@ -190,6 +227,13 @@ impl Runner for Fake {
             Probe::NotYet(anyhow::anyhow!("connection refused"))
         } else {
             Probe::Ready
+        }
+    }
+
+    fn alive(&self, unit: &'static Unit, _: &StackConfig) -> anyhow::Result<()> {
+        match self.inner().silent.contains(unit.name) {
+            false => Ok(()),
+            true => anyhow::bail!("{} does not answer", unit.name),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Bench, daemon};
+use super::{Bench, daemon, names};
 use crate::stack::{self, Unit};
 use crate::supervisor::run_state::Status;
 use crate::supervisor::socket::{Recreate, Request, Start};
@@ -11,10 +11,6 @@ use crate::supervisor::socket::{Recreate, Request, Start};
 static DB: Unit = daemon("db", &[], stack::postgres::PORT);
 static APP: Unit = daemon("app", &["db"], stack::nginx::PORT);
 static OTHER: Unit = daemon("other", &[], stack::pgbouncer::PORT);
-
-fn names(names: &[&str]) -> Vec<String> {
-    names.iter().map(|name| name.to_string()).collect()
-}
 
 fn pid(bench: &Bench, name: &str) -> u32 {
     bench.slot(name).process().expect("it runs").pid
