@@ -143,7 +143,8 @@ impl StackConfig {
             Some(dir) if !dir.is_empty() => absolute(repo_root, Path::new(dir)),
             _ => repo_root.join(".amtp"),
         };
-        for (key, value) in secrets_for(&state_dir, &vars, secrets)? {
+        let stored = secrets_for(&state_dir, &vars, secrets)?;
+        for (key, value) in stored.values {
             let set = vars.get(&key).is_some_and(|v| !v.is_empty());
             if !set {
                 vars.insert(key, value);
@@ -168,6 +169,9 @@ impl StackConfig {
         let ports = Ports(port_vars.iter().map(port).collect::<anyhow::Result<_>>()?);
         let password = |key: &'static str| -> anyhow::Result<String> {
             let value = vars.get(key).filter(|v| !v.is_empty()).cloned();
+            // A damaged secrets file: the stack ran, so `down` and `reset` still find it (no
+            // login works without the password; `up` says what is wrong with the file).
+            let value = value.or_else(|| stored.damaged.then(String::new));
             value.ok_or_else(|| NeverStarted { key }.into())
         };
         let github = match (
