@@ -123,6 +123,9 @@ pub(crate) struct Daemon {
     pub(crate) probe: fn(&StackConfig) -> anyhow::Result<()>,
     /// Runs once the probe first succeeds after a start (e.g. create the database).
     pub(crate) on_ready: fn(&StackConfig) -> anyhow::Result<()>,
+    /// Bytes its next start needs free in the state dir, beyond what it holds already (a new
+    /// cluster for Postgres): `up` refuses to start with less.
+    pub(crate) disk_need: fn(&StackConfig) -> u64,
 }
 
 impl Daemon {
@@ -143,6 +146,7 @@ impl Daemon {
         launch: |_, installed, _| Launch::new(&installed.path),
         probe: |_| anyhow::bail!("this daemon's row has no probe; give it one"),
         on_ready: |_| Ok(()),
+        disk_need: |_| 0,
     };
 }
 

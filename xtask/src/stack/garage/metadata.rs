@@ -1,4 +1,4 @@
-//! Garage's metadata dir as `up` finds it: whether its database
+//! Garage's metadata dir as `up` finds it: the room a new node needs, and whether its database
 //! (LMDB, Garage's default engine) is one at all. It holds the layout, the bucket, the key and
 //! the index of every object: never rebuilt behind the user's back, so a damaged one is refused.
 
@@ -14,6 +14,17 @@ use crate::config::StackConfig;
 /// The LMDB file of Garage's metadata (`metadata_dir/db.lmdb/data.mdb`).
 fn database_file(cfg: &StackConfig) -> PathBuf {
     dir(cfg).join("meta/db.lmdb/data.mdb")
+}
+
+/// A new node: its database, layout and first tables (a few MiB on disk; LMDB grows its file as
+/// it writes), and the bucket's first objects. An existing one grows with what it stores.
+pub(super) fn disk_need(cfg: &StackConfig) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    if database_file(cfg).exists() {
+        4 * MIB
+    } else {
+        16 * MIB
+    }
 }
 
 /// `MDB_MAGIC`, the first field of LMDB's meta page, after the page header (16 bytes).

@@ -96,6 +96,7 @@ pub(crate) const UNIT: Unit = Unit {
         launch,
         probe,
         on_ready: bootstrap::bootstrap,
+        disk_need: metadata::disk_need,
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT

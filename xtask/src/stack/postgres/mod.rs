@@ -68,6 +68,7 @@ pub(crate) const UNIT: Unit = Unit {
         launch,
         probe,
         on_ready,
+        disk_need,
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT
@@ -75,6 +76,18 @@ pub(crate) const UNIT: Unit = Unit {
 
 fn data_dir(cfg: &StackConfig) -> PathBuf {
     cfg.service_dir(UNIT.name).join("data")
+}
+
+/// A new cluster: initdb's 38 MiB (a 16 MiB WAL segment among them) and the database the
+/// first start copies from template1 (8 MiB), with room for the migrations. An existing one:
+/// the next WAL segment.
+fn disk_need(cfg: &StackConfig) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    if data_dir(cfg).join("PG_VERSION").exists() {
+        16 * MIB
+    } else {
+        64 * MIB
+    }
 }
 
 /// Where initdb makes a new cluster, renamed to [`data_dir`] once it succeeded.

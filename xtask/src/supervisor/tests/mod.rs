@@ -62,6 +62,7 @@ pub(super) const fn daemon(
             launch: |_, installed, _| Launch::new(&installed.path),
             probe: |_| unreachable!("the fake probes"),
             on_ready: |_| unreachable!("the fake probes"),
+            disk_need: |_| 0,
         }),
         ..Unit::DEFAULT
     }
