@@ -118,11 +118,14 @@ fn delete_state(cfg: &StackConfig) -> anyhow::Result<()> {
     }
     // Renamed first, in one step: a `reset` killed half way leaves either the whole state or
     // none of it (a cluster with half its files would not start), and the leftover goes with
-    // the next `reset` or `up`.
+    // the next `reset` or `up`. A state dir that cannot be renamed (a mount point) is deleted
+    // where it is.
     let doomed = doomed_dir(cfg);
-    fs::rename(&cfg.state_dir, &doomed)
-        .with_context(|| format!("cannot delete {}", cfg.state_dir.display()))?;
-    fs::remove_dir_all(&doomed).with_context(|| format!("cannot delete {}", doomed.display()))?;
+    let target = match fs::rename(&cfg.state_dir, &doomed) {
+        Ok(()) => &doomed,
+        Err(_) => &cfg.state_dir,
+    };
+    fs::remove_dir_all(target).with_context(|| format!("cannot delete {}", target.display()))?;
     let _ = fs::remove_dir_all(&cfg.runtime_dir);
     println!("deleted {}", cfg.state_dir.display());
     Ok(())
