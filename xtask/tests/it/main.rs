@@ -9,6 +9,7 @@ mod compose;
 mod contract;
 mod daily;
 mod docs_site;
+mod faults_state;
 mod garage;
 mod logs;
 mod stack;
