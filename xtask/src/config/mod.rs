@@ -446,6 +446,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_damaged_secrets_file_is_refused_by_up_and_still_finds_the_stack_for_down() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let state = dir.join("state");
+        let env = vars(&[("AMTP_STATE_DIR", state.to_str().unwrap())]);
+        StackConfig::from_vars(dir, env.clone(), &[], Secrets::Generate).unwrap();
+        let whole = fs::read(state.join(SECRETS_FILE)).unwrap();
+        for (damage, says) in [
+            (&whole[..whole.len() - 3], "is truncated"),
+            (&whole[..0], "is truncated"),
+            (
+                &whole[..whole.iter().position(|b| *b == b'\n').unwrap() + 1],
+                "has no ",
+            ),
+        ] {
+            fs::write(state.join(SECRETS_FILE), damage).unwrap();
+            let err = StackConfig::from_vars(dir, env.clone(), &[], Secrets::Generate)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(says) && err.contains("cargo xtask reset"),
+                "{err}"
+            );
+            assert_eq!(
+                fs::read(state.join(SECRETS_FILE)).unwrap(),
+                damage,
+                "rewritten"
+            );
+            let found = StackConfig::from_vars(dir, env.clone(), &[], Secrets::MustExist);
+            assert!(
+                found.is_ok(),
+                "down and reset cannot find the stack: {found:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_line_spanning_several_lines_is_found_where_it_begins() {
         let text = "A=1\nB=\"two\nlines\nC=3\n";
         assert_eq!(line_number_of(text, "B=\"two\nlines\nC=3\n"), Some(2));
