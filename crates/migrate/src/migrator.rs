@@ -145,6 +145,28 @@ pub fn repair(settings: &Settings) -> Result<RepairReport, Error> {
     })
 }
 
+/// Drops the indexes of schema `public` that a `CREATE INDEX CONCURRENTLY` cut off half way
+/// left INVALID (its session or the server killed): the migration that builds them is not in
+/// the history, so it runs again, and its `IF NOT EXISTS` would keep the invalid index for good.
+/// An invalid index answers no query and holds nothing but what its table holds; one still
+/// being built (a concurrent runner of another tool) is left alone.
+fn drop_invalid_indexes(client: &mut Client) -> Result<(), postgres::Error> {
+    let invalid = client.query(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indexrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE NOT i.indisvalid AND n.nspname = 'public'
+            AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
+                             WHERE p.index_relid = i.indexrelid)",
+        &[],
+    )?;
+    for row in invalid {
+        let name: String = row.get(0);
+        client.batch_execute(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    Ok(())
+}
+
 /// The statements of a migration, refused as Flyway refuses a script that mixes statements
 /// PostgreSQL can run in a transaction with ones it cannot.
 fn plan(file: &Migration) -> Result<Vec<Statement>, Error> {
@@ -380,6 +402,10 @@ impl Db {
                 .map_err(database_error(display_url, "commit the migration"))?;
             return Ok(applied(file, execution_time));
         }
+        drop_invalid_indexes(client).map_err(database_error(
+            display_url,
+            "drop the invalid indexes an interrupted CREATE INDEX CONCURRENTLY left",
+        ))?;
         for statement in statements {
             if let Err(e) = client.batch_execute(&statement.sql) {
                 history::insert(client, &row(elapsed_ms(started), false)).map_err(

@@ -2,6 +2,7 @@
 //! gone; after a crash, stop what the state file names.
 
 use std::fs;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use nix::sys::signal::Signal;
 use crate::config::StackConfig;
 use crate::os::process::{self, ProcessId};
 use crate::repo::Repo;
+use crate::stack::postgres;
 use crate::supervisor::run_state::{Phase, RunState};
 use crate::supervisor::socket;
 
@@ -100,6 +102,7 @@ pub(crate) fn clean_leftovers(cfg: &StackConfig) -> anyhow::Result<usize> {
 }
 
 fn delete_state(cfg: &StackConfig) -> anyhow::Result<()> {
+    finish_interrupted_reset(cfg)?;
     if !cfg.state_dir.exists() {
         return Ok(());
     }
@@ -109,9 +112,40 @@ fn delete_state(cfg: &StackConfig) -> anyhow::Result<()> {
             cfg.state_dir.display()
         );
     }
-    fs::remove_dir_all(&cfg.state_dir)
-        .with_context(|| format!("cannot delete {}", cfg.state_dir.display()))?;
+    let released = postgres::release_shared_memory(cfg);
+    if !released.is_empty() {
+        println!("released the shared memory a killed Postgres left: {released}");
+    }
+    // Renamed first, in one step: a `reset` killed half way leaves either the whole state or
+    // none of it (a cluster with half its files would not start), and the leftover goes with
+    // the next `reset` or `up`. A state dir that cannot be renamed (a mount point) is deleted
+    // where it is.
+    let doomed = doomed_dir(cfg);
+    let target = match fs::rename(&cfg.state_dir, &doomed) {
+        Ok(()) => &doomed,
+        Err(_) => &cfg.state_dir,
+    };
+    fs::remove_dir_all(target).with_context(|| format!("cannot delete {}", target.display()))?;
     let _ = fs::remove_dir_all(&cfg.runtime_dir);
     println!("deleted {}", cfg.state_dir.display());
+    Ok(())
+}
+
+/// The name a state dir has while `reset` deletes it: beside it, on the same file system.
+fn doomed_dir(cfg: &StackConfig) -> PathBuf {
+    let mut name = cfg.state_dir.as_os_str().to_owned();
+    name.push(".deleting");
+    PathBuf::from(name)
+}
+
+/// The rest of a `reset` that was killed while it deleted (its marker says it was a state
+/// dir of this tool, so it is ours to delete).
+pub(crate) fn finish_interrupted_reset(cfg: &StackConfig) -> anyhow::Result<()> {
+    let doomed = doomed_dir(cfg);
+    if doomed.join(STATE_MARKER).exists() {
+        fs::remove_dir_all(&doomed)
+            .with_context(|| format!("cannot delete the leftover {}", doomed.display()))?;
+        println!("deleted {}, left by an interrupted reset", doomed.display());
+    }
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! `cargo xtask status`: each service's pid, port, live health, uptime, version and drift.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::cli::Output;
 use crate::config::StackConfig;
+use crate::os::disk;
 use crate::repo::Repo;
 use crate::stack::{self, Kind, github_standin};
 use crate::supervisor::run_state::{RunState, Status, UnitState};
@@ -125,7 +126,8 @@ pub(crate) fn print(
             .collect::<Vec<ServiceStatus>>()
     });
     let contract = &state.contract;
-    let all_healthy = services.iter().all(|s| s.healthy);
+    let disk_full = disk_full(&cfg.state_dir);
+    let all_healthy = services.iter().all(|s| s.healthy) && disk_full.is_none();
     if output == Output::Json {
         let report = serde_json::json!({
             "schema_version": SCHEMA_VERSION,
@@ -136,6 +138,7 @@ pub(crate) fn print(
             "github": if github_standin::in_use(cfg) { "stand-in" } else { "github app" },
             "services": services,
             "contract": contract,
+            "disk_full": disk_full.as_ref().map(|full| &full.path),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -170,6 +173,14 @@ pub(crate) fn print(
                 );
             }
         }
+        if let Some(full) = &disk_full {
+            println!(
+                "disk full at {}: {} free; Postgres and Garage cannot write until space is \
+                 freed there, then they serve again (what they committed is kept)",
+                full.path.display(),
+                disk::show_bytes(full.free)
+            );
+        }
         match contract {
             Some(summary) => println!(
                 "contract: {summary}, as checked at the start (live: `cargo xtask verify`)"
@@ -184,6 +195,20 @@ pub(crate) fn print(
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// The state dir's file system with (almost) no room left.
+struct DiskFull {
+    path: PathBuf,
+    free: u64,
+}
+
+fn disk_full(state_dir: &Path) -> Option<DiskFull> {
+    let free = disk::free_bytes(state_dir).ok()?;
+    (free < disk::FULL_BELOW).then(|| DiskFull {
+        path: state_dir.to_owned(),
+        free,
     })
 }
 

@@ -78,6 +78,7 @@ pub(crate) fn up(
         }
     }
     down::clean_leftovers(&cfg)?;
+    down::finish_interrupted_reset(&cfg)?;
     let marker = cfg.state_dir.join(STATE_MARKER);
     fs::write(&marker, "").with_context(|| format!("cannot write {}", marker.display()))?;
     let built = build::build_apps(root);

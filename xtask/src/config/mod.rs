@@ -143,7 +143,8 @@ impl StackConfig {
             Some(dir) if !dir.is_empty() => absolute(repo_root, Path::new(dir)),
             _ => repo_root.join(".amtp"),
         };
-        for (key, value) in secrets_for(&state_dir, &vars, secrets)? {
+        let stored = secrets_for(&state_dir, &vars, secrets)?;
+        for (key, value) in stored.values {
             let set = vars.get(&key).is_some_and(|v| !v.is_empty());
             if !set {
                 vars.insert(key, value);
@@ -168,6 +169,9 @@ impl StackConfig {
         let ports = Ports(port_vars.iter().map(port).collect::<anyhow::Result<_>>()?);
         let password = |key: &'static str| -> anyhow::Result<String> {
             let value = vars.get(key).filter(|v| !v.is_empty()).cloned();
+            // A damaged secrets file: the stack ran, so `down` and `reset` still find it (no
+            // login works without the password; `up` says what is wrong with the file).
+            let value = value.or_else(|| stored.damaged.then(String::new));
             value.ok_or_else(|| NeverStarted { key }.into())
         };
         let github = match (
@@ -455,6 +459,43 @@ pub(crate) mod tests {
         assert_eq!(first_malformed_line("A=1\nB=\"two\nlines\nC=3\n"), Some(2));
         assert_eq!(first_malformed_line("KEY_LONGER=1\nKEY\n"), Some(2));
         assert_eq!(first_malformed_line("A=1\nB=2"), None);
+    }
+
+    #[test]
+    fn a_damaged_secrets_file_is_refused_by_up_and_still_finds_the_stack_for_down() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let state = dir.join("state");
+        let env = vars(&[("AMTP_STATE_DIR", state.to_str().unwrap())]);
+        StackConfig::from_vars(dir, env.clone(), &[], Secrets::Generate).unwrap();
+        let whole = fs::read(state.join(SECRETS_FILE)).unwrap();
+        for (damage, says) in [
+            (&whole[..whole.len() - 3], "is truncated"),
+            (&whole[..0], "is truncated"),
+            (
+                &whole[..whole.iter().position(|b| *b == b'\n').unwrap() + 1],
+                "has no ",
+            ),
+        ] {
+            fs::write(state.join(SECRETS_FILE), damage).unwrap();
+            let err = StackConfig::from_vars(dir, env.clone(), &[], Secrets::Generate)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(says) && err.contains("cargo xtask reset"),
+                "{err}"
+            );
+            assert_eq!(
+                fs::read(state.join(SECRETS_FILE)).unwrap(),
+                damage,
+                "rewritten"
+            );
+            let found = StackConfig::from_vars(dir, env.clone(), &[], Secrets::MustExist);
+            assert!(
+                found.is_ok(),
+                "down and reset cannot find the stack: {found:?}"
+            );
+        }
     }
 
     #[test]

@@ -16,17 +16,56 @@ pub(super) const SECRETS_FILE: &str = "secrets.env";
 /// Keys whose values are generated when the user sets none.
 const GENERATED_SECRETS: [&str; 2] = ["POSTGRES_PASSWORD", "VALKEY_PASSWORD"];
 
+/// The generated secrets, read from the state dir (or created there), and whether the file
+/// was found damaged.
+pub(super) struct Stored {
+    pub(super) values: BTreeMap<String, String>,
+    /// A damaged file is refused by `up` (which would otherwise generate a password the
+    /// cluster was not made with); `status`, `down` and `reset` go on without its passwords.
+    pub(super) damaged: bool,
+}
+
 /// The generated secrets the user did not set, read from the state dir (or created there).
+/// A file that exists but is cut short (its last line unfinished) or lacks a generated key
+/// the user does not set is damaged: every generated key is written at once, with a newline.
 pub(super) fn secrets_for(
     state_dir: &Path,
     vars: &BTreeMap<String, String>,
     secrets: Secrets,
-) -> anyhow::Result<BTreeMap<String, String>> {
+) -> anyhow::Result<Stored> {
     let path = state_dir.join(SECRETS_FILE);
-    let mut stored = read_dotenv(&path)?;
+    let text = fs::read(&path).ok();
+    let parsed = read_dotenv(&path);
+    let unset = |key: &str| vars.get(key).is_none_or(|v| v.is_empty());
+    let problem = match (&text, &parsed) {
+        (None, _) => None,
+        (Some(_), Err(err)) => Some(format!("{err:#}")),
+        (Some(bytes), Ok(_)) if bytes.last().is_some_and(|b| *b != b'\n') || bytes.is_empty() => {
+            Some(format!("{} is truncated", path.display()))
+        }
+        (Some(_), Ok(stored)) => GENERATED_SECRETS
+            .into_iter()
+            .find(|key| unset(key) && !stored.contains_key(*key))
+            .map(|key| format!("{} has no {key}", path.display())),
+    };
+    if let Some(problem) = problem {
+        if secrets == Secrets::Generate {
+            anyhow::bail!(
+                "{problem}: it holds the passwords the stack's data was made with, and a new one \
+                 would lock you out of the database; restore it (or set POSTGRES_PASSWORD and \
+                 VALKEY_PASSWORD to the passwords it held), or `cargo xtask reset` to start over \
+                 (deletes the database)"
+            );
+        }
+        return Ok(Stored {
+            values: parsed.unwrap_or_default(),
+            damaged: true,
+        });
+    }
+    let mut stored = parsed?;
     let missing: Vec<&str> = GENERATED_SECRETS
         .into_iter()
-        .filter(|key| vars.get(*key).is_none_or(|v| v.is_empty()) && !stored.contains_key(*key))
+        .filter(|key| unset(key) && !stored.contains_key(*key))
         .collect();
     if secrets == Secrets::Generate && !missing.is_empty() {
         for key in missing {
@@ -34,7 +73,10 @@ pub(super) fn secrets_for(
         }
         write_secret_file(&path, &stored)?;
     }
-    Ok(stored)
+    Ok(Stored {
+        values: stored,
+        damaged: false,
+    })
 }
 
 fn write_secret_file(path: &Path, values: &BTreeMap<String, String>) -> anyhow::Result<()> {

@@ -128,7 +128,12 @@ impl LogFile {
         if self.size > 0 && self.size + record.len() as u64 > self.rotation.max_bytes {
             self.rotate()?;
         }
-        self.file.write_all(&record)?;
+        if let Err(err) = self.file.write_all(&record) {
+            // A full disk took part of the line: cut it off, so the next line (once there is
+            // room) starts a line of its own, with its timestamp first.
+            let _ = self.file.set_len(self.size);
+            return Err(err);
+        }
         self.size += record.len() as u64;
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The operating system underneath: processes and their process groups, log files, the
-//! guardian, ports, and the one polling helper. Nothing here knows the stack's services.
+//! guardian, ports, free disk space, and the one polling helper. Nothing here knows the stack's services.
 
 pub(crate) mod account;
+pub(crate) mod disk;
 pub(crate) mod guardian;
 pub(crate) mod logfile;
 pub(crate) mod poll;

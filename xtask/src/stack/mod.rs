@@ -125,6 +125,9 @@ pub(crate) struct Daemon {
     pub(crate) on_ready: fn(&StackConfig) -> anyhow::Result<()>,
     /// What the supervisor does when the ready daemon stops answering its probe.
     pub(crate) liveness: Liveness,
+    /// Bytes its next start needs free in the state dir, beyond what it holds already (a new
+    /// cluster for Postgres): `up` refuses to start with less.
+    pub(crate) disk_need: fn(&StackConfig) -> u64,
 }
 
 /// A ready daemon's liveness rule: the supervisor probes it every [`LIVENESS_PERIOD`] (each
@@ -168,6 +171,7 @@ impl Daemon {
         probe: |_| anyhow::bail!("this daemon's row has no probe; give it one"),
         on_ready: |_| Ok(()),
         liveness: Liveness::RestartAfter(3),
+        disk_need: |_| 0,
     };
 }
 

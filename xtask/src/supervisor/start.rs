@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::{PROBE_INTERVAL, READY_TIMEOUT, Supervisor};
-use crate::os::process;
+use crate::os::{disk, process};
 use crate::stack::contract::Contract;
 use crate::stack::fingerprint::Fingerprint;
 use crate::stack::{Kind, PortTaken};
@@ -27,9 +27,46 @@ impl Supervisor {
         let starting: Vec<usize> = (0..self.slots.len())
             .filter(|&i| !matches!(self.slots[i].state, SlotState::Stopped))
             .collect();
-        let result = self.locate(&starting);
+        let result = self
+            .locate(&starting)
+            .and_then(|()| self.check_disk_space(&starting));
         self.publish();
         result
+    }
+
+    /// Refuses to start when the state dir's file system has less room than these units'
+    /// next start needs (a new cluster, a new Garage node), naming the place and the bytes:
+    /// better now than an initdb that dies half way.
+    fn check_disk_space(&self, indices: &[usize]) -> anyhow::Result<()> {
+        let needs: Vec<(&str, u64)> = indices
+            .iter()
+            .filter_map(|&i| match &self.slots[i].unit.kind {
+                Kind::Daemon(daemon) => {
+                    Some((self.slots[i].unit.name, (daemon.disk_need)(&self.cfg)))
+                }
+                Kind::Task(_) => None,
+            })
+            .filter(|&(_, bytes)| bytes > 0)
+            .collect();
+        let need: u64 = needs.iter().map(|(_, bytes)| bytes).sum::<u64>() + disk::FULL_BELOW;
+        let dir = &self.cfg.state_dir;
+        let free = disk::free_bytes(dir)
+            .with_context(|| format!("cannot measure the free space at {}", dir.display()))?;
+        if free < need {
+            let each: Vec<String> = needs
+                .iter()
+                .map(|(name, bytes)| format!("{name} {}", disk::show_bytes(*bytes)))
+                .collect();
+            anyhow::bail!(
+                "only {} free at {}, the stack needs {} there to start ({}); free some space, \
+                 or set AMTP_STATE_DIR to a place with more room",
+                disk::show_bytes(free),
+                dir.display(),
+                disk::show_bytes(need),
+                each.join(", ")
+            );
+        }
+        Ok(())
     }
 
     /// Finds the programs of these units (in parallel) and checks their ports are free; every

@@ -35,7 +35,7 @@ fn interrupt_up(stack: &TestStack, services: &[&str], signal: Signal) -> std::pr
     output
 }
 
-fn wait_with_deadline(mut child: Child, timeout: Duration) -> std::process::Output {
+pub(crate) fn wait_with_deadline(mut child: Child, timeout: Duration) -> std::process::Output {
     if !wait_for(timeout, || matches!(child.try_wait(), Ok(Some(_)))) {
         let _ = child.kill();
     }
@@ -43,7 +43,7 @@ fn wait_with_deadline(mut child: Child, timeout: Duration) -> std::process::Outp
 }
 
 /// The ports of the stack that still accept connections, as `VAR=port`.
-fn listening_ports(stack: &TestStack) -> Vec<String> {
+pub(crate) fn listening_ports(stack: &TestStack) -> Vec<String> {
     stack
         .env
         .iter()
@@ -53,7 +53,7 @@ fn listening_ports(stack: &TestStack) -> Vec<String> {
         .collect()
 }
 
-fn migrations_applied_once(stack: &TestStack) {
+pub(crate) fn migrations_applied_once(stack: &TestStack) {
     let rows = stack
         .postgres()
         .query(

@@ -16,7 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use crate::util::TestStack;
 
 /// Where and as whom an S3 client connects.
-struct S3Account {
+pub(crate) struct S3Account {
     endpoint: String,
     region: String,
     key_id: String,
@@ -30,7 +30,7 @@ impl S3Account {
     }
 
     /// A stack of a test's own, from its `xtask env`.
-    fn of(stack: &TestStack) -> S3Account {
+    pub(crate) fn of(stack: &TestStack) -> S3Account {
         S3Account::from(|key| stack.env_var(key))
     }
 
@@ -43,7 +43,7 @@ impl S3Account {
         }
     }
 
-    fn bucket(&self, bucket: &str) -> AmazonS3 {
+    pub(crate) fn bucket(&self, bucket: &str) -> AmazonS3 {
         // reqwest needs a TLS provider even for plain HTTP; a second install is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
         AmazonS3Builder::new()
@@ -58,7 +58,7 @@ impl S3Account {
     }
 }
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,7 +67,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 /// `len` bytes that differ from one test to the next and compress badly, like an archive.
-fn archive_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn archive_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
     (0..len)
         .map(|_| {

@@ -10,6 +10,7 @@ mod contract;
 mod daily;
 mod docs_site;
 mod faults_supervisor;
+mod faults_state;
 mod garage;
 mod logs;
 mod stack;

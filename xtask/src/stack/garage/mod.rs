@@ -10,12 +10,14 @@
 //! node already has it, so a second `up` changes nothing.
 //!
 //! This module is the row, the node's configuration (native and in Compose) and its launch;
-//! [`secrets`] generates and reads the secret files, [`admin`] and [`s3`] are the two APIs the
-//! stack calls, [`bootstrap`] the first-`up` work and [`checks`] `verify`'s.
+//! [`secrets`] generates and reads the secret files, [`metadata`] judges the node's database
+//! before a start, [`admin`] and [`s3`] are the two APIs the stack calls, [`bootstrap`] the
+//! first-`up` work and [`checks`] `verify`'s.
 
 mod admin;
 mod bootstrap;
 mod checks;
+mod metadata;
 mod s3;
 mod secrets;
 
@@ -97,6 +99,7 @@ pub(crate) const UNIT: Unit = Unit {
         // It holds the stack's objects (uploads in flight would be cut off): reported, never
         // restarted by its probe.
         liveness: Liveness::ReportAfter(3),
+        disk_need: metadata::disk_need,
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT
@@ -132,6 +135,7 @@ fn prepare(cfg: &StackConfig, _: &Installed, contract: &Contract) -> anyhow::Res
         let path = dir.join(sub);
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     }
+    metadata::check(cfg)?;
     secrets::generate_once(cfg)?;
     let toml = render_toml(contract.text(&TOML), &native_values(cfg)?, "cargo xtask up")?;
     let path = conf_file(cfg);

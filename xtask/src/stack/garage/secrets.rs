@@ -24,16 +24,35 @@ pub(super) fn access_key_file(cfg: &StackConfig) -> PathBuf {
 
 /// The node's RPC secret and admin token (32 random bytes, hex) and the stack's access key,
 /// each written once (mode 0600) and kept across `up`s.
+///
+/// The RPC secret and the admin token guard a node of one and hold no data, so a damaged one
+/// (not 64 hex digits: truncated, overwritten) is made again, saying so. The access key was
+/// imported into the node, and S3 clients hold it: a damaged one is refused, naming the fix.
 pub(super) fn generate_once(cfg: &StackConfig) -> anyhow::Result<()> {
-    keep_or_generate(&rpc_secret_file(cfg), || random_hex(32))?;
-    keep_or_generate(&admin_token_file(cfg), || random_hex(32))?;
+    for path in [rpc_secret_file(cfg), admin_token_file(cfg)] {
+        if fs::read_to_string(&path).is_ok_and(|text| !is_hex_32(&text)) {
+            println!(
+                "garage: {} was damaged (not 64 hex digits); made a new one",
+                path.display()
+            );
+            fs::remove_file(&path).with_context(|| format!("cannot replace {}", path.display()))?;
+        }
+        keep_or_generate(&path, || random_hex(32))?;
+    }
     keep_or_generate(&access_key_file(cfg), || {
         let key = AccessKey::generate()?;
         Ok(format!(
             "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
             key.id, key.secret
         ))
-    })
+    })?;
+    AccessKey::read(cfg).map(drop)
+}
+
+/// 32 bytes in hex, as [`random_hex`] writes them (and Garage reads them).
+fn is_hex_32(text: &str) -> bool {
+    let text = text.trim();
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The stack's access key to the bucket.
@@ -52,20 +71,23 @@ impl AccessKey {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
         };
-        let value = |key: &str| {
+        let value = |key: &str, len: usize| {
             text.lines()
                 .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                .filter(|value| value.len() == len && value.is_ascii())
                 .map(str::to_owned)
                 .with_context(|| {
                     format!(
-                        "{} has no {key}; delete it and run `cargo xtask reset`",
+                        "{} has no whole {key} (damaged or truncated): the node knows the key \
+                         by it; restore the file, or `cargo xtask reset` to start over \
+                         (deletes every object)",
                         path.display()
                     )
                 })
         };
         Ok(Some(AccessKey {
-            id: value("AWS_ACCESS_KEY_ID")?,
-            secret: value("AWS_SECRET_ACCESS_KEY")?,
+            id: value("AWS_ACCESS_KEY_ID", 26)?,
+            secret: value("AWS_SECRET_ACCESS_KEY", 64)?,
         }))
     }
 

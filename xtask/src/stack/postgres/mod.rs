@@ -3,6 +3,8 @@
 //! `infra/postgres/postgresql.conf` as a `-c` flag.
 
 mod checks;
+mod cluster;
+pub(crate) use cluster::Released;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,7 @@ pub(crate) const UNIT: Unit = Unit {
         // A kill would cut off its clients' transactions, and crash recovery is the user's
         // call: reported, never restarted by its probe.
         liveness: Liveness::ReportAfter(3),
+        disk_need,
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT
@@ -76,6 +79,33 @@ pub(crate) const UNIT: Unit = Unit {
 
 fn data_dir(cfg: &StackConfig) -> PathBuf {
     cfg.service_dir(UNIT.name).join("data")
+}
+
+/// A new cluster: initdb's 38 MiB (a 16 MiB WAL segment among them) and the database the
+/// first start copies from template1 (8 MiB), with room for the migrations. An existing one:
+/// the next WAL segment.
+fn disk_need(cfg: &StackConfig) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    if data_dir(cfg).join("PG_VERSION").exists() {
+        16 * MIB
+    } else {
+        64 * MIB
+    }
+}
+
+/// Where initdb makes a new cluster, renamed to [`data_dir`] once it succeeded.
+fn scratch_dir(cfg: &StackConfig) -> PathBuf {
+    cfg.service_dir(UNIT.name).join("data.initdb")
+}
+
+/// Before the state dir is deleted (`reset`): the shared memory that killed servers of this
+/// stack's cluster (or of an initdb cut off) left, which no later server would find.
+pub(crate) fn release_shared_memory(cfg: &StackConfig) -> Released {
+    let mut released = cluster::release_shared_memory(&data_dir(cfg));
+    let scratch = cluster::release_shared_memory(&scratch_dir(cfg));
+    released.sysv_segments.extend(scratch.sysv_segments);
+    released.posix_segments.extend(scratch.posix_segments);
+    released
 }
 
 fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> anyhow::Result<()> {
@@ -86,7 +116,9 @@ fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> any
         give_to(path, account.as_ref())?;
     }
     let data = data_dir(cfg);
-    if !data.join("PG_VERSION").exists() {
+    if data.join("PG_VERSION").exists() {
+        cluster::check_existing(&data, account.as_ref())?;
+    } else {
         initdb(cfg, installed, &data, contract.lines(&INITDB_ARGS))?;
     }
     let socket_lock = cfg
@@ -186,8 +218,10 @@ fn initdb(
 ) -> anyhow::Result<()> {
     let account = unprivileged_account()?;
     let dir = cfg.service_dir(UNIT.name);
-    let scratch = dir.join("data.initdb");
+    let scratch = scratch_dir(cfg);
     if scratch.exists() {
+        // An initdb cut off (its supervisor killed): its servers' shared memory goes too.
+        cluster::release_shared_memory(&scratch);
         fs::remove_dir_all(&scratch)
             .with_context(|| format!("cannot remove the leftover {}", scratch.display()))?;
     }
@@ -202,6 +236,7 @@ fn initdb(
     let status = process::run_once(&launch, &log);
     let _ = fs::remove_file(&pwfile);
     if !status?.success() {
+        cluster::release_shared_memory(&scratch);
         let _ = fs::remove_dir_all(&scratch);
         bail!(
             "initdb failed; nothing was kept, the next `up` starts over. Its output:\n{}",
@@ -239,7 +274,9 @@ fn initdb_launch(
         // A dev cluster: skip fsync (much faster; a crash of the machine may lose it) and use
         // the C locale, which exists everywhere.
         .map(String::as_str)
-        .chain(["--no-sync", "--encoding=UTF8", "--locale=C"])
+        // `--no-clean`: a failed initdb's dir is removed by `initdb()` above, after the shared
+        // memory of its servers (initdb's own cleanup would leave that behind).
+        .chain(["--no-sync", "--no-clean", "--encoding=UTF8", "--locale=C"])
         .fold(launch, Launch::arg)
 }
 
@@ -398,6 +435,7 @@ mod tests {
                 "--pwfile=/s t/postgres/initdb.pw",
                 "--auth-host=scram-sha-256",
                 "--no-sync",
+                "--no-clean",
                 "--encoding=UTF8",
                 "--locale=C",
             ]

@@ -65,6 +65,7 @@ pub(super) const fn daemon(
             probe: |_| unreachable!("the fake probes"),
             on_ready: |_| unreachable!("the fake probes"),
             liveness: Liveness::RestartAfter(3),
+            disk_need: |_| 0,
         }),
         ..Unit::DEFAULT
     }
