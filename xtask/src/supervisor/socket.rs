@@ -231,7 +231,16 @@ fn peer_uid(stream: &UnixStream) -> nix::Result<nix::unistd::Uid> {
 /// Sends `request` to the supervisor of the stack in `cfg`, prints its progress lines, and
 /// returns once it is done; an error says why the action did not complete.
 pub(crate) fn call(cfg: &StackConfig, request: &Request) -> anyhow::Result<()> {
-    call_at(&socket_path(cfg), request, |line| println!("{line}"))
+    call_with(cfg, request, |line| println!("{line}"))
+}
+
+/// As [`call`], each progress line handed to `on_line` instead of printed (`ui`'s pane).
+pub(crate) fn call_with(
+    cfg: &StackConfig,
+    request: &Request,
+    on_line: impl FnMut(&str),
+) -> anyhow::Result<()> {
+    call_at(&socket_path(cfg), request, on_line)
 }
 
 fn call_at(path: &Path, request: &Request, mut on_line: impl FnMut(&str)) -> anyhow::Result<()> {
