@@ -26,6 +26,10 @@ pub(crate) enum Command {
         /// Stay in the foreground; Ctrl-C stops everything.
         #[arg(long)]
         attach: bool,
+        /// Open the live view (`cargo xtask ui`) at once: the build's output, then each
+        /// service on its way to ready; quitting the view lets the start go on.
+        #[arg(long, conflicts_with = "attach")]
+        ui: bool,
         /// On a running stack, leave changed services running as they are (only say what
         /// changed).
         #[arg(long)]
@@ -59,6 +63,10 @@ pub(crate) enum Command {
     },
     /// Stop the stack and delete its state (same as `down --volumes`).
     Reset,
+    /// A live view of the running stack: each service's state, health, CPU and memory, the
+    /// selected one's log, and keys for restart, stop, start and verify (the commands of the
+    /// same names). Quitting the view leaves the stack running.
+    Ui,
     /// Show each service's pid, port, health, uptime, version and drift from the contract;
     /// exits non-zero when something is unhealthy or the stack is not running.
     Status {

@@ -34,9 +34,13 @@ fn main() -> ExitCode {
 fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up {
+            services, ui: true, ..
+        } => cmd::ui::up(repo, &services),
+        Command::Up {
             services,
             attach,
             no_recreate,
+            ui: false,
         } => {
             let attach = if attach {
                 Attach::Attached
@@ -63,6 +67,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             cmd::down::down_if_started(repo, volumes)
         }
         Command::Reset => cmd::down::down_if_started(repo, Volumes::Delete),
+        Command::Ui => cmd::ui::run(repo),
         Command::Status { json } => cmd::status::run(repo, Output::json_if(json)),
         Command::Logs {
             services,

@@ -17,22 +17,23 @@ const NOT_RUNNING: u8 = 3;
 /// (a new field is no change).
 const SCHEMA_VERSION: u32 = 1;
 
-#[derive(serde::Serialize)]
-struct ServiceStatus {
-    name: String,
-    pid: Option<i32>,
-    port: Option<u16>,
-    healthy: bool,
-    health: String,
+/// One service as `status` shows it (and `ui`'s table).
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct ServiceStatus {
+    pub(crate) name: String,
+    pub(crate) pid: Option<i32>,
+    pub(crate) port: Option<u16>,
+    pub(crate) healthy: bool,
+    pub(crate) health: String,
     /// Why the service is not healthy: its last error, how its process ended, or what the
     /// probe answered (`None` when healthy).
-    reason: Option<String>,
-    uptime_s: Option<u64>,
-    version: Option<String>,
-    restarts: u32,
+    pub(crate) reason: Option<String>,
+    pub(crate) uptime_s: Option<u64>,
+    pub(crate) version: Option<String>,
+    pub(crate) restarts: u32,
     /// Why the supervisor last restarted it on its own (it exited, or did not answer).
-    last_restart: Option<String>,
-    drift: Vec<String>,
+    pub(crate) last_restart: Option<String>,
+    pub(crate) drift: Vec<String>,
 }
 
 pub(crate) fn run(repo: &Repo, output: Output) -> anyhow::Result<ExitCode> {
@@ -71,60 +72,7 @@ pub(crate) fn print(
     state: &RunState,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    // Probe the ports the services listen on, which a changed setting may not have moved yet
-    // (`up --no-recreate`).
-    let cfg = &state.units.iter().fold(cfg.clone(), |cfg, unit| {
-        match (stack::unit(&unit.name).and_then(|u| u.port()), unit.port) {
-            (Some(var), Some(port)) => cfg.with_port(var, port),
-            _ => cfg,
-        }
-    });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    // Probe every daemon at once: a dead one may take a timeout to answer. The contract is
-    // not checked again: the supervisor did that once the stack was ready (`verify` checks it
-    // live).
-    let services = std::thread::scope(|scope| {
-        let handles: Vec<_> = state
-            .units
-            .iter()
-            .map(|unit| {
-                scope.spawn(move || {
-                    let Health {
-                        healthy,
-                        health,
-                        reason,
-                    } = health(cfg, unit);
-                    ServiceStatus {
-                        name: unit.name.clone(),
-                        pid: unit.pid.filter(|p| p.is_alive()).map(|p| p.pid),
-                        port: unit.port,
-                        healthy,
-                        health,
-                        reason,
-                        uptime_s: unit
-                            .started_at
-                            .filter(|_| unit.daemon && unit.pid.is_some())
-                            .map(|t| now.saturating_sub(t)),
-                        version: unit.installed.as_ref().map(|i| i.version.clone()),
-                        restarts: unit.restarts,
-                        last_restart: unit.last_restart.clone(),
-                        drift: unit
-                            .installed
-                            .as_ref()
-                            .map(|i| i.drift.iter().map(ToString::to_string).collect())
-                            .unwrap_or_default(),
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("status probe panicked"))
-            .collect::<Vec<ServiceStatus>>()
-    });
+    let services = services(cfg, state);
     let contract = &state.contract;
     let disk_full = disk_full(&cfg.state_dir);
     let all_healthy = services.iter().all(|s| s.healthy) && disk_full.is_none();
@@ -212,6 +160,64 @@ fn disk_full(state_dir: &Path) -> Option<DiskFull> {
     })
 }
 
+/// Each unit of the running stack as `status` shows it, every daemon probed afresh.
+pub(crate) fn services(cfg: &StackConfig, state: &RunState) -> Vec<ServiceStatus> {
+    // Probe the ports the services listen on, which a changed setting may not have moved yet
+    // (`up --no-recreate`).
+    let cfg = &state.units.iter().fold(cfg.clone(), |cfg, unit| {
+        match (stack::unit(&unit.name).and_then(|u| u.port()), unit.port) {
+            (Some(var), Some(port)) => cfg.with_port(var, port),
+            _ => cfg,
+        }
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Probe every daemon at once: a dead one may take a timeout to answer. The contract is
+    // not checked again: the supervisor did that once the stack was ready (`verify` checks it
+    // live).
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = state
+            .units
+            .iter()
+            .map(|unit| {
+                scope.spawn(move || {
+                    let Health {
+                        healthy,
+                        health,
+                        reason,
+                    } = health(cfg, unit);
+                    ServiceStatus {
+                        name: unit.name.clone(),
+                        pid: unit.pid.filter(|p| p.is_alive()).map(|p| p.pid),
+                        port: unit.port,
+                        healthy,
+                        health,
+                        reason,
+                        uptime_s: unit
+                            .started_at
+                            .filter(|_| unit.daemon && unit.pid.is_some())
+                            .map(|t| now.saturating_sub(t)),
+                        version: unit.installed.as_ref().map(|i| i.version.clone()),
+                        restarts: unit.restarts,
+                        last_restart: unit.last_restart.clone(),
+                        drift: unit
+                            .installed
+                            .as_ref()
+                            .map(|i| i.drift.iter().map(ToString::to_string).collect())
+                            .unwrap_or_default(),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("status probe panicked"))
+            .collect::<Vec<ServiceStatus>>()
+    })
+}
+
 /// A unit's health, in words, and why it is not healthy.
 struct Health {
     healthy: bool,
@@ -254,7 +260,7 @@ fn health(cfg: &StackConfig, unit: &UnitState) -> Health {
     }
 }
 
-fn status_word(status: Status) -> String {
+pub(crate) fn status_word(status: Status) -> String {
     format!("{status:?}").to_lowercase()
 }
 
@@ -266,7 +272,7 @@ pub(crate) fn not_ready(unit: &UnitState) -> String {
     }
 }
 
-fn format_uptime(seconds: u64) -> String {
+pub(crate) fn format_uptime(seconds: u64) -> String {
     match seconds {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),

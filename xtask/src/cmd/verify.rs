@@ -21,7 +21,9 @@ pub(crate) fn run(cfg: &StackConfig, output: Output) -> anyhow::Result<ExitCode>
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
-        print_table(&checks);
+        for line in table(&checks) {
+            println!("{line}");
+        }
     }
     let summary = ContractSummary::of(&checks);
     if output == Output::Table {
@@ -37,8 +39,9 @@ pub(crate) fn run(cfg: &StackConfig, output: Output) -> anyhow::Result<ExitCode>
     })
 }
 
-/// Verdict first and the live value last, so long values never push a column out of line.
-fn print_table(checks: &[Check]) {
+/// The checks as `verify` prints them (and `ui` shows them): verdict first and the live value
+/// last, so long values never push a column out of line.
+pub(crate) fn table(checks: &[Check]) -> Vec<String> {
     let shown = |value: &str| {
         if value.is_empty() {
             "\"\"".to_owned()
@@ -56,22 +59,23 @@ fn print_table(checks: &[Check]) {
     };
     let check_width = width(|c| &c.check, 52);
     let expected_width = width(|c| &c.expected, 32);
-    println!(
+    let header = format!(
         "{:<11}  {:<check_width$}  {:<expected_width$}  LIVE",
         "VERDICT", "CHECK", "EXPECTED"
     );
-    for c in checks {
+    let rows = checks.iter().map(|c| {
         let verdict = match c.verdict {
             Verdict::Ok => "ok",
             Verdict::Drift => "DRIFT",
             Verdict::Unsupported => "unsupported",
             Verdict::Unpinned => "unpinned",
         };
-        println!(
+        format!(
             "{verdict:<11}  {:<check_width$}  {:<expected_width$}  {}",
             c.check,
             shown(&c.expected),
             shown(&c.live)
-        );
-    }
+        )
+    });
+    std::iter::once(header).chain(rows).collect()
 }

@@ -1,5 +1,6 @@
-//! The operating system underneath: processes and their process groups, log files, the
-//! guardian, ports, free disk space, and the one polling helper. Nothing here knows the stack's services.
+//! The operating system underneath: processes and their process groups (and what they use),
+//! log files, the guardian, ports, free disk space, and the one polling helper. Nothing here
+//! knows the stack's services.
 
 pub(crate) mod account;
 pub(crate) mod disk;
@@ -9,3 +10,4 @@ pub(crate) mod poll;
 pub(crate) mod ports;
 pub(crate) mod process;
 pub(crate) mod signals;
+pub(crate) mod usage;

@@ -301,13 +301,22 @@ fn peer_uid(stream: &UnixStream) -> nix::Result<nix::unistd::Uid> {
 /// Sends `request` to the supervisor of the stack in `cfg`, prints its progress lines, and
 /// returns once it is done; an error says why the action did not complete.
 pub(crate) fn call(cfg: &StackConfig, request: &Request) -> anyhow::Result<()> {
+    call_with(cfg, request, |line| println!("{line}"))
+}
+
+/// As [`call`], each progress line handed to `on_line` instead of printed (`ui`'s pane).
+pub(crate) fn call_with(
+    cfg: &StackConfig,
+    request: &Request,
+    on_line: impl FnMut(&str),
+) -> anyhow::Result<()> {
     let path = socket_path(cfg);
     // A supervisor that is still finding programs and checking ports (a cold `up` a moment
     // ago) has not bound its socket yet: wait for it while that supervisor lives.
     crate::os::poll::wait_until(SOCKET_WAIT, || {
         path.exists() || RunState::read_live(&cfg.state_dir).is_none()
     });
-    call_at(&path, request, |line| println!("{line}"))
+    call_at(&path, request, on_line)
 }
 
 fn call_at(path: &Path, request: &Request, mut on_line: impl FnMut(&str)) -> anyhow::Result<()> {

@@ -14,4 +14,5 @@ mod faults_state;
 mod garage;
 mod logs;
 mod stack;
+mod ui;
 mod util;

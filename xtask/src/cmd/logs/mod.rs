@@ -24,7 +24,8 @@ use crate::stack::{Kind, UNITS};
 
 use flags::stamp_of;
 pub(crate) use flags::{Tail, parse_since, parse_tail};
-use read::{Followed, Line, merge, read_service};
+pub(crate) use read::Line;
+use read::{Followed, Key, merge, read_service};
 
 /// How often `--follow` looks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
@@ -119,38 +120,55 @@ pub(crate) fn run(cfg: &StackConfig, options: &Options) -> anyhow::Result<ExitCo
         None => Tail::Last(DEFAULT_TAIL),
     });
     let since = options.since.map(stamp_of);
-    let (lines, mut followed): (Vec<Vec<Line>>, Vec<Option<Followed>>) = paths
-        .iter()
-        .enumerate()
-        .map(|(service, path)| read_service(path, service, since, tail))
-        .unzip();
-    let printed = print_all(&printer, &merge(lines));
+    let (lines, mut reader) = Reader::open(&paths, since, tail);
+    let printed = print_all(&printer, &lines);
     if !options.follow || printed.is_err() {
         return done(printed);
     }
-    for (service, followed) in followed.iter_mut().enumerate() {
-        // A service that has not written yet is followed from its first line.
-        if followed.is_none() {
-            *followed = Some(Followed {
-                path: paths[service].clone(),
-                file: None,
-                service,
-                key: None,
-                pending: Vec::new(),
-            });
-        }
-    }
     loop {
         std::thread::sleep(FOLLOW_INTERVAL);
-        let batch = followed
-            .iter_mut()
-            .flatten()
-            .map(Followed::new_lines)
-            .collect();
-        let printed = print_all(&printer, &merge(batch));
+        let printed = print_all(&printer, &reader.new_lines());
         if printed.is_err() {
             return done(printed);
         }
+    }
+}
+
+/// Some services' logs read up to now, then followed: what `logs` and `logs -f` print, and
+/// what `ui`'s log pane shows.
+pub(crate) struct Reader {
+    followed: Vec<Followed>,
+}
+
+impl Reader {
+    /// The lines of the logs at `paths` since `since`, the last `tail` of each, merged in time
+    /// order ([`Line::service`] is the index of its path), and a reader of those to come.
+    pub(crate) fn open(paths: &[PathBuf], since: Key, tail: Tail) -> (Vec<Line>, Reader) {
+        let (lines, followed): (Vec<Vec<Line>>, Vec<Option<Followed>>) = paths
+            .iter()
+            .enumerate()
+            .map(|(service, path)| read_service(path, service, since, tail))
+            .unzip();
+        let followed = followed
+            .into_iter()
+            .enumerate()
+            // A service that has not written yet is followed from its first line.
+            .map(|(service, followed)| {
+                followed.unwrap_or_else(|| Followed {
+                    path: paths[service].clone(),
+                    file: None,
+                    service,
+                    key: None,
+                    pending: Vec::new(),
+                })
+            })
+            .collect();
+        (merge(lines), Reader { followed })
+    }
+
+    /// The whole lines written since the last call, merged in time order.
+    pub(crate) fn new_lines(&mut self) -> Vec<Line> {
+        merge(self.followed.iter_mut().map(Followed::new_lines).collect())
     }
 }
 

@@ -12,15 +12,15 @@ use crate::os::logfile::{self, TIMESTAMP_LEN};
 
 /// Where a line sorts: its timestamp, or that of the last timestamped line before it (`None`
 /// sorts first).
-pub(super) type Key = Option<[u8; TIMESTAMP_LEN]>;
+pub(crate) type Key = Option<[u8; TIMESTAMP_LEN]>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Line {
+pub(crate) struct Line {
     pub(super) key: Key,
     /// Index of the service among the chosen ones.
-    pub(super) service: usize,
+    pub(crate) service: usize,
     /// The line as written, timestamp included, without its newline.
-    pub(super) text: Vec<u8>,
+    pub(crate) text: Vec<u8>,
 }
 
 /// The lines of `text` with their keys: `key` is carried in from the lines before and updated.
