@@ -14,6 +14,7 @@ pub(crate) mod restart;
 pub(crate) mod status;
 pub(crate) mod supervise;
 pub(crate) mod test;
+pub(crate) mod traces;
 pub(crate) mod up;
 pub(crate) mod verify;
 pub(crate) mod watch;

@@ -12,4 +12,5 @@ mod docs_site;
 mod garage;
 mod logs;
 mod stack;
+mod traces;
 mod util;

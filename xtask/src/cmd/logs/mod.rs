@@ -23,7 +23,7 @@ use crate::os::logfile::{self};
 use crate::stack::{Kind, UNITS};
 
 use flags::stamp_of;
-pub(crate) use flags::{Tail, parse_since, parse_tail};
+pub(crate) use flags::{Tail, parse_duration, parse_since, parse_tail};
 use read::{Followed, Line, merge, read_service};
 
 /// How often `--follow` looks for new lines.
