@@ -13,6 +13,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -43,8 +44,14 @@ pub fn init(config: &TelemetryConfig) -> Telemetry {
     } else {
         (None, None, None)
     };
+    // Only this crate's spans: rmcp's own (`serve_inner`, one per session) would each be a
+    // trace of its own beside the tool call's.
     let otel_layer = tracer_provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("amtp-github-mcp"))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("amtp-github-mcp"))
+            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                metadata.target().starts_with(env!("CARGO_CRATE_NAME"))
+            }))
     });
     tracing_subscriber::registry()
         .with(filter)

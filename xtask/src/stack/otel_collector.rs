@@ -19,6 +19,7 @@ use super::{ClientVar, Daemon, Kind, Program, Unit};
 use crate::config::{PortVar, StackConfig};
 use crate::os::process::Launch;
 use crate::stack::check::Check;
+use crate::stack::compose::{Image, Project, Service};
 use crate::stack::contract::Contract;
 use crate::stack::programs::{Installed, OffPin, Wanted};
 
@@ -50,8 +51,7 @@ pub(crate) const UNIT: Unit = Unit {
     }),
     checks,
     client_vars,
-    // The observability stack is a Compose project of its own (the seed's
-    // docker-compose.observability.yml), not part of this export.
+    compose: Some(compose),
     kind: Kind::Daemon(Daemon {
         port: PORT,
         more_ports: &[GRPC_PORT],
@@ -177,6 +177,29 @@ fn round_trip(cfg: &StackConfig) -> anyhow::Result<Duration> {
         "trace {trace_id} was accepted but not in {} after 5 s",
         log.display()
     )
+}
+
+/// The observability project's collector, as the apps' `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (`http://otel-collector:4318`) names it: Rotel's image of the same release, whose entrypoint
+/// is `rotel start` with both receivers on the container's interfaces; the rest as natively.
+fn compose(_: &Contract) -> anyhow::Result<Service> {
+    let command = [
+        "--debug-log",
+        "traces",
+        "--debug-log-verbosity",
+        "detailed",
+        "--exporter",
+        "blackhole",
+    ];
+    Ok(Service {
+        command: command.map(str::to_owned).to_vec(),
+        local_ports: vec![(PORT, 4318), (GRPC_PORT, 4317)],
+        project: Project::Observability,
+        ..Service::new(
+            "otel-collector",
+            Image::Pull("streamfold/rotel:v0.0.1-alpha10"),
+        )
+    })
 }
 
 #[cfg(test)]
