@@ -98,6 +98,29 @@ pub(crate) enum Command {
         #[arg(long)]
         no_prefix: bool,
     },
+    /// Print the recent traces the stack's OpenTelemetry collector received, oldest first: each
+    /// an indented span tree with durations and key attributes (tool, repository, ref, cache
+    /// hit or miss, GitHub's status).
+    Traces {
+        /// Only traces with a span of this service (its `OTEL_SERVICE_NAME`, e.g.
+        /// `amtp-github-mcp`).
+        #[arg(long)]
+        service: Option<String>,
+        /// Only traces begun since then: a duration back from now (`10m`, `1h30m`) or a time
+        /// (`2026-12-01T10:00:00`, local; with `Z` or `+01:00` for UTC or an offset).
+        #[arg(long, value_parser = crate::cmd::logs::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only traces whose root span took at least this long (`50ms`, `2s`).
+        #[arg(long, value_parser = crate::cmd::traces::parse_slow)]
+        slow: Option<chrono::TimeDelta>,
+        /// Only the trace with this id (or a prefix of it).
+        #[arg(long)]
+        trace: Option<String>,
+        /// Print JSON instead of trees: each trace with its spans in tree order (depth, ids,
+        /// parent ids, times, attributes).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the connection settings of the stack (DATABASE_URL through PgBouncer,
     /// DIRECT_DATABASE_URL, VALKEY_URL, the apps' URLs).
     Env {

@@ -87,6 +87,21 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             };
             cmd::logs::run(&repo.config()?, &options)
         }
+        Command::Traces {
+            service,
+            since,
+            slow,
+            trace,
+            json,
+        } => {
+            let options = cmd::traces::Options {
+                service,
+                since,
+                slow,
+                trace,
+            };
+            cmd::traces::run(&repo.config()?, &options, Output::json_if(json))
+        }
         Command::Env { format } => cmd::env::run(&repo.config()?, format),
         Command::Psql { direct, args } => {
             let database = if direct {

@@ -10,11 +10,28 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::config::ValkeyConfig;
 use crate::metrics::Metrics;
 
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The client span of one lookup (`GET`, `MGET`): which cache, the (first) key, and the
+/// result once known.
+fn valkey_span(command: &'static str, cache: &str, key: &str) -> tracing::Span {
+    tracing::info_span!(
+        "valkey",
+        otel.name = format!("valkey {command}"),
+        otel.kind = "client",
+        db.system.name = "valkey",
+        db.operation.name = command,
+        cache.name = cache,
+        cache.key = key,
+        cache.result = tracing::field::Empty,
+        cache.hits = tracing::field::Empty,
+    )
+}
 
 /// Outcome of a lookup.
 pub enum Lookup<T> {
@@ -52,15 +69,17 @@ impl Cache {
 
     /// `GET key`, counted under `cache` (`tree`, `blob`, ...).
     pub async fn get(&self, cache: &str, key: &str) -> Lookup<Vec<u8>> {
+        let span = valkey_span("GET", cache, key);
         let lookup = match self
             .run(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
+            .instrument(span.clone())
             .await
         {
             Some(Some(value)) => Lookup::Hit(value),
             Some(None) => Lookup::Miss,
             None => Lookup::Unavailable,
         };
-        self.count(cache, &lookup);
+        span.record("cache.result", self.count(cache, &lookup));
         lookup
     }
 
@@ -69,11 +88,19 @@ impl Cache {
         if keys.is_empty() {
             return Some(Vec::new());
         }
+        let span = valkey_span("MGET", cache, &keys[0]);
         let values = self
             .run(|mut c| async move { c.mget::<_, Vec<Option<Vec<u8>>>>(keys).await })
+            .instrument(span.clone())
             .await;
         match &values {
             Some(values) => {
+                let hits = values.iter().filter(|value| value.is_some()).count();
+                span.record("cache.hits", hits);
+                span.record(
+                    "cache.result",
+                    if hits == keys.len() { "hit" } else { "miss" },
+                );
                 for value in values {
                     self.count(
                         cache,
@@ -85,7 +112,12 @@ impl Cache {
                     );
                 }
             }
-            None => self.count(cache, &Lookup::<()>::Unavailable),
+            None => {
+                span.record(
+                    "cache.result",
+                    self.count(cache, &Lookup::<()>::Unavailable),
+                );
+            }
         }
         values
     }
@@ -103,6 +135,13 @@ impl Cache {
             let pipe = pipe.clone();
             async move { pipe.query_async::<()>(&mut c).await }
         })
+        .instrument(tracing::info_span!(
+            "valkey SET",
+            otel.kind = "client",
+            db.system.name = "valkey",
+            db.operation.name = "SET",
+            db.operation.batch.size = items.len(),
+        ))
         .await;
     }
 
@@ -113,13 +152,15 @@ impl Cache {
             .is_some()
     }
 
-    fn count<T>(&self, cache: &str, lookup: &Lookup<T>) {
+    /// Counts the lookup under `cache` and returns its result (`hit`, `miss`, `unavailable`).
+    fn count<T>(&self, cache: &str, lookup: &Lookup<T>) -> &'static str {
         let result = match lookup {
             Lookup::Hit(_) => "hit",
             Lookup::Miss => "miss",
             Lookup::Unavailable => "unavailable",
         };
         self.metrics.cache_lookup(cache, result);
+        result
     }
 
     /// Runs one operation within the timeout; `None` (logged) on any failure.

@@ -15,6 +15,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, USER_AGENT};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::api_path;
 use crate::config::GitHubConfig;
@@ -387,13 +388,25 @@ impl GitHubClient {
     ) -> Result<reqwest::Response, GitHubError> {
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=MAX_ATTEMPTS {
-            let retryable = match build().send().await {
+            let (client, request) = build().build_split();
+            let span = request
+                .as_ref()
+                .map(|request| github_span(request, attempt))
+                .unwrap_or_else(|_| tracing::Span::none());
+            let sent = match request {
+                Ok(request) => client.execute(request).instrument(span.clone()).await,
+                Err(error) => Err(error),
+            };
+            let retryable = match sent {
                 Ok(response) if response.status().is_success() => {
+                    span.record("http.response.status_code", response.status().as_u16());
                     self.note(&response.status().as_u16().to_string(), LastContact::Ok);
                     return Ok(response);
                 }
                 Ok(response) => {
                     let status = response.status();
+                    span.record("http.response.status_code", status.as_u16());
+                    span.record("otel.status_code", "ERROR");
                     self.note(&status.as_u16().to_string(), LastContact::Failed);
                     if !status.is_server_error() {
                         return Err(classify(
@@ -407,12 +420,16 @@ impl GitHubClient {
                     }
                 }
                 Err(error) if error.is_timeout() => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", "timeout");
                     self.note("timeout", LastContact::Failed);
                     GitHubError::Timeout {
                         timeout_ms: self.config.timeout.as_millis(),
                     }
                 }
                 Err(error) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", "transport");
                     self.note("error", LastContact::Failed);
                     if !error.is_connect() {
                         return Err(self.transport_error(error));
@@ -442,6 +459,24 @@ impl GitHubClient {
             reason: error.to_string(),
         }
     }
+}
+
+/// The client span of one request to GitHub (each retry its own): method, path (the host is
+/// the API URL's; no query string, which could carry a credential elsewhere) and status.
+fn github_span(request: &reqwest::Request, attempt: u32) -> tracing::Span {
+    let method = request.method().as_str();
+    tracing::info_span!(
+        "github",
+        otel.name = format!("GitHub {method}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        server.address = request.url().host_str().unwrap_or(""),
+        url.path = request.url().path(),
+        http.request.resend_count = attempt - 1,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// GitHub wraps base64 at 60 columns; the newlines are not part of the encoding.

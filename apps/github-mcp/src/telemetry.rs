@@ -3,14 +3,17 @@
 //! Export runs on the SDK's own background threads with short timeouts, so an unreachable
 //! collector costs requests nothing: batches are dropped and the SDK logs why.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -41,8 +44,14 @@ pub fn init(config: &TelemetryConfig) -> Telemetry {
     } else {
         (None, None, None)
     };
+    // Only this crate's spans: rmcp's own (`serve_inner`, one per session) would each be a
+    // trace of its own beside the tool call's.
     let otel_layer = tracer_provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("amtp-github-mcp"))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("amtp-github-mcp"))
+            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                metadata.target().starts_with(env!("CARGO_CRATE_NAME"))
+            }))
     });
     tracing_subscriber::registry()
         .with(filter)
@@ -83,6 +92,11 @@ fn exporters(config: &TelemetryConfig) -> Result<(SdkTracerProvider, SdkMeterPro
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;
+    let spans = SaysWhenDown {
+        inner: spans,
+        endpoint: config.endpoint.clone(),
+        down: AtomicBool::new(false),
+    };
     let tracer_provider = SdkTracerProvider::builder()
         .with_batch_exporter(spans)
         .with_resource(resource.clone())
@@ -95,6 +109,50 @@ fn exporters(config: &TelemetryConfig) -> Result<(SdkTracerProvider, SdkMeterPro
         .with_resource(resource)
         .build();
     Ok((tracer_provider, meter_provider))
+}
+
+/// The span exporter, logging once when the collector stops taking spans and once when it takes
+/// them again: an export fails for every batch while it is down, and a log line per batch
+/// would bury the app's own messages (the SDK drops those batches either way).
+#[derive(Debug)]
+struct SaysWhenDown<E> {
+    inner: E,
+    endpoint: String,
+    down: AtomicBool,
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for SaysWhenDown<E>
+{
+    async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> OTelSdkResult {
+        let result = self.inner.export(batch).await;
+        let was_down = self.down.swap(result.is_err(), Ordering::Relaxed);
+        match (&result, was_down) {
+            (Err(error), false) => tracing::warn!(
+                endpoint = %self.endpoint,
+                %error,
+                "the OpenTelemetry collector does not take spans; dropping them until it does \
+                 (said once)"
+            ),
+            (Ok(()), true) => {
+                tracing::info!(endpoint = %self.endpoint, "the OpenTelemetry collector takes spans again")
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 impl Telemetry {

@@ -12,7 +12,7 @@ use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabiliti
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use crate::AppState;
 use crate::input;
@@ -84,9 +84,14 @@ impl RepoServer {
         &self,
         tool: &str,
         started: Instant,
+        span: &Span,
         result: Result<Vec<ContentBlock>, String>,
     ) -> CallToolResult {
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Err(message) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", message.as_str());
+        }
         match result {
             Ok(content) => {
                 self.state.metrics.tool_call(tool, "ok");
@@ -102,6 +107,25 @@ impl RepoServer {
     }
 }
 
+/// The server span of one tool call: the root of its trace (whatever rmcp's own tasks had
+/// current), with the call's arguments as attributes; its children are the Valkey lookups and
+/// the GitHub requests the call makes.
+fn tool_span(tool: &'static str, owner: &str, repo: &str, git_ref: Option<&str>) -> Span {
+    tracing::info_span!(
+        parent: None,
+        "tool call",
+        otel.name = tool,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        mcp.tool = tool,
+        repo.owner = owner,
+        repo.name = repo,
+        git.ref = git_ref.unwrap_or("HEAD"),
+        repo.path = tracing::field::Empty,
+    )
+}
+
 #[tool_router]
 impl RepoServer {
     #[tool(name = "repo.tree", description = TREE_DESCRIPTION, annotations(title = "Repository tree", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true))]
@@ -110,9 +134,15 @@ impl RepoServer {
         Parameters(args): Parameters<TreeArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
-        let span = tracing::info_span!("repo.tree", owner = %args.owner, repo = %args.repo);
-        let result = self.tree(&args).instrument(span).await;
-        Ok(self.finish("repo.tree", started, result))
+        let span = tool_span(
+            "repo.tree",
+            &args.owner,
+            &args.repo,
+            args.git_ref.as_deref(),
+        );
+        span.record("repo.path", args.path.as_deref().unwrap_or(""));
+        let result = self.tree(&args).instrument(span.clone()).await;
+        Ok(self.finish("repo.tree", started, &span, result))
     }
 
     #[tool(name = "repo.read_file", description = READ_FILE_DESCRIPTION, annotations(title = "Read a repository file", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true))]
@@ -121,9 +151,15 @@ impl RepoServer {
         Parameters(args): Parameters<ReadFileArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
-        let span = tracing::info_span!("repo.read_file", owner = %args.owner, repo = %args.repo);
-        let result = self.read(&args).instrument(span).await;
-        Ok(self.finish("repo.read_file", started, result))
+        let span = tool_span(
+            "repo.read_file",
+            &args.owner,
+            &args.repo,
+            args.git_ref.as_deref(),
+        );
+        span.record("repo.path", args.path.as_str());
+        let result = self.read(&args).instrument(span.clone()).await;
+        Ok(self.finish("repo.read_file", started, &span, result))
     }
 }
 

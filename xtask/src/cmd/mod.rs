@@ -15,6 +15,7 @@ pub(crate) mod status;
 pub(crate) mod supervise;
 pub(crate) mod test;
 pub(crate) mod ui;
+pub(crate) mod traces;
 pub(crate) mod up;
 pub(crate) mod verify;
 pub(crate) mod watch;

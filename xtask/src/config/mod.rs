@@ -28,6 +28,12 @@ pub(crate) struct StackConfig {
     pub(crate) github: GithubApp,
     /// The size at which a log file is rotated (`AMTP_LOG_MAX_BYTES`).
     pub(crate) log_max_bytes: u64,
+    /// Where the apps send OTLP when the user names it (`OTEL_EXPORTER_OTLP_ENDPOINT`): their
+    /// own collector or a vendor's, instead of the stack's.
+    pub(crate) otlp_endpoint: Option<String>,
+    /// An upstream OTLP/HTTP endpoint the stack's collector forwards everything to
+    /// (`AMTP_OTLP_FORWARD`).
+    pub(crate) otlp_forward: Option<String>,
 }
 
 /// The port a service listens on: the variable that sets it and its default (the Compose
@@ -211,6 +217,14 @@ impl StackConfig {
             valkey_password: password("VALKEY_PASSWORD")?,
             github,
             log_max_bytes,
+            otlp_endpoint: vars
+                .get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .filter(|v| !v.is_empty())
+                .cloned(),
+            otlp_forward: vars
+                .get(crate::stack::otel_collector::FORWARD_VAR)
+                .filter(|v| !v.is_empty())
+                .cloned(),
         })
     }
 

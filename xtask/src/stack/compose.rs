@@ -28,6 +28,18 @@ pub(crate) struct Service {
     pub(crate) depends_on: Vec<(&'static str, Condition)>,
     /// The healthcheck's test, `CMD` or `CMD-SHELL` first; none when empty.
     pub(crate) healthcheck: Vec<String>,
+    /// The Compose project it belongs to.
+    pub(crate) project: Project,
+}
+
+/// The seed's two Compose projects on the one `amtp_net` network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Project {
+    /// `docker-compose.yml` (and its override): the stack itself, which creates `amtp_net`.
+    Main,
+    /// `docker-compose.observability.yml`: the collector, brought up after the main stack, on
+    /// `amtp_net` as an external network; its host ports (127.0.0.1 only) are in the file.
+    Observability,
 }
 
 impl Service {
@@ -44,6 +56,7 @@ impl Service {
             local_ports: Vec::new(),
             depends_on: Vec::new(),
             healthcheck: Vec::new(),
+            project: Project::Main,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The GitHub MCP server (`apps/github-mcp`): `repo.tree` and `repo.read_file` over a GitHub
 //! App, the real one or the workspace's stand-in.
 
-use super::{Daemon, Kind, Program, Unit, github_standin, valkey};
+use super::{Daemon, Kind, Program, Unit, github_standin, otel_collector, valkey};
 use crate::config::{GithubApp, PortVar, StackConfig};
 use crate::os::process::Launch;
 use crate::stack::compose::{self, Condition, Image, Secret, Service};
@@ -13,13 +13,16 @@ pub(crate) const PORT: PortVar = PortVar {
     default: 8090,
 };
 
+/// The name its traces and metrics carry (`OTEL_SERVICE_NAME`, the seed's).
+const SERVICE_NAME: &str = "amtp-github-mcp";
+
 pub(crate) const UNIT: Unit = Unit {
     name: "github-mcp",
     program: Program::Workspace {
         package: "amtp-github-mcp",
         binary: "github-mcp",
     },
-    depends_on: &["valkey", "migrations", "github-standin"],
+    depends_on: &["valkey", "otel-collector", "migrations", "github-standin"],
     client_vars: |cfg, _| {
         let url = format!("http://127.0.0.1:{}/mcp", cfg.port(PORT));
         vec![("MCP_URL", url)]
@@ -49,7 +52,7 @@ fn compose(_: &Contract) -> anyhow::Result<Service> {
     environment.extend(valkey::compose_client_env());
     environment.extend(compose::env([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318"),
-        ("OTEL_SERVICE_NAME", "amtp-github-mcp"),
+        ("OTEL_SERVICE_NAME", SERVICE_NAME),
     ]));
     Ok(Service {
         environment,
@@ -64,8 +67,18 @@ fn compose(_: &Contract) -> anyhow::Result<Service> {
 }
 
 fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
+    // The stack's collector unless the user names their own (or a vendor's) endpoint.
+    let otlp_endpoint = cfg
+        .otlp_endpoint
+        .clone()
+        .unwrap_or_else(|| otel_collector::endpoint(cfg));
     let launch = super::with_valkey(Launch::new(&installed.path), cfg)
-        .env("MCP_HTTP_PORT", cfg.port(PORT).to_string());
+        .env("MCP_HTTP_PORT", cfg.port(PORT).to_string())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint)
+        .env("OTEL_SERVICE_NAME", SERVICE_NAME)
+        // A span batch leaves after 500 ms rather than the SDK's 5 s: on a dev machine a trace
+        // is in `cargo xtask traces` by the time one looks.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "500");
     match &cfg.github {
         GithubApp::Real {
             app_id,
@@ -129,6 +142,26 @@ mod tests {
             Some(cfg.port(PORT).to_string())
         );
         assert!(launch.args.is_empty());
+        let collector = format!("http://127.0.0.1:{}", cfg.port(otel_collector::PORT));
+        assert_eq!(
+            env_of(&launch, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            Some(collector)
+        );
+        assert_eq!(
+            env_of(&launch, "OTEL_SERVICE_NAME").as_deref(),
+            Some("amtp-github-mcp")
+        );
+    }
+
+    #[test]
+    fn an_endpoint_of_the_users_wins_over_the_stacks_collector() {
+        let mut cfg = crate::config::tests::config_in(Path::new("/s"));
+        cfg.otlp_endpoint = Some("https://otlp.vendor.example".into());
+        let launch = launch(&cfg, &installed("/t/github-mcp"), &Contract::default());
+        assert_eq!(
+            env_of(&launch, "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+            Some("https://otlp.vendor.example")
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub(crate) mod github_standin;
 pub(crate) mod healthcheck;
 pub(crate) mod migrations;
 pub(crate) mod nginx;
+pub(crate) mod otel_collector;
 pub(crate) mod pgbouncer;
 pub(crate) mod postgres;
 pub(crate) mod programs;
@@ -182,6 +183,7 @@ pub(crate) const UNITS: &[&Unit] = &[
     &garage::UNIT,
     &valkey::UNIT,
     &nginx::UNIT,
+    &otel_collector::UNIT,
     &pgbouncer::UNIT,
     &migrations::UNIT,
     &github_standin::UNIT,

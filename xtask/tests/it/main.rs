@@ -15,4 +15,5 @@ mod garage;
 mod logs;
 mod stack;
 mod ui;
+mod traces;
 mod util;

@@ -31,12 +31,17 @@ mod yaml;
 
 use yaml::{Node, Scalar, emit, s};
 
-use crate::stack::compose::{Image, Service, Volume};
+use crate::stack::compose::{Image, Project, Service, Volume};
 use crate::stack::contract::Contract;
 use crate::stack::{self, Kind, Unit};
 
-/// The Compose files, in the order Compose reads them.
-const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
+/// The Compose files: the main project's, in the order Compose reads them, then the
+/// observability project's (`docker compose -f docker-compose.observability.yml up`).
+const FILES: [&str; 3] = [
+    "docker-compose.yml",
+    "docker-compose.override.yml",
+    "docker-compose.observability.yml",
+];
 
 /// `cargo xtask compose [--check] [--out DIR]`.
 pub(crate) fn run(root: &Path, out: &Path, check: bool) -> anyhow::Result<ExitCode> {
@@ -110,6 +115,9 @@ fn render(contract: &Contract, root: &str) -> anyhow::Result<Vec<(&'static str, 
             Ok((unit, service))
         })
         .collect::<anyhow::Result<Vec<(&Unit, Service)>>>()?;
+    let (services, observability): (Vec<_>, Vec<_>) = services
+        .into_iter()
+        .partition(|(_, service)| service.project == Project::Main);
     let main = Node::map([
         (
             "services",
@@ -135,17 +143,37 @@ fn render(contract: &Contract, root: &str) -> anyhow::Result<Vec<(&'static str, 
         .iter()
         .filter(|(_, service)| !service.local_ports.is_empty())
         .map(|(_, service)| {
-            let ports = service.local_ports.iter().map(|(var, port)| {
-                Scalar::from(format!(
-                    "127.0.0.1:${{{}:-{}}}:{port}",
-                    var.var, var.default
-                ))
-            });
             (
                 service.name,
-                Node::map([("ports", Node::List(ports.collect()))]),
+                Node::map([("ports", local_ports_of(service))]),
             )
         });
+    // Its services with their loopback ports: a second project has no override file.
+    let observability = Node::map([
+        (
+            "services",
+            Node::map(observability.iter().map(|(unit, service)| {
+                let Node::Map(mut entries) = service_node(unit, service, root) else {
+                    unreachable!("a service is a map")
+                };
+                entries.insert(
+                    entries.len() - 1,
+                    ("ports".to_owned(), local_ports_of(service)),
+                );
+                (service.name, Node::Map(entries))
+            })),
+        ),
+        (
+            "networks",
+            Node::map([(
+                "amtp_net",
+                Node::map([
+                    ("name", s("amtp_net")),
+                    ("external", Node::Scalar(Scalar::Bool(true))),
+                ]),
+            )]),
+        ),
+    ]);
     let mut files = vec![
         (FILES[0], emit("The AMTP stack for Docker Compose.", &main)),
         (
@@ -154,6 +182,14 @@ fn render(contract: &Contract, root: &str) -> anyhow::Result<Vec<(&'static str, 
                 "Local development: the host ports Compose adds to docker-compose.yml, on \
                  127.0.0.1 only.",
                 &Node::map([("services", Node::map(local_ports))]),
+            ),
+        ),
+        (
+            FILES[2],
+            emit(
+                "The observability project: the OpenTelemetry collector the apps send to, on \
+                 amtp_net (bring the main stack up first).",
+                &observability,
             ),
         ),
     ];
@@ -165,6 +201,23 @@ fn render(contract: &Contract, root: &str) -> anyhow::Result<Vec<(&'static str, 
         }
     }
     Ok(files)
+}
+
+/// A service's host ports for local development, on 127.0.0.1 only, each under the native
+/// stack's variable and default: `127.0.0.1:${VAR:-default}:port`.
+fn local_ports_of(service: &Service) -> Node {
+    Node::List(
+        service
+            .local_ports
+            .iter()
+            .map(|(var, port)| {
+                Scalar::from(format!(
+                    "127.0.0.1:${{{}:-{}}}:{port}",
+                    var.var, var.default
+                ))
+            })
+            .collect(),
+    )
 }
 
 /// A path of the repository as the Compose files name it: from the directory they are in,
@@ -353,8 +406,11 @@ mod tests {
         let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
         let files = render(&Contract::read(root).unwrap(), ".").unwrap();
         let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, [FILES[0], FILES[1], "docker-compose.garage.toml"]);
-        let (main, over) = (&files[0].1, &files[1].1);
+        assert_eq!(
+            names,
+            [FILES[0], FILES[1], FILES[2], "docker-compose.garage.toml"]
+        );
+        let (main, over, observability) = (&files[0].1, &files[1].1, &files[2].1);
         assert!(main.contains("\"-c\"\n      - \"max_connections=200\""));
         assert!(over.contains("\"127.0.0.1:${POSTGRES_PORT:-5432}:5432\""));
         for line in [
@@ -368,16 +424,40 @@ mod tests {
         }
         assert!(over.contains("\"127.0.0.1:${GARAGE_S3_PORT:-3900}:3900\""));
         assert!(over.contains("\"127.0.0.1:${GARAGE_ADMIN_PORT:-3903}:3903\""));
-        // Every row with a Compose service is in the file, under its service's name, and
-        // only those.
+        // The collector is the observability project's, on the main project's network, its
+        // host ports on loopback in its own file.
+        for line in [
+            "  otel-collector:\n    image: \"streamfold/rotel:v0.0.1-alpha10\"\n",
+            "      - \"127.0.0.1:${OTEL_COLLECTOR_PORT:-4318}:4318\"\n",
+            "  amtp_net:\n    name: \"amtp_net\"\n    external: true\n",
+        ] {
+            assert!(
+                observability.contains(line),
+                "{line} not in\n{observability}"
+            );
+        }
+        // Every row with a Compose service is in its project's file, under its service's
+        // name, and only those.
         let contract = Contract::read(root).unwrap();
         for unit in stack::UNITS {
+            let defined = |file: &str, name: &str| file.contains(&format!("\n  {name}:\n"));
             match unit.compose {
                 Some(compose) => {
-                    let name = compose(&contract).unwrap().name;
-                    assert!(main.contains(&format!("\n  {name}:\n")), "{name} missing");
+                    let service = compose(&contract).unwrap();
+                    let file = match service.project {
+                        Project::Main => main,
+                        Project::Observability => observability,
+                    };
+                    assert!(defined(file, service.name), "{} missing", service.name);
                 }
-                None => assert!(!main.contains(unit.name), "{} is exported", unit.name),
+                None => {
+                    assert!(!defined(main, unit.name), "{} is exported", unit.name);
+                    assert!(
+                        !defined(observability, unit.name),
+                        "{} is exported",
+                        unit.name
+                    );
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 pub(super) enum Scalar {
     Str(String),
     Int(u32),
+    Bool(bool),
 }
 
 impl From<&str> for Scalar {
@@ -101,6 +102,7 @@ pub(super) fn scalar_text(scalar: &Scalar) -> String {
     match scalar {
         Scalar::Str(text) => serde_json::to_string(text).expect("a string serializes"),
         Scalar::Int(number) => number.to_string(),
+        Scalar::Bool(value) => value.to_string(),
     }
 }
 

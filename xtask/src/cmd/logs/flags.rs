@@ -65,7 +65,7 @@ pub(super) fn since_at<Tz: TimeZone>(
 }
 
 /// `10m`, `1h30m`, `90s`, `2d`, `500ms`: numbers each followed by a unit.
-pub(super) fn parse_duration(text: &str) -> Option<TimeDelta> {
+pub(crate) fn parse_duration(text: &str) -> Option<TimeDelta> {
     let mut rest = text;
     let mut total = TimeDelta::zero();
     while !rest.is_empty() {

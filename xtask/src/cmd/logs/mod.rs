@@ -23,7 +23,7 @@ use crate::os::logfile::{self};
 use crate::stack::{Kind, UNITS};
 
 use flags::stamp_of;
-pub(crate) use flags::{Tail, parse_since, parse_tail};
+pub(crate) use flags::{Tail, parse_duration, parse_since, parse_tail};
 pub(crate) use read::Line;
 use read::{Followed, Key, merge, read_service};
 

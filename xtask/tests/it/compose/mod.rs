@@ -14,6 +14,8 @@ use crate::util::repo_root;
 mod garage;
 
 const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.override.yml"];
+/// The observability project's file, read by Compose on its own.
+const OBSERVABILITY: &str = "docker-compose.observability.yml";
 
 /// Garage's configuration, rendered from `infra/garage/garage.toml` beside the Compose files.
 const GARAGE_TOML: &str = "docker-compose.garage.toml";
@@ -101,9 +103,17 @@ fn compose_config() -> Value {
     compose_config_in(&repo_root())
 }
 
-/// `docker-compose config` on the two files in `dir`, run there.
+/// `docker-compose config` on the two files of the main project in `dir`, run there.
 fn compose_config_in(dir: &Path) -> Value {
-    let env_file = temp_dir("env").join("empty.env");
+    compose_config_of(dir, &FILES)
+}
+
+/// `docker-compose config` on `files` in `dir`, run there.
+fn compose_config_of(dir: &Path, files: &[&str]) -> Value {
+    // A directory per call: the tests run in parallel, and each removes its own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let env_file = temp_dir(&format!("env-{call}")).join("empty.env");
     std::fs::write(&env_file, "").expect("write empty env file");
     let mut command = Command::new("docker-compose");
     command
@@ -117,15 +127,9 @@ fn compose_config_in(dir: &Path) -> Value {
         .arg("--env-file")
         .arg(&env_file)
         // Compose v2 prints only the services of active profiles.
-        .args([
-            "--profile",
-            "migrate",
-            "-f",
-            FILES[0],
-            "-f",
-            FILES[1],
-            "config",
-        ]);
+        .args(["--profile", "migrate"])
+        .args(files.iter().flat_map(|file| ["-f", file]))
+        .arg("config");
     let output = match command.output() {
         Ok(output) => output,
         Err(err) if err.kind() == ErrorKind::NotFound => panic!(
@@ -499,6 +503,33 @@ fn the_override_binds_host_ports_to_loopback_only() {
             );
         }
     }
+}
+
+#[test]
+fn the_observability_project_s_collector_joins_amtp_net_on_loopback_ports() {
+    let config = compose_config_of(&repo_root(), &[OBSERVABILITY]);
+    assert_eq!(
+        text(at(&config, &["services", "otel-collector", "image"])),
+        "streamfold/rotel:v0.0.1-alpha10"
+    );
+    assert_eq!(
+        host_ports(&config, "otel-collector"),
+        ["127.0.0.1:4318:4318", "127.0.0.1:4317:4317"]
+    );
+    assert_eq!(
+        at(&config, &["networks", "amtp_net", "external"]),
+        &Value::Bool(true)
+    );
+    assert_eq!(
+        text(at(&config, &["networks", "amtp_net", "name"])),
+        "amtp_net"
+    );
+    // The main project's github-mcp names it by its service name.
+    assert_env(
+        &compose_config(),
+        "github-mcp",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318")],
+    );
 }
 
 /// The files written elsewhere (`compose --out`) still build the apps from this repository:
