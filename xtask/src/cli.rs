@@ -28,7 +28,7 @@ pub(crate) enum Command {
         attach: bool,
         /// Open the live view (`cargo xtask ui`) at once: the build's output, then each
         /// service on its way to ready; quitting the view lets the start go on.
-        #[arg(long, conflicts_with = "attach")]
+        #[arg(long, conflicts_with_all = ["attach", "no_recreate"])]
         ui: bool,
         /// On a running stack, leave changed services running as they are (only say what
         /// changed).
