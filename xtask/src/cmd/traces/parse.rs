@@ -109,10 +109,8 @@ pub(crate) fn spans(text: &str) -> Vec<Span> {
             continue;
         }
         match (&section, attribute(line)) {
-            (Section::ResourceAttributes, Some((key, value))) => {
-                if key == "service.name" {
-                    service = value;
-                }
+            (Section::ResourceAttributes, Some((key, value))) if key == "service.name" => {
+                service = value;
             }
             (Section::SpanAttributes, Some((key, value))) => {
                 if let Some(span) = spans.last_mut() {
