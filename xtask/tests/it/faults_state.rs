@@ -128,11 +128,15 @@ fn a_supervisor_killed_during_initdb_or_garage_s_bootstrap_leaves_nothing_and_up
     // 1. During initdb: the scratch cluster exists only while initdb runs.
     let up = spawn(&stack, &["up"]);
     let scratch = stack.state_dir.join("postgres/data.initdb");
+    let mut scratch_inode = None;
     assert!(
-        wait_for(Duration::from_secs(60), || scratch.exists()),
+        wait_for(Duration::from_secs(60), || {
+            scratch_inode = fs::metadata(&scratch).ok().map(|m| m.ino());
+            scratch_inode.is_some()
+        }),
         "initdb never started"
     );
-    let scratch_inode = inode(&scratch);
+    let scratch_inode = scratch_inode.expect("seen");
     kill_supervisor(&stack, "killed during initdb");
     outputs.push(wait_with_deadline(up, Duration::from_secs(30)));
     let left_by_initdb = orphaned_segments(scratch_inode);
