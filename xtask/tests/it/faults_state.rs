@@ -282,7 +282,12 @@ fn a_reset_killed_while_it_stops_keeps_the_data_and_one_after_a_killed_postgres_
     let data = stack.state_dir.join("postgres/data");
     let data_inode = inode(&data);
     kill_supervisor(&stack, "killed before reset");
-    let orphaned = orphaned_segments(data_inode);
+    // The last backends detach as the kernel reaps them.
+    let mut orphaned = Vec::new();
+    wait_for(Duration::from_secs(3), || {
+        orphaned = orphaned_segments(data_inode);
+        !orphaned.is_empty()
+    });
     assert!(
         !orphaned.is_empty(),
         "a killed Postgres left no System V segment for its data dir (inode {data_inode})"
