@@ -5,6 +5,8 @@ mod cli;
 mod cmd;
 mod config;
 mod docs;
+#[cfg(test)]
+mod generated;
 mod os;
 mod repo;
 mod stack;

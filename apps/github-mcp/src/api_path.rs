@@ -53,21 +53,12 @@ pub(crate) fn contents(owner: &str, repo: &str, path: &str, git_ref: Option<&str
 
 #[cfg(test)]
 mod tests {
+    use crate::generated::seeded;
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngSeed};
     use reqwest::Url;
 
     use super::*;
     use crate::input;
-
-    fn config() -> Config {
-        Config {
-            cases: 512,
-            rng_seed: RngSeed::Fixed(17),
-            failure_persistence: None,
-            ..Config::default()
-        }
-    }
 
     /// A call as GitHub reads it: the decoded path segments and query pairs, and whether a
     /// fragment was cut off.
@@ -97,7 +88,7 @@ mod tests {
     ];
 
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(seeded(512))]
 
         #[test]
         fn github_reads_back_the_ref_and_path_a_tool_was_given(

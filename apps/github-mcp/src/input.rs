@@ -180,19 +180,10 @@ mod tests {
         //! Tool arguments generated at scale (seeded, a fixed number of cases), from the
         //! characters each rule is about; refs are checked against git itself.
 
+        use crate::generated::seeded;
         use proptest::prelude::*;
-        use proptest::test_runner::{Config, RngSeed};
 
         use super::super::*;
-
-        fn config() -> Config {
-            Config {
-                cases: 256,
-                rng_seed: RngSeed::Fixed(17),
-                failure_persistence: None,
-                ..Config::default()
-            }
-        }
 
         /// Text built from the pieces the rules look at.
         fn hostile(pieces: &'static [&'static str], max: usize) -> impl Strategy<Value = String> {
@@ -225,7 +216,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(seeded(256))]
 
             #[test]
             fn an_accepted_path_stays_inside_the_repository(value in hostile(PATH_PIECES, 8)) {

@@ -14,6 +14,8 @@
 mod api_path;
 pub mod cache;
 pub mod config;
+#[cfg(test)]
+mod generated;
 pub mod github;
 pub mod gitignore;
 pub mod input;

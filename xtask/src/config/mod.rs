@@ -526,19 +526,10 @@ pub(crate) mod tests {
         //! `.env` files generated at scale (seeded, a fixed number of cases): every value reads
         //! back as written, and a malformed line is named by its number, never by its text.
 
+        use crate::generated::seeded;
         use proptest::prelude::*;
-        use proptest::test_runner::{Config, RngSeed};
 
         use super::super::*;
-
-        fn config() -> Config {
-            Config {
-                cases: 256,
-                rng_seed: RngSeed::Fixed(17),
-                failure_persistence: None,
-                ..Config::default()
-            }
-        }
 
         /// Every value holds this, so a message can be searched for any of them.
         const SECRET: &str = "s3cr3t";
@@ -637,7 +628,7 @@ pub(crate) mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(seeded(256))]
 
             #[test]
             fn every_value_reads_back_as_written(rows in lines(), crlf in any::<bool>()) {

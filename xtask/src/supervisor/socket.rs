@@ -506,19 +506,10 @@ mod tests {
     mod generated {
         //! Control-socket requests generated at scale (seeded, a fixed number of cases).
 
+        use crate::generated::seeded;
         use proptest::prelude::*;
-        use proptest::test_runner::{Config, RngSeed};
 
         use super::super::*;
-
-        fn config() -> Config {
-            Config {
-                cases: 256,
-                rng_seed: RngSeed::Fixed(17),
-                failure_persistence: None,
-                ..Config::default()
-            }
-        }
 
         fn names() -> impl Strategy<Value = Vec<String>> {
             prop::collection::vec("\\PC{0,8}|[a-z-]{1,12}|.*\n.*", 0..4)
@@ -565,7 +556,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(seeded(256))]
 
             #[test]
             fn every_request_is_one_line_that_reads_back_as_sent(request in request()) {

@@ -163,20 +163,11 @@ mod tests {
     mod generated {
         //! `--since` and `--tail` values generated at scale (seeded, a fixed number of cases).
 
+        use crate::generated::seeded;
         use chrono::{FixedOffset, TimeDelta};
         use proptest::prelude::*;
-        use proptest::test_runner::{Config, RngSeed};
 
         use super::super::*;
-
-        fn config() -> Config {
-            Config {
-                cases: 512,
-                rng_seed: RngSeed::Fixed(17),
-                failure_persistence: None,
-                ..Config::default()
-            }
-        }
 
         fn now() -> DateTime<Utc> {
             DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z")
@@ -193,7 +184,7 @@ mod tests {
         ];
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(seeded(512))]
 
             #[test]
             fn a_duration_goes_back_by_the_sum_of_its_parts(
