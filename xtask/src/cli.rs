@@ -121,6 +121,16 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the counters the stack's OpenTelemetry collector received (each series' latest
+    /// value and rate), beside the same series read now from the app's own `/metrics`.
+    Metrics {
+        /// Only this service's (its `OTEL_SERVICE_NAME`, e.g. `amtp-github-mcp`).
+        #[arg(long)]
+        service: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the connection settings of the stack (DATABASE_URL through PgBouncer,
     /// DIRECT_DATABASE_URL, VALKEY_URL, the apps' URLs).
     Env {

@@ -104,6 +104,9 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             };
             cmd::traces::run(&repo.config()?, &options, Output::json_if(json))
         }
+        Command::Metrics { service, json } => {
+            cmd::metrics::run(&repo.config()?, service.as_deref(), Output::json_if(json))
+        }
         Command::Env { format } => cmd::env::run(&repo.config()?, format),
         Command::Psql { direct, args } => {
             let database = if direct {

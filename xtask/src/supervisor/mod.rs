@@ -64,6 +64,7 @@ mod dependencies;
 mod events;
 pub(crate) mod launch;
 mod liveness;
+pub(crate) mod rates;
 mod requests;
 pub(crate) mod run_state;
 mod runner;
@@ -122,14 +123,21 @@ pub(crate) fn run(cfg: &StackConfig, only: &[String]) -> anyhow::Result<()> {
     let exe = crate::stack::build::built_by_workspace(env!("CARGO_BIN_NAME"))?;
     guardian::start(&exe, &cfg.log_file("supervisor"))?;
     supervisor.hold_all_but(only)?;
+    let mut sampler = None;
     let result = supervisor
         .preflight()
         .and_then(|()| socket::listen(cfg, supervisor.sender.clone()))
-        .and_then(|()| supervisor.supervise());
+        .and_then(|()| {
+            sampler = rates::Sampler::start(cfg, &stack::enabled_units(cfg));
+            supervisor.supervise()
+        });
     if let Err(err) = &result {
         supervisor.phase = Phase::Failed;
         supervisor.error = Some(format!("{err:#}"));
         supervisor.publish();
+    }
+    if let Some(sampler) = sampler {
+        sampler.stop();
     }
     supervisor.stop_all();
     socket::close(cfg);

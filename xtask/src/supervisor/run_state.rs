@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use crate::config::StackConfig;
 use crate::os::process::ProcessId;
 /// The contract check's counts, as the supervisor records them at the start.
 pub(crate) use crate::stack::check::ContractSummary;
@@ -108,6 +109,20 @@ impl RunState {
                 })
             })
             .collect()
+    }
+
+    /// `cfg` with the ports the services listen on, which a changed setting may not have moved
+    /// yet (`up --no-recreate`).
+    pub(crate) fn with_live_ports(&self, cfg: &StackConfig) -> StackConfig {
+        self.units.iter().fold(cfg.clone(), |cfg, unit| {
+            match (
+                crate::stack::unit(&unit.name).and_then(|u| u.port()),
+                unit.port,
+            ) {
+                (Some(var), Some(port)) => cfg.with_port(var, port),
+                _ => cfg,
+            }
+        })
     }
 
     /// Every process the state names, the supervisor first.

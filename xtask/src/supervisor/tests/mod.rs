@@ -66,6 +66,7 @@ pub(super) const fn daemon(
             on_ready: |_| unreachable!("the fake probes"),
             liveness: Liveness::RestartAfter(3),
             disk_need: |_| 0,
+            metrics: None,
         }),
         ..Unit::DEFAULT
     }
