@@ -22,7 +22,7 @@ let
           if system == "aarch64-darwin" then
             "echo \"rotel-agent (the otel-collector service) is not in this shell on macOS; install it with python.org's Python 3.11: python3.11 -m pip install --target ~/.local/rotel rotel==${wanted.rotel}, then put ~/.local/rotel/rotel on PATH (docs/nix.md)\""
           else
-            "echo \"rotel-agent (the otel-collector service) is not in this shell on ${system}: rotel's wheels have no build for it, so cargo xtask up cannot start otel-collector here (docs/nix.md)\"";
+            "echo \"rotel-agent (the otel-collector service) is not in this shell on ${system}: rotel's macOS wheel holds only an arm64 binary, so cargo xtask up cannot start otel-collector here (docs/nix.md)\"";
       };
 in
 pkgs.mkShell {
