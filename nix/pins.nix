@@ -72,8 +72,9 @@
   # binary reports itself as `rotel 0.0.1-alpha10`, the release of the Compose stack's
   # `streamfold/rotel:v0.0.1-alpha10` (xtask/src/stack/otel_collector.rs pins "0.0.1", the
   # part of that banner `up` reads). The binary links against libpython3.11: the cp311 wheels.
-  # Linux only: the macOS wheels are universal2 builds linked against a Python framework, which
-  # nixpkgs' Python is not; the shell says how to install it there (docs/nix.md).
+  # Linux only: the cp311 macOS wheel, though tagged universal2, holds one arm64 binary linked
+  # against python.org's Python 3.11 framework, which nixpkgs' Python is not; the shell says
+  # what to do there (docs/nix.md).
   #
   # Each sha256 is the one PyPI's simple index publishes for that file (PEP 691 JSON of
   # https://pypi.org/simple/rotel/, its `hashes.sha256`, read 2026-12-07; both files uploaded
