@@ -18,4 +18,5 @@ pub(crate) mod traces;
 pub(crate) mod ui;
 pub(crate) mod up;
 pub(crate) mod verify;
+pub(crate) mod wait;
 pub(crate) mod watch;

@@ -164,12 +164,7 @@ fn disk_full(state_dir: &Path) -> Option<DiskFull> {
 pub(crate) fn services(cfg: &StackConfig, state: &RunState) -> Vec<ServiceStatus> {
     // Probe the ports the services listen on, which a changed setting may not have moved yet
     // (`up --no-recreate`).
-    let cfg = &state.units.iter().fold(cfg.clone(), |cfg, unit| {
-        match (stack::unit(&unit.name).and_then(|u| u.port()), unit.port) {
-            (Some(var), Some(port)) => cfg.with_port(var, port),
-            _ => cfg,
-        }
-    });
+    let cfg = &state.live_config(cfg);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
