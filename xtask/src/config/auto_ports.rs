@@ -5,7 +5,9 @@
 //! hash of the state dir's path (the same FNV-1a as its socket dir): the same checkout gets the
 //! same ports every time, and another checkout almost always others. The port variables take
 //! the block's ports in the unit table's order (`cargo xtask __port-vars`). A block is used only
-//! when every port the stack takes from it is free; else the next block is tried, and so on, in
+//! when no socket listens on a port the stack takes from it (read from `/proc`, never by
+//! binding it, which could take it from a server of a stack starting at that moment; a port
+//! bound and not listening is found by the start's own check); else the next block is tried, in
 //! the same order for everyone, and `up` says which block was skipped and why. A variable the
 //! user sets still wins, and is not taken from the block.
 //!
@@ -15,7 +17,7 @@
 use std::path::Path;
 
 use crate::config::PortVar;
-use crate::os::ports::{PortInUse, check_free};
+use crate::os::ports::{PortInUse, check_not_listened_on};
 use crate::supervisor::run_state::RunState;
 
 /// The variable that turns it on (`.env` or the environment): `AMTP_PORTS=auto`.
@@ -128,9 +130,11 @@ pub(super) fn resolve(
     for attempt in 0..TRIES {
         let start = block_start(state_dir, attempt);
         let ports = ports_in_block(start, all, wanted);
-        let taken = ports
-            .iter()
-            .find_map(|&(var, port)| check_free(port).err().map(|in_use| (var, in_use)));
+        let taken = ports.iter().find_map(|&(var, port)| {
+            check_not_listened_on(port)
+                .err()
+                .map(|in_use| (var, in_use))
+        });
         match taken {
             None => return Ok((ports, Origin::Block { start, skipped })),
             Some((var, in_use)) => skipped.push(Skipped { start, var, in_use }),

@@ -58,6 +58,30 @@ pub(crate) fn check_free(port: u16) -> Result<(), PortInUse> {
     }
 }
 
+/// `Ok` if no socket listens on `port` (on any address), as `/proc/net/tcp*` says, without
+/// binding it: a look that cannot take the port from a server binding it at that moment, which
+/// `AMTP_PORTS=auto` needs, since every command looks while `up` may be starting the stack.
+/// Where `/proc` does not say (macOS), it binds as [`check_free`] does.
+pub(crate) fn check_not_listened_on(port: u16) -> Result<(), PortInUse> {
+    let tables: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .collect();
+    if tables.is_empty() {
+        return check_free(port);
+    }
+    match tables
+        .iter()
+        .any(|table| listening_inode(table, port).is_some())
+    {
+        false => Ok(()),
+        true => Err(PortInUse {
+            port,
+            holder: holder(port),
+        }),
+    }
+}
+
 /// The process listening on `port`, found through `/proc/net/tcp*` and the fds of `/proc/*`.
 fn holder(port: u16) -> Option<PortHolder> {
     let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
@@ -162,6 +186,18 @@ mod tests {
         assert!(
             freed,
             "port {port} still taken after the listener was dropped"
+        );
+    }
+
+    #[test]
+    fn a_listening_port_is_seen_without_binding_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = check_not_listened_on(port).unwrap_err();
+        assert_eq!(err.port, port);
+        assert_eq!(
+            err.holder.map(|holder| holder.pid),
+            Some(std::process::id() as i32)
         );
     }
 
