@@ -276,10 +276,11 @@ pub(crate) fn format_uptime(seconds: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn unit(name: &str, status: Status, message: Option<&str>) -> UnitState {
+    /// A unit of the published state, as the supervisor writes it.
+    pub(crate) fn unit(name: &str, status: Status, message: Option<&str>) -> UnitState {
         UnitState {
             name: name.into(),
             status,

@@ -163,24 +163,9 @@ pub(crate) fn run(repo: &Repo, services: &[String], timeout: Duration) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::status::tests::unit;
     use crate::os::process::ProcessId;
     use crate::supervisor::run_state::UnitState;
-
-    fn unit(name: &str, status: Status, message: Option<&str>) -> UnitState {
-        UnitState {
-            name: name.into(),
-            status,
-            daemon: true,
-            pid: None,
-            port: None,
-            installed: None,
-            started_at: None,
-            ready_ms: None,
-            restarts: 0,
-            message: message.map(str::to_owned),
-            last_restart: None,
-        }
-    }
 
     fn state(phase: Phase, units: Vec<UnitState>) -> RunState {
         RunState {
