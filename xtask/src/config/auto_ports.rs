@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use crate::config::PortVar;
-use crate::os::ports::{PortInUse, check_not_listened_on};
+use crate::os::ports::{Listeners, PortInUse};
 use crate::supervisor::run_state::RunState;
 
 /// The variable that turns it on (`.env` or the environment): `AMTP_PORTS=auto`.
@@ -126,15 +126,14 @@ pub(super) fn resolve(
             return Ok((ports, Origin::Running));
         }
     }
+    let listeners = Listeners::now();
     let mut skipped = Vec::new();
     for attempt in 0..TRIES {
         let start = block_start(state_dir, attempt);
         let ports = ports_in_block(start, all, wanted);
-        let taken = ports.iter().find_map(|&(var, port)| {
-            check_not_listened_on(port)
-                .err()
-                .map(|in_use| (var, in_use))
-        });
+        let taken = ports
+            .iter()
+            .find_map(|&(var, port)| listeners.check(port).err().map(|in_use| (var, in_use)));
         match taken {
             None => return Ok((ports, Origin::Block { start, skipped })),
             Some((var, in_use)) => skipped.push(Skipped { start, var, in_use }),

@@ -58,27 +58,40 @@ pub(crate) fn check_free(port: u16) -> Result<(), PortInUse> {
     }
 }
 
-/// `Ok` if no socket listens on `port` (on any address), as `/proc/net/tcp*` says, without
-/// binding it: a look that cannot take the port from a server binding it at that moment, which
-/// `AMTP_PORTS=auto` needs, since every command looks while `up` may be starting the stack.
-/// Where `/proc` does not say (macOS), it binds as [`check_free`] does.
-pub(crate) fn check_not_listened_on(port: u16) -> Result<(), PortInUse> {
-    let tables: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|path| fs::read_to_string(path).ok())
-        .collect();
-    if tables.is_empty() {
-        return check_free(port);
+/// The listening sockets of the machine as `/proc/net/tcp*` lists them, read once: a look at
+/// ports that binds none of them, so it cannot take one from a server binding it at that
+/// moment (`AMTP_PORTS=auto` looks at every command, while `up` may be starting the stack).
+pub(crate) struct Listeners {
+    /// The tables; empty where `/proc` does not say (macOS).
+    tables: Vec<String>,
+}
+
+impl Listeners {
+    pub(crate) fn now() -> Listeners {
+        let tables = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|path| fs::read_to_string(path).ok())
+            .collect();
+        Listeners { tables }
     }
-    match tables
-        .iter()
-        .any(|table| listening_inode(table, port).is_some())
-    {
-        false => Ok(()),
-        true => Err(PortInUse {
-            port,
-            holder: holder(port),
-        }),
+
+    /// `Ok` if no socket listens on `port`, on any address; without the tables, a bind as
+    /// [`check_free`] does.
+    pub(crate) fn check(&self, port: u16) -> Result<(), PortInUse> {
+        if self.tables.is_empty() {
+            return check_free(port);
+        }
+        let listened = self
+            .tables
+            .iter()
+            .any(|table| listening_inode(table, port).is_some());
+        match listened {
+            false => Ok(()),
+            true => Err(PortInUse {
+                port,
+                holder: holder(port),
+            }),
+        }
     }
 }
 
@@ -193,7 +206,7 @@ mod tests {
     fn a_listening_port_is_seen_without_binding_it() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let err = check_not_listened_on(port).unwrap_err();
+        let err = Listeners::now().check(port).unwrap_err();
         assert_eq!(err.port, port);
         assert_eq!(
             err.holder.map(|holder| holder.pid),
