@@ -46,12 +46,31 @@ fn converge(stack: &TestStack, args: &[&str]) -> String {
 #[test]
 fn two_stacks_with_auto_ports_run_at_once_and_each_command_reaches_its_own() {
     let a = TestStack::with_auto_ports("auto-ports-a");
-    let b = TestStack::with_auto_ports("auto-ports-b");
-    for stack in [&a, &b] {
-        let up = stack.ok(&["up", "pgbouncer", "valkey"]);
-        assert!(up.contains("AMTP_PORTS=auto: ports "), "{up}");
-    }
+    let up = a.ok(&["up", "pgbouncer", "valkey"]);
+    assert!(up.contains("AMTP_PORTS=auto: ports "), "{up}");
+
+    // `b` says `AMTP_PORTS=auto` in its `.env`, and finds a port of its own block taken.
+    let mut b = TestStack::with_auto_ports("auto-ports-b");
+    let dotenv = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        dotenv.path(),
+        "AMTP_PORTS=auto\nPOSTGRES_PASSWORD=b-pg\nVALKEY_PASSWORD=b-vk\n",
+    )
+    .unwrap();
+    b.env.remove("AMTP_PORTS");
+    b.env
+        .insert("AMTP_ENV_FILE".into(), dotenv.path().display().to_string());
+    let home_valkey: u16 = b.env_var("VALKEY_PORT").parse().unwrap();
+    let held = std::net::TcpListener::bind(("127.0.0.1", home_valkey)).expect("hold a port");
+    let up = b.ok(&["up", "pgbouncer", "valkey"]);
+    assert!(
+        up.contains(&format!("(port {home_valkey} is already in use"))
+            && up.contains("for VALKEY_PORT); trying the next"),
+        "{up}"
+    );
+    drop(held);
     let (ports_a, ports_b) = (ports(&a), ports(&b));
+    assert_ne!(ports_b["valkey"], home_valkey);
     for service in ["postgres", "pgbouncer", "valkey"] {
         let (port_a, port_b) = (ports_a[service], ports_b[service]);
         assert_ne!(port_a, port_b, "{service}: both on {port_a}");
