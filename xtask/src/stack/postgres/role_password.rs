@@ -116,10 +116,14 @@ fn alter_role(cfg: &StackConfig) -> String {
     format!("ALTER ROLE \"{role}\" PASSWORD '{verifier}';\n")
 }
 
-/// `postgres --single` on the cluster, connected to its `postgres` database.
+/// `postgres --single` on the cluster, connected to its `postgres` database. A failed
+/// statement ends it with exit code 1 (`exit_on_error`): otherwise single-user mode reports
+/// the error and exits 0 at the end of its input.
 fn single_user(installed: &Installed, data: &Path) -> Launch {
     Launch::new(&installed.path)
         .arg("--single")
+        .arg("-c")
+        .arg("exit_on_error=on")
         .arg("-D")
         .arg(data)
         .arg("postgres")
@@ -139,6 +143,25 @@ mod tests {
         assert!(!matches("", "first"));
         assert!(!matches("zz:00", "first"));
         assert!(!record.contains("first"), "the password in clear: {record}");
+    }
+
+    #[test]
+    fn single_user_mode_fails_on_a_failed_statement() {
+        let launch = single_user(
+            &crate::stack::tests::installed("/pg/postgres"),
+            Path::new("/s/postgres/data"),
+        );
+        assert_eq!(
+            crate::stack::tests::args(&launch),
+            [
+                "--single",
+                "-c",
+                "exit_on_error=on",
+                "-D",
+                "/s/postgres/data",
+                "postgres"
+            ]
+        );
     }
 
     #[test]
