@@ -50,8 +50,9 @@ fn two_stacks_with_auto_ports_run_at_once_and_each_command_reaches_its_own() {
     assert!(up.contains("AMTP_PORTS=auto: ports "), "{up}");
 
     // `b` says `AMTP_PORTS=auto` in its `.env`, and finds a port of its own block taken.
-    let mut b = TestStack::with_auto_ports("auto-ports-b");
+    // Declared first, dropped last: `b`'s teardown reads its passwords from it.
     let dotenv = tempfile::NamedTempFile::new().unwrap();
+    let mut b = TestStack::with_auto_ports("auto-ports-b");
     std::fs::write(
         dotenv.path(),
         "AMTP_PORTS=auto\nPOSTGRES_PASSWORD=b-pg\nVALKEY_PASSWORD=b-vk\n",
