@@ -13,13 +13,26 @@ use anyhow::bail;
 use crate::cmd::status;
 use crate::os::poll;
 use crate::repo::Repo;
-use crate::supervisor::run_state::{Phase, RunState, Status};
+use crate::supervisor::run_state::{Phase, RunState, Status, unix_now};
 
 /// `--timeout`'s value: a duration such as `60s`, `2m` or `1m30s`.
 pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
     crate::cmd::logs::parse_duration(text)
         .and_then(|delta| delta.to_std().ok())
         .ok_or_else(|| format!("{text:?} is not a duration; give one such as `60s` or `2m`"))
+}
+
+/// What `run/state.json` says at one look.
+#[derive(Clone, Copy)]
+enum Seen<'a> {
+    /// A supervisor runs: what it publishes.
+    Live(&'a RunState),
+    /// None runs: what the last one left, if any, and whether it began after this wait did
+    /// (a start of `up &` that failed, not an old one).
+    Gone {
+        last: Option<&'a RunState>,
+        since_wait: bool,
+    },
 }
 
 /// Where the stack stands, for one look.
@@ -35,12 +48,23 @@ enum Look {
 
 /// What the supervisor's state says about `services` (all that the stack runs when empty).
 /// Pure: the state is read by the caller.
-fn look(state: Option<&RunState>, services: &[String]) -> Look {
-    let Some(state) = state else {
-        return Look::NotYet(
-            "the stack is not running (no supervisor yet); start it with `cargo xtask up`"
-                .to_owned(),
-        );
+fn look(seen: Seen<'_>, services: &[String]) -> Look {
+    let state = match seen {
+        Seen::Live(state) => state,
+        Seen::Gone { last, since_wait } => {
+            // A supervisor that gave up leaves why (`up` reads it the same way).
+            return match last.and_then(|last| last.error.as_deref()) {
+                Some(why) if since_wait => Look::Never(format!("the stack did not start: {why}")),
+                Some(why) => Look::NotYet(format!(
+                    "the stack is not running; its last start failed: {why}"
+                )),
+                None => Look::NotYet(
+                    "the stack is not running (no supervisor yet); start it with `cargo xtask \
+                     up`"
+                    .to_owned(),
+                ),
+            };
+        }
     };
     match state.phase {
         Phase::Starting | Phase::Running => {}
@@ -101,6 +125,7 @@ fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
 
 /// `cargo xtask wait`: 0 once ready; an error naming the service and why otherwise.
 pub(crate) fn run(repo: &Repo, services: &[String], timeout: Duration) -> anyhow::Result<ExitCode> {
+    let began = unix_now();
     let mut last = String::new();
     let outcome = poll::wait_for(timeout, || {
         // The stack may not have been started yet: `up &` reads its configuration first.
@@ -112,8 +137,18 @@ pub(crate) fn run(repo: &Repo, services: &[String], timeout: Duration) -> anyhow
             }
             Err(err) => return Some(Err(err)),
         };
-        let state = RunState::read_live(&cfg.state_dir);
-        match look(state.as_ref(), services) {
+        let state = RunState::read(&cfg.state_dir);
+        let live = state.as_ref().filter(|state| state.supervisor.is_alive());
+        let seen = match live {
+            Some(state) => Seen::Live(state),
+            None => Seen::Gone {
+                last: state.as_ref(),
+                since_wait: state
+                    .as_ref()
+                    .is_some_and(|state| state.started_at >= began),
+            },
+        };
+        match look(seen, services) {
             Look::Never(why) => Some(Err(anyhow::anyhow!(why))),
             Look::NotYet(why) => {
                 last = why;
@@ -122,7 +157,7 @@ pub(crate) fn run(repo: &Repo, services: &[String], timeout: Duration) -> anyhow
             Look::Ready(names) => {
                 // The supervisor saw them ready; a fresh probe (status's) sees that they
                 // still answer.
-                let state = state.expect("a ready stack has a state");
+                let state = live.expect("a ready stack has a state");
                 let chosen = RunState {
                     units: state
                         .units
@@ -194,14 +229,18 @@ mod tests {
             ],
         );
         assert_eq!(
-            look(Some(&running), &named(&["postgres"])),
+            look(Seen::Live(&running), &named(&["postgres"])),
             Look::Ready(named(&["postgres"]))
         );
         assert_eq!(
-            look(Some(&running), &[]),
+            look(Seen::Live(&running), &[]),
             Look::NotYet("valkey is starting: spawned".into())
         );
-        assert!(matches!(look(None, &[]), Look::NotYet(why) if why.contains("not running")));
+        let nothing = Seen::Gone {
+            last: None,
+            since_wait: false,
+        };
+        assert!(matches!(look(nothing, &[]), Look::NotYet(why) if why.contains("not running")));
     }
 
     #[test]
@@ -215,23 +254,50 @@ mod tests {
             ],
         );
         assert_eq!(
-            look(Some(&running), &named(&["valkey"])),
+            look(Seen::Live(&running), &named(&["valkey"])),
             Look::Never("valkey is stopped; start it with `cargo xtask start valkey`".into())
         );
         assert_eq!(
-            look(Some(&running), &named(&["garage"])),
+            look(Seen::Live(&running), &named(&["garage"])),
             Look::Never("garage is failed: exited (code 1); see `cargo xtask logs garage`".into())
         );
         assert!(matches!(
-            look(Some(&running), &named(&["github-standin"])),
+            look(Seen::Live(&running), &named(&["github-standin"])),
             Look::Never(why) if why.starts_with("github-standin is not a service of this stack")
         ));
         let mut failed = state(Phase::Failed, Vec::new());
         failed.error = Some("postgres: initdb failed".into());
         assert_eq!(
-            look(Some(&failed), &[]),
+            look(Seen::Live(&failed), &[]),
             Look::Never("the stack did not start: postgres: initdb failed".into())
         );
+        // Its supervisor gone: a start since the wait began failed; an older one may be
+        // followed by the start the wait is waiting for.
+        let now = Seen::Gone {
+            last: Some(&failed),
+            since_wait: true,
+        };
+        assert_eq!(
+            look(now, &[]),
+            Look::Never("the stack did not start: postgres: initdb failed".into())
+        );
+        let before = Seen::Gone {
+            last: Some(&failed),
+            since_wait: false,
+        };
+        assert_eq!(
+            look(before, &[]),
+            Look::NotYet(
+                "the stack is not running; its last start failed: postgres: initdb failed".into()
+            )
+        );
+        let mut stopped = state(Phase::Stopped, Vec::new());
+        stopped.error = None;
+        let down = Seen::Gone {
+            last: Some(&stopped),
+            since_wait: true,
+        };
+        assert!(matches!(look(down, &[]), Look::NotYet(why) if why.contains("no supervisor yet")));
     }
 
     #[test]

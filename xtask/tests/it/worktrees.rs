@@ -265,3 +265,31 @@ fn wait_follows_a_stack_started_in_the_background_and_names_a_stopped_service() 
     );
     stack.ok(&["wait", "postgres", "pgbouncer", "--timeout", "10s"]);
 }
+
+#[test]
+fn wait_fails_at_once_when_the_start_in_the_background_fails() {
+    let stack = TestStack::new("wait-failed");
+    let port = stack.port("POSTGRES_PORT");
+    let _held = std::net::TcpListener::bind(("127.0.0.1", port)).expect("hold postgres' port");
+    let mut up = stack
+        .command(&["up", "pgbouncer"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start xtask up");
+    let began = std::time::Instant::now();
+    let waited = stack.xtask(&["wait", "--timeout", "120s"]);
+    assert!(!up.wait().expect("wait for up").success(), "up started");
+    assert!(!waited.status.success(), "{}", describe(&waited));
+    let stderr = String::from_utf8_lossy(&waited.stderr);
+    assert!(
+        stderr.contains("the stack did not start")
+            && stderr.contains(&format!("port {port} for postgres is already in use")),
+        "{}",
+        describe(&waited)
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(60),
+        "it waited for the timeout"
+    );
+}
