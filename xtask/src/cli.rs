@@ -67,6 +67,17 @@ pub(crate) enum Command {
     /// selected one's log, and keys for restart, stop, start and verify (the commands of the
     /// same names). Quitting the view leaves the stack running.
     Ui,
+    /// Wait until the running stack's services (those named, or all it runs) are ready, for
+    /// scripts and CI steps that start it in the background (`cargo xtask up &`); fails at once
+    /// on a stopped service or a failed start, and at the timeout names the service that is
+    /// not ready and why.
+    Wait {
+        #[arg(value_parser = service_names())]
+        services: Vec<String>,
+        /// How long to wait (`60s`, `2m`, `1m30s`).
+        #[arg(long, default_value = "60s", value_parser = crate::cmd::wait::parse_timeout)]
+        timeout: std::time::Duration,
+    },
     /// Show each service's pid, port, health, uptime, version and drift from the contract;
     /// exits non-zero when something is unhealthy or the stack is not running.
     Status {
@@ -137,6 +148,10 @@ pub(crate) enum Command {
         /// `shell` (export lines, for `eval "$(cargo xtask env)"`) or `dotenv`.
         #[arg(long, default_value = "shell")]
         format: EnvFormat,
+        /// The same as `--format shell`: export lines, e.g. for direnv's `.envrc`
+        /// (`eval "$(cargo xtask env --export)"`).
+        #[arg(long, conflicts_with = "format")]
+        export: bool,
     },
     /// Run psql against the running stack, as its user on its database: through PgBouncer, as
     /// the apps connect, or straight to Postgres with `--direct`. The password goes in psql's

@@ -70,6 +70,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Reset => cmd::down::down_if_started(repo, Volumes::Delete),
         Command::Ui => cmd::ui::run(repo),
+        Command::Wait { services, timeout } => cmd::wait::run(repo, &services, timeout),
         Command::Status { json } => cmd::status::run(repo, Output::json_if(json)),
         Command::Logs {
             services,
@@ -107,7 +108,8 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         Command::Metrics { service, json } => {
             cmd::metrics::run(&repo.config()?, service.as_deref(), Output::json_if(json))
         }
-        Command::Env { format } => cmd::env::run(&repo.config()?, format),
+        // `--export` is `--format shell` by another name (clap refuses both at once).
+        Command::Env { format, export: _ } => cmd::env::run(&repo.config()?, format),
         Command::Psql { direct, args } => {
             let database = if direct {
                 cmd::clients::Database::Direct

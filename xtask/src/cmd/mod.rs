@@ -20,6 +20,7 @@ pub(crate) mod traces;
 pub(crate) mod ui;
 pub(crate) mod up;
 pub(crate) mod verify;
+pub(crate) mod wait;
 pub(crate) mod watch;
 
 /// How a command that prints ends: a reader that went away (`logs | head`) is no error.

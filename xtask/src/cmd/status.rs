@@ -179,7 +179,9 @@ fn disk_full(state_dir: &Path) -> Option<DiskFull> {
 
 /// Each unit of the running stack as `status` shows it, every daemon probed afresh.
 pub(crate) fn services(cfg: &StackConfig, state: &RunState) -> Vec<ServiceStatus> {
-    let cfg = &state.with_live_ports(cfg);
+    // Probe the ports the services listen on, which a changed setting may not have moved yet
+    // (`up --no-recreate`).
+    let cfg = &state.live_config(cfg);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -293,10 +295,11 @@ pub(crate) fn format_uptime(seconds: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn unit(name: &str, status: Status, message: Option<&str>) -> UnitState {
+    /// A unit of the published state, as the supervisor writes it.
+    pub(crate) fn unit(name: &str, status: Status, message: Option<&str>) -> UnitState {
         UnitState {
             name: name.into(),
             status,

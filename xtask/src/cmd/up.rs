@@ -77,6 +77,18 @@ pub(crate) fn up(
             }
         }
     }
+    // The supervisor is given the ports `AMTP_PORTS=auto` found free now, as if set: it must
+    // not look again once this `up` has said which they are.
+    let auto_ports: Vec<(String, String)> = match cfg.auto_ports() {
+        Some((vars, origin)) => {
+            println!("{origin}");
+            cfg.ports()
+                .filter(|(var, _)| vars.contains(var))
+                .map(|(var, port)| (var.to_owned(), port.to_string()))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     down::clean_leftovers(&cfg)?;
     down::finish_interrupted_reset(&cfg)?;
     let marker = cfg.state_dir.join(STATE_MARKER);
@@ -97,14 +109,13 @@ pub(crate) fn up(
         let cfg = cfg.clone();
         move || crate::docs::render_for_nginx(&cfg)
     });
-    let started = launch::start_supervisor(&cfg, Supervision::Detached(services), &[]).and_then(
-        |supervisor| {
+    let started = launch::start_supervisor(&cfg, Supervision::Detached(services), &auto_ports)
+        .and_then(|supervisor| {
             Ok((
                 supervisor,
                 follow_start(&cfg, supervisor, began, &interrupt)?,
             ))
-        },
-    );
+        });
     // A cancel stops the stack first: the docs render may take seconds on a loaded machine.
     let outcome = match started {
         Ok((_, Start::Ready)) => Ok(ExitCode::SUCCESS),

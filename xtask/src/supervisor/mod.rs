@@ -221,6 +221,11 @@ impl Supervisor {
             started_at: self.started_at,
             units: self.slots.iter().map(Slot::published).collect(),
             contract: self.contract.clone(),
+            ports: self
+                .cfg
+                .ports()
+                .map(|(var, port)| (var.to_owned(), port))
+                .collect(),
         }
     }
 

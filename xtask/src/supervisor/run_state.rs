@@ -1,6 +1,7 @@
 //! `<state>/run/state.json`: what the supervisor publishes about the stack, which `up`,
 //! `status`, `verify`, `env` and `down` read. Only the supervisor writes it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -70,6 +71,11 @@ pub(crate) struct RunState {
     /// done); `status` and a second `up` show it instead of probing everything again.
     #[serde(default)]
     pub(crate) contract: Option<ContractSummary>,
+    /// Every port variable with the port the supervisor runs its service on (the further
+    /// ports too: Garage's RPC and admin API, the collector's gRPC): what every command
+    /// connects to while the stack runs, whatever the configuration says now.
+    #[serde(default)]
+    pub(crate) ports: BTreeMap<String, u16>,
 }
 
 impl RunState {
@@ -111,18 +117,19 @@ impl RunState {
             .collect()
     }
 
-    /// `cfg` with the ports the services listen on, which a changed setting may not have moved
-    /// yet (`up --no-recreate`).
-    pub(crate) fn with_live_ports(&self, cfg: &StackConfig) -> StackConfig {
-        self.units.iter().fold(cfg.clone(), |cfg, unit| {
-            match (
-                crate::stack::unit(&unit.name).and_then(|u| u.port()),
-                unit.port,
-            ) {
-                (Some(var), Some(port)) => cfg.with_port(var, port),
-                _ => cfg,
-            }
-        })
+    /// `cfg` with the ports this stack runs on: a port variable changed (or `AMTP_PORTS`)
+    /// since the start does not move a running service until `up` restarts it.
+    pub(crate) fn live_config(&self, cfg: &StackConfig) -> StackConfig {
+        let recorded = self.units.iter().filter_map(|unit| {
+            let var = crate::stack::unit(&unit.name)?.port()?;
+            Some((var, unit.port?))
+        });
+        let further = crate::stack::port_vars()
+            .into_iter()
+            .filter_map(|var| Some((var, *self.ports.get(var.var)?)));
+        recorded
+            .chain(further)
+            .fold(cfg.clone(), |cfg, (var, port)| cfg.with_port(var, port))
     }
 
     /// Every process the state names, the supervisor first.

@@ -17,3 +17,4 @@ mod stack;
 mod traces;
 mod ui;
 mod util;
+mod worktrees;

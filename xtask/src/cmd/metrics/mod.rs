@@ -58,7 +58,7 @@ pub(crate) fn run(
     let mut series = latest(parse::points(&text));
     series.retain(|s| service.is_none_or(|wanted| s.service == wanted));
     let cfg = &RunState::read_live(&cfg.state_dir)
-        .map_or_else(|| cfg.clone(), |state| state.with_live_ports(cfg));
+        .map_or_else(|| cfg.clone(), |state| state.live_config(cfg));
     for (_, daemon, metrics) in app_metrics::of_units(stack::enabled_units(cfg)) {
         let Some(otlp_service) = metrics.otlp_service else {
             continue;
