@@ -82,8 +82,8 @@ pub(crate) fn requests_total(samples: &Samples, metrics: AppMetrics) -> f64 {
     samples
         .iter()
         .filter(|((name, _), _)| name == metrics.requests)
-        .map(|(_, value)| value)
-        .sum()
+        // From +0.0: an empty `sum` of floats is -0.0, which prints as such.
+        .fold(0.0, |total, (_, value)| total + value)
 }
 
 /// The Prometheus family an OTLP metric is exported as: dots become underscores (the

@@ -319,11 +319,16 @@ fn the_collectors_counters_agree_with_the_apps_own_and_status_shows_its_request_
         "{table}"
     );
 
-    // `status` shows the rate of tool calls over the last 30 s, from the same counter.
-    let status = stack.service("github-mcp").expect("github-mcp in status");
+    // `status` shows the rate of tool calls over the last 30 s, from the same counter, once
+    // the supervisor has read it again (every 2 s).
+    let mut status = Value::Null;
+    let counted = wait_for(Duration::from_secs(10), || {
+        status = stack.service("github-mcp").expect("github-mcp in status");
+        status["requests"]["total"] == 3.0
+    });
+    assert!(counted, "status does not count 3 tool calls: {status:#}");
     let requests = &status["requests"];
     assert_eq!(requests["of"], "tool calls", "{status:#}");
-    assert_eq!(requests["total"], 3.0, "{status:#}");
     assert!(requests["per_second"].as_f64() > Some(0.0), "{status:#}");
     // (It exits 1: the services `up github-mcp` left out are stopped.)
     let text = String::from_utf8_lossy(&stack.xtask(&["status"]).stdout).into_owned();
