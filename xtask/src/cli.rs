@@ -34,6 +34,10 @@ pub(crate) enum Command {
         /// changed).
         #[arg(long)]
         no_recreate: bool,
+        /// Once ready, show each service's start as the supervisor recorded it (dependencies
+        /// ready, spawned, listening, ready) and the critical path.
+        #[arg(long, conflicts_with_all = ["attach", "ui"])]
+        timings: bool,
     },
     /// Restart services of the running stack, leaving the others running; returns once they
     /// are ready again, or fails with the last lines of their log.

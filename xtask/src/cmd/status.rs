@@ -297,6 +297,7 @@ mod tests {
             restarts: 1,
             message: message.map(str::to_owned),
             last_restart: None,
+            timings: Default::default(),
         }
     }
 
