@@ -9,7 +9,7 @@ and stopped by hand, all at once.
 
 `stop` starts each recorded program as it ran under the supervisor (same argv, environment,
 working directory and account, each in a process group of its own, output to a file beside
-the snapshot), waits until every one listens on its port and gives the apps a moment to open
+the snapshot, one per daemon), waits until every one listens on its port and gives the apps a moment to open
 their connections, then sends every group its stop signal at the same instant (the unit
 table's: SIGINT for Postgres and PgBouncer, SIGQUIT for nginx, SIGTERM for the rest) and waits
 for every one to be reaped. The time from the first signal to the last exit is printed, in
@@ -18,6 +18,7 @@ seconds. Not part of the tool: only xtask/bench/down.sh runs it.
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -43,7 +44,11 @@ def record(state_dir, snapshot):
         pid = unit["pid"]["pid"]
         proc = f"/proc/{pid}"
         with open(f"{proc}/cmdline", "rb") as f:
-            argv = [a.decode() for a in f.read().split(b"\0")[:-1]]
+            argv = [a.decode() for a in f.read().split(b"\0") if a]
+        if unit["name"] == "valkey":
+            # Valkey writes its title over its arguments ("valkey-server 127.0.0.1:PORT");
+            # the tool starts it with its rendered config file alone.
+            argv = [argv[0].split()[0], os.path.join(state_dir, "valkey", "valkey.conf")]
         with open(f"{proc}/environ", "rb") as f:
             env = dict(
                 e.decode().split("=", 1) for e in f.read().split(b"\0") if b"=" in e
@@ -91,26 +96,31 @@ def stop(snapshot):
     for path, uid, gid in recorded["dirs"]:
         os.makedirs(path, exist_ok=True)
         os.chown(path, uid, gid)
-    out = open(snapshot + ".out", "ab")
     children = []
     try:
         for d in recorded["daemons"]:
             account = {} if d["uid"] == os.getuid() else {
                 "user": d["uid"], "group": d["gid"], "extra_groups": []}
+            # Its own output file, its account's (nginx reopens /dev/stderr by name).
+            out = open(f"{snapshot}.{d['name']}.out", "ab")
+            os.fchown(out.fileno(), d["uid"], d["gid"])
             child = subprocess.Popen(
                 d["argv"], env=d["env"], cwd=d["cwd"], stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, start_new_session=True, **account)
+            out.close()
             children.append((d, child))
         deadline = time.monotonic() + 60
         while not all(listening(d["port"]) for d, _ in children):
             for d, child in children:
                 if child.poll() is not None:
-                    sys.exit(f"hand_stack.py: {d['name']} exited ({child.returncode}); see {out.name}")
+                    sys.exit(f"hand_stack.py: {d['name']} exited ({child.returncode}); see {snapshot}.{d['name']}.out")
             if time.monotonic() > deadline:
                 sys.exit("hand_stack.py: not every daemon listened within 60 s")
             time.sleep(0.02)
-        # The apps open their pools and sessions once up, as under the supervisor.
-        time.sleep(2)
+        # The apps open their pools and sessions once up, as under the supervisor; the random
+        # part (down.sh's tool rounds have the same) samples Garage's stop evenly: its peering
+        # loop sleeps 1 s between passes and only then sees that it must exit.
+        time.sleep(2 + random.random())
         began = time.monotonic()
         for d, child in children:
             os.killpg(child.pid, STOP_SIGNALS.get(d["name"], signal.SIGTERM))

@@ -59,7 +59,8 @@ pub(crate) enum Command {
     /// Rebuild the apps when their sources change and restart those whose binary changed; a
     /// failed build leaves them running. Ctrl-C ends watching, not the stack.
     Watch,
-    /// Stop the stack gracefully, in reverse dependency order; data is kept.
+    /// Stop the stack gracefully, each service once nothing that depends on it runs; data is
+    /// kept.
     Down {
         /// Also delete the state dir: the database, generated passwords and logs.
         #[arg(long)]
