@@ -127,10 +127,11 @@ if [[ ! -f $garage_dir/bootstrapped ]]; then
     "${garage[@]}" bucket create test-bundles >/dev/null
     "${garage[@]}" key import --yes -n amtp-artifacts "$key_id" "$key_secret" >/dev/null
     "${garage[@]}" bucket allow --read --write --owner test-bundles --key "$key_id" >/dev/null
+    # `lifecycle=`: curl signs a bare `?lifecycle` differently from how S3 reads it.
     curl -fs --aws-sigv4 aws:amz:garage:s3 --user "$key_id:$key_secret" -X PUT \
         -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -H 'content-type: application/xml' \
         --data '<LifecycleConfiguration><Rule><ID>expire-after-7-days</ID><Status>Enabled</Status><Filter><Prefix/></Filter><Expiration><Days>7</Days></Expiration></Rule></LifecycleConfiguration>' \
-        "http://127.0.0.1:$s3_port/test-bundles?lifecycle" >/dev/null
+        "http://127.0.0.1:$s3_port/test-bundles?lifecycle=" >/dev/null
     touch "$garage_dir/bootstrapped"
 fi
 wait_for 'garage health' curl -fs "http://127.0.0.1:$admin_port/health"
