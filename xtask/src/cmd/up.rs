@@ -335,7 +335,13 @@ fn timings_table(state: &RunState) -> String {
             ms(t.ready_ms)
         );
     }
-    let timing = |name: &str| state.units.iter().find(|u| u.name == name).map(|u| &u.timings);
+    let timing = |name: &str| {
+        state
+            .units
+            .iter()
+            .find(|u| u.name == name)
+            .map(|u| &u.timings)
+    };
     let mut path = Vec::new();
     let mut next = state
         .units

@@ -149,7 +149,10 @@ mod tests {
         let deps = Dependencies::resolve(stack::UNITS).unwrap();
         for slot in 0..stack::UNITS.len() {
             for &dep in deps.of(slot) {
-                assert!(deps.dependents_of(dep).contains(&slot), "{slot} stops after {dep}");
+                assert!(
+                    deps.dependents_of(dep).contains(&slot),
+                    "{slot} stops after {dep}"
+                );
             }
         }
     }

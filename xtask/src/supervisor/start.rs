@@ -136,32 +136,32 @@ impl Supervisor {
                     slot.timings.listening_ms.get_or_insert(at);
                 }
                 match probe {
-                Probe::Ready => {
-                    let ms = now.saturating_duration_since(*began).as_millis() as u64;
-                    slot.timings.ready_ms = Some(at);
-                    println!("{name}: ready in {ms} ms (pid {})", process.pid);
-                    slot.state = SlotState::Ready {
-                        process: *process,
-                        liveness: Liveness::from(now),
-                    };
-                    slot.failures = 0;
-                    slot.ready_ms = Some(ms);
-                    // Why it failed before is `last_restart` now.
-                    slot.message = None;
-                    self.publish();
-                    Ok(())
-                }
-                Probe::NotYet(err) | Probe::Listening(err) if now >= *deadline => {
-                    let err = err.context(format!("not ready after {READY_TIMEOUT:?}"));
-                    self.failed(index, err.context(format!("{name}: not ready")), now)
-                }
-                Probe::NotYet(_) | Probe::Listening(_) => {
-                    *next = NextProbe::At(now + PROBE_INTERVAL);
-                    Ok(())
-                }
-                Probe::Failed(err) => {
-                    self.failed(index, err.context(format!("{name}: not ready")), now)
-                }
+                    Probe::Ready => {
+                        let ms = now.saturating_duration_since(*began).as_millis() as u64;
+                        slot.timings.ready_ms = Some(at);
+                        println!("{name}: ready in {ms} ms (pid {})", process.pid);
+                        slot.state = SlotState::Ready {
+                            process: *process,
+                            liveness: Liveness::from(now),
+                        };
+                        slot.failures = 0;
+                        slot.ready_ms = Some(ms);
+                        // Why it failed before is `last_restart` now.
+                        slot.message = None;
+                        self.publish();
+                        Ok(())
+                    }
+                    Probe::NotYet(err) | Probe::Listening(err) if now >= *deadline => {
+                        let err = err.context(format!("not ready after {READY_TIMEOUT:?}"));
+                        self.failed(index, err.context(format!("{name}: not ready")), now)
+                    }
+                    Probe::NotYet(_) | Probe::Listening(_) => {
+                        *next = NextProbe::At(now + PROBE_INTERVAL);
+                        Ok(())
+                    }
+                    Probe::Failed(err) => {
+                        self.failed(index, err.context(format!("{name}: not ready")), now)
+                    }
                 }
             }
             (Report::TaskDone(Ok(message)), &mut SlotState::Running { began }) => {
