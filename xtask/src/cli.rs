@@ -34,6 +34,10 @@ pub(crate) enum Command {
         /// changed).
         #[arg(long)]
         no_recreate: bool,
+        /// Once ready, show each service's start as the supervisor recorded it (dependencies
+        /// ready, spawned, listening, ready) and the critical path.
+        #[arg(long, conflicts_with_all = ["attach", "ui"])]
+        timings: bool,
     },
     /// Restart services of the running stack, leaving the others running; returns once they
     /// are ready again, or fails with the last lines of their log.
@@ -55,7 +59,8 @@ pub(crate) enum Command {
     /// Rebuild the apps when their sources change and restart those whose binary changed; a
     /// failed build leaves them running. Ctrl-C ends watching, not the stack.
     Watch,
-    /// Stop the stack gracefully, in reverse dependency order; data is kept.
+    /// Stop the stack gracefully, each service once nothing that depends on it runs; data is
+    /// kept.
     Down {
         /// Also delete the state dir: the database, generated passwords and logs.
         #[arg(long)]

@@ -43,6 +43,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             attach,
             no_recreate,
             ui: false,
+            timings,
         } => {
             let attach = if attach {
                 Attach::Attached
@@ -54,7 +55,11 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 Recreate::Changed
             };
-            cmd::up::up(repo, &services, attach, recreate)
+            let code = cmd::up::up(repo, &services, attach, recreate)?;
+            if timings {
+                cmd::up::print_timings(repo)?;
+            }
+            Ok(code)
         }
         Command::Restart { services } => cmd::restart::run(repo, Request::Restart { services }),
         Command::Stop { services } => cmd::restart::run(repo, Request::Stop { services }),

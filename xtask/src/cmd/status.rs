@@ -312,6 +312,7 @@ pub(crate) mod tests {
             restarts: 1,
             message: message.map(str::to_owned),
             last_restart: None,
+            timings: Default::default(),
         }
     }
 

@@ -59,6 +59,18 @@ pub(crate) fn check_free(port: u16) -> Result<(), PortInUse> {
     }
 }
 
+/// The kernel's tables of TCP sockets, IPv4 and IPv6.
+const TCP_TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
+
+/// Whether something listens on TCP `port`, as `/proc/net/tcp*` says (false where there is
+/// no such file).
+pub(crate) fn listening(port: u16) -> bool {
+    TCP_TABLES
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .any(|table| listening_inode(&table, port).is_some())
+}
+
 /// The ports sockets listen on, as `/proc/net/tcp*` lists them, read once: a look at ports
 /// that binds none of them, so it cannot take one from a server binding it at that moment
 /// (`AMTP_PORTS=auto` looks at every command, while `up` may be starting the stack).
@@ -69,7 +81,7 @@ pub(crate) struct Listeners {
 
 impl Listeners {
     pub(crate) fn now() -> Listeners {
-        let tables: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        let tables: Vec<String> = TCP_TABLES
             .iter()
             .filter_map(|path| fs::read_to_string(path).ok())
             .collect();
@@ -98,7 +110,7 @@ impl Listeners {
 
 /// The process listening on `port`, found through `/proc/net/tcp*` and the fds of `/proc/*`.
 fn holder(port: u16) -> Option<PortHolder> {
-    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+    let inode = TCP_TABLES
         .iter()
         .filter_map(|path| fs::read_to_string(path).ok())
         .find_map(|table| listening_inode(&table, port))?;
@@ -194,6 +206,7 @@ mod tests {
     fn the_holder_of_a_taken_port_is_named() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        assert!(listening(port), "the kernel's table shows the listener");
         let err = check_free(port).unwrap_err();
         let holder = err.holder.clone().expect("this process is named");
         assert_eq!(holder.pid, std::process::id() as i32);

@@ -57,6 +57,25 @@ pub(crate) struct UnitState {
     /// Why the supervisor last restarted it on its own (it exited, or did not answer).
     #[serde(default)]
     pub(crate) last_restart: Option<String>,
+    /// The steps of its last start, as the supervisor took them (`up --timings`).
+    #[serde(default)]
+    pub(crate) timings: Timings,
+}
+
+/// When the supervisor moved a unit along its last start, each in milliseconds since the
+/// supervisor started: the critical path of a start, read back by `up --timings`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Timings {
+    /// Its dependencies were ready: its preparation (files, initdb) or its task began.
+    pub(crate) began_ms: Option<u64>,
+    /// The dependency that was ready last, which it waited for; `None` when it needs none.
+    pub(crate) waited_for: Option<String>,
+    /// Its daemon was spawned (a task has none).
+    pub(crate) spawned_ms: Option<u64>,
+    /// A probe first found its port listened on (the program answers later, once ready).
+    pub(crate) listening_ms: Option<u64>,
+    /// Its probe passed (a daemon), or its task finished.
+    pub(crate) ready_ms: Option<u64>,
 }
 
 /// `<state>/run/state.json`.
