@@ -1,0 +1,174 @@
+//! `snapshot`, `restore` and `reset SERVICE` on stacks of their own, through real clients:
+//! rows through the postgres crate, objects through the S3 client of the Garage tests, keys
+//! through redis. What a snapshot held comes back byte for byte and what came later goes, on
+//! a running stack and on a stopped one; `reset postgres` leaves the other services' data
+//! alone.
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::garage::{S3Account, archive_bytes, block_on};
+use crate::util::{TestStack, describe};
+
+/// Every row of the tables the test writes, as Postgres prints them (so equal text is equal
+/// bytes), and the Flyway history.
+fn rows(stack: &TestStack) -> (Vec<String>, Vec<String>) {
+    let mut db = stack.postgres();
+    let text = |db: &mut postgres::Client, sql: &str| -> Vec<String> {
+        db.query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    (
+        text(&mut db, "SELECT p::text FROM projects p ORDER BY id"),
+        text(
+            &mut db,
+            "SELECT h::text FROM flyway_schema_history h ORDER BY installed_rank",
+        ),
+    )
+}
+
+fn insert_project(stack: &TestStack, repo: &str) {
+    stack
+        .postgres()
+        .execute(
+            "INSERT INTO projects (github_owner, github_repo, installation_id) \
+             VALUES ('amtp-test', $1, 1)",
+            &[&repo],
+        )
+        .expect("insert a project");
+}
+
+/// The object's bytes, or `None` when the bucket does not have it.
+fn object(bucket: &impl ObjectStore, key: &str) -> Option<Vec<u8>> {
+    match block_on(async { bucket.get(&Path::from(key)).await?.bytes().await }) {
+        Ok(bytes) => Some(bytes.to_vec()),
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(err) => panic!("GET {key}: {err}"),
+    }
+}
+
+fn put(bucket: &impl ObjectStore, key: &str, bytes: &[u8]) {
+    block_on(bucket.put(&Path::from(key), PutPayload::from(bytes.to_vec())))
+        .unwrap_or_else(|err| panic!("PUT {key}: {err}"));
+}
+
+fn assert_verify_clean(stack: &TestStack) {
+    let verify = stack.xtask(&["verify"]);
+    assert!(verify.status.success(), "verify:\n{}", describe(&verify));
+}
+
+#[test]
+fn a_restored_snapshot_brings_back_its_rows_and_objects_and_drops_later_ones() {
+    let stack = TestStack::new("snapshot-restore");
+    stack.up();
+    let bucket = S3Account::of(&stack).bucket(&stack.env_var("ARTIFACTS_BUCKET"));
+    insert_project(&stack, "kept");
+    let bundle = archive_bytes(700 * 1024, 22);
+    put(&bucket, "runs/1/test-bundle.tar.gz", &bundle);
+    let before = rows(&stack);
+
+    stack.ok(&["snapshot", "before"]);
+    let listed = stack.ok(&["snapshots"]);
+    assert!(listed.contains("before"), "{listed}");
+    assert!(listed.contains("postgres, garage"), "{listed}");
+
+    // A name taken is refused, saying how to free it; a bad name is refused by its rule.
+    let again = stack.xtask(&["snapshot", "before"]);
+    assert!(!again.status.success(), "{}", describe(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("cargo xtask snapshot --delete before"),
+        "{}",
+        describe(&again)
+    );
+    let bad = stack.xtask(&["snapshot", "../up"]);
+    assert!(!bad.status.success(), "{}", describe(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("letters, digits"),
+        "{}",
+        describe(&bad)
+    );
+
+    // Later: a row changed, one added, the object overwritten and another added.
+    stack
+        .postgres()
+        .execute("UPDATE projects SET github_repo = 'changed'", &[])
+        .unwrap();
+    insert_project(&stack, "later");
+    put(&bucket, "runs/1/test-bundle.tar.gz", b"overwritten");
+    put(&bucket, "runs/2/later.tar.gz", b"later");
+    assert_ne!(rows(&stack), before);
+
+    stack.ok(&["restore", "before"]);
+    assert_eq!(rows(&stack), before, "the rows and the Flyway history");
+    assert!(
+        object(&bucket, "runs/1/test-bundle.tar.gz").as_deref() == Some(bundle.as_slice()),
+        "the object did not come back byte for byte"
+    );
+    assert_eq!(object(&bucket, "runs/2/later.tar.gz"), None);
+    assert_verify_clean(&stack);
+
+    // On a stopped stack, the files directly.
+    insert_project(&stack, "after-restore");
+    stack.ok(&["down"]);
+    stack.ok(&["restore", "before"]);
+    stack.up();
+    assert_eq!(rows(&stack), before);
+    assert_verify_clean(&stack);
+
+    stack.ok(&["snapshot", "--delete", "before"]);
+    assert!(!stack.state_dir.join("snapshots/before").exists());
+    let gone = stack.xtask(&["restore", "before"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("no snapshot named before"),
+        "{}",
+        describe(&gone)
+    );
+}
+
+#[test]
+fn reset_postgres_empties_and_migrates_it_and_leaves_valkey_and_garage_alone() {
+    let stack = TestStack::new("reset-postgres");
+    stack.up();
+    let bucket = S3Account::of(&stack).bucket(&stack.env_var("ARTIFACTS_BUCKET"));
+    let mut valkey = redis::Client::open(stack.env_var("VALKEY_URL"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("amtp:test:kept")
+        .arg("yes")
+        .query(&mut valkey)
+        .unwrap();
+    put(&bucket, "kept.bin", b"kept");
+    insert_project(&stack, "gone");
+    let (_, history) = rows(&stack);
+
+    // No terminal (the test's stdin is not one) and no --yes: refused, naming --yes.
+    let asked = stack.xtask(&["reset", "postgres"]);
+    assert!(!asked.status.success(), "{}", describe(&asked));
+    assert!(
+        String::from_utf8_lossy(&asked.stderr).contains("--yes"),
+        "{}",
+        describe(&asked)
+    );
+    assert_eq!(rows(&stack).0.len(), 1, "a refused reset deleted the rows");
+
+    stack.ok(&["reset", "postgres", "--yes"]);
+    let (projects, history_after) = rows(&stack);
+    assert_eq!(projects, Vec::<String>::new());
+    assert_eq!(
+        history_after.len(),
+        history.len(),
+        "the migrations ran again: {history_after:?}"
+    );
+    let kept: String = redis::cmd("GET")
+        .arg("amtp:test:kept")
+        .query(&mut valkey)
+        .expect("Valkey kept its connection and its key");
+    assert_eq!(kept, "yes");
+    assert_eq!(object(&bucket, "kept.bin").as_deref(), Some(&b"kept"[..]));
+    assert_verify_clean(&stack);
+}
