@@ -139,7 +139,7 @@ pub(crate) fn take(repo: &Repo, name: Option<String>) -> anyhow::Result<ExitCode
         .with_context(|| format!("cannot write {}", manifest_file.display()))?;
     fs::rename(&partial, &dir).with_context(|| format!("cannot create {}", dir.display()))?;
     println!(
-        "snapshot {name} taken in {:.2} s: {} ({}) in {}",
+        "snapshot {name} taken in {:.2} s: {}, {}, in {}",
         began.elapsed().as_secs_f64(),
         names.join(", "),
         disk::show_bytes(bytes),
@@ -241,7 +241,7 @@ pub(crate) fn delete(repo: &Repo, name: &str) -> anyhow::Result<ExitCode> {
     let doomed = snapshots_dir(&cfg).join(format!(".{name}.deleting"));
     fs::rename(&dir, &doomed).with_context(|| format!("cannot delete {}", dir.display()))?;
     fs::remove_dir_all(&doomed).with_context(|| format!("cannot delete {}", doomed.display()))?;
-    println!("deleted snapshot {name} ({})", disk::show_bytes(bytes));
+    println!("deleted snapshot {name}, {}", disk::show_bytes(bytes));
     Ok(ExitCode::SUCCESS)
 }
 

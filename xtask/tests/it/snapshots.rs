@@ -55,6 +55,16 @@ fn put(bucket: &impl ObjectStore, key: &str, bytes: &[u8]) {
         .unwrap_or_else(|err| panic!("PUT {key}: {err}"));
 }
 
+/// Runs `xtask <args>`, which must fail saying `says`.
+fn assert_refused(stack: &TestStack, args: &[&str], says: &str) {
+    let output = stack.xtask(args);
+    assert!(
+        !output.status.success() && String::from_utf8_lossy(&output.stderr).contains(says),
+        "xtask {args:?} should fail saying {says:?}:\n{}",
+        describe(&output)
+    );
+}
+
 fn assert_verify_clean(stack: &TestStack) {
     let verify = stack.xtask(&["verify"]);
     assert!(verify.status.success(), "verify:\n{}", describe(&verify));
@@ -76,20 +86,12 @@ fn a_restored_snapshot_brings_back_its_rows_and_objects_and_drops_later_ones() {
     assert!(listed.contains("postgres, garage"), "{listed}");
 
     // A name taken is refused, saying how to free it; a bad name is refused by its rule.
-    let again = stack.xtask(&["snapshot", "before"]);
-    assert!(!again.status.success(), "{}", describe(&again));
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("cargo xtask snapshot --delete before"),
-        "{}",
-        describe(&again)
+    assert_refused(
+        &stack,
+        &["snapshot", "before"],
+        "cargo xtask snapshot --delete before",
     );
-    let bad = stack.xtask(&["snapshot", "../up"]);
-    assert!(!bad.status.success(), "{}", describe(&bad));
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("letters, digits"),
-        "{}",
-        describe(&bad)
-    );
+    assert_refused(&stack, &["snapshot", "../up"], "letters, digits");
 
     // Later: a row changed, one added, the object overwritten and another added.
     stack
@@ -120,12 +122,7 @@ fn a_restored_snapshot_brings_back_its_rows_and_objects_and_drops_later_ones() {
 
     stack.ok(&["snapshot", "--delete", "before"]);
     assert!(!stack.state_dir.join("snapshots/before").exists());
-    let gone = stack.xtask(&["restore", "before"]);
-    assert!(
-        String::from_utf8_lossy(&gone.stderr).contains("no snapshot named before"),
-        "{}",
-        describe(&gone)
-    );
+    assert_refused(&stack, &["restore", "before"], "no snapshot named before");
 }
 
 #[test]
@@ -147,13 +144,7 @@ fn reset_postgres_empties_and_migrates_it_and_leaves_valkey_and_garage_alone() {
     let (_, history) = rows(&stack);
 
     // No terminal (the test's stdin is not one) and no --yes: refused, naming --yes.
-    let asked = stack.xtask(&["reset", "postgres"]);
-    assert!(!asked.status.success(), "{}", describe(&asked));
-    assert!(
-        String::from_utf8_lossy(&asked.stderr).contains("--yes"),
-        "{}",
-        describe(&asked)
-    );
+    assert_refused(&stack, &["reset", "postgres"], "pass --yes");
     assert_eq!(rows(&stack).0.len(), 1, "a refused reset deleted the rows");
 
     stack.ok(&["reset", "postgres", "--yes"]);

@@ -83,13 +83,7 @@ pub(crate) fn copy_in(parts: &[Part]) -> anyhow::Result<()> {
 /// and deletes the data from before once they are ready. Any failure leaves the data from
 /// before in place (and running, if it ran).
 pub(crate) fn replace(cfg: &StackConfig, parts: &[Part], pause: Pause) -> anyhow::Result<()> {
-    let moved: Vec<Moved> = parts
-        .iter()
-        .map(|part| Moved {
-            live: part.live.clone(),
-            had_live: part.live.exists(),
-        })
-        .collect();
+    let moved = moves(parts);
     let journal = journal(cfg);
     fs::write(&journal, serde_json::to_vec_pretty(&moved)?)
         .with_context(|| format!("cannot write {}", journal.display()))?;
@@ -115,6 +109,17 @@ pub(crate) fn replace(cfg: &StackConfig, parts: &[Part], pause: Pause) -> anyhow
         remove_if_there(&beside(&part.live, PREVIOUS))?;
     }
     Ok(())
+}
+
+/// What the journal says of these parts, before the swap.
+fn moves(parts: &[Part]) -> Vec<Moved> {
+    parts
+        .iter()
+        .map(|part| Moved {
+            live: part.live.clone(),
+            had_live: part.live.exists(),
+        })
+        .collect()
 }
 
 /// Renames each live dir aside and its copy into place.
@@ -263,28 +268,20 @@ impl<'a> Pause<'a> {
     }
 
     fn stop_again(&self) -> anyhow::Result<()> {
-        if self.services.is_empty() {
-            return Ok(());
-        }
-        socket::call(
-            self.cfg,
-            &Request::Stop {
-                services: self.services.clone(),
-            },
-        )
+        self.ask(|services| Request::Stop { services })
     }
 
     /// Starts what it stopped; done once all of it is ready.
     pub(crate) fn resume(&self) -> anyhow::Result<()> {
+        self.ask(|services| Request::Start { services })
+    }
+
+    /// Sends the supervisor this request for the services, when there are any.
+    fn ask(&self, request: impl FnOnce(Vec<String>) -> Request) -> anyhow::Result<()> {
         if self.services.is_empty() {
             return Ok(());
         }
-        socket::call(
-            self.cfg,
-            &Request::Start {
-                services: self.services.clone(),
-            },
-        )
+        socket::call(self.cfg, &request(self.services.clone()))
     }
 }
 
@@ -348,13 +345,7 @@ mod tests {
             part(root, "b", None, Some("new b")),
             part(root, "c", Some("old c"), None),
         ];
-        let moved: Vec<Moved> = parts
-            .iter()
-            .map(|p| Moved {
-                live: p.live.clone(),
-                had_live: p.live.exists(),
-            })
-            .collect();
+        let moved = moves(&parts);
         copy_in(&parts).unwrap();
         swap_in(&parts).unwrap();
         assert_eq!(read(root, "a").as_deref(), Some("new a"));
