@@ -72,8 +72,8 @@ pub(crate) enum Command {
         yes: bool,
     },
     /// Copy the stack's data (the Postgres cluster, Garage's metadata and objects) to
-    /// `<state>/snapshots/NAME`; on a running stack Postgres and Garage stop for the copy and
-    /// start again.
+    /// `<state>/snapshots/NAME`; on a running stack Postgres, Garage and what depends on them
+    /// stop for the copy and start again.
     Snapshot {
         /// Its name: letters, digits, `.`, `_`, `-` [default: the time, e.g. 20261207-174002].
         #[arg(value_parser = crate::cmd::snapshot::parse_name)]

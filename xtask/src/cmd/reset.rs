@@ -37,7 +37,7 @@ pub(crate) fn run(repo: &Repo, service: &str, yes: bool) -> anyhow::Result<ExitC
         .into_iter()
         .map(|live| Part::new(live, None))
         .collect();
-    let pause = Pause::stop_with_dependents(&cfg, &[service])?;
+    let pause = Pause::stop(&cfg, &[service])?;
     let ran = pause.stopped(service);
     let started = pause.services().join(", ");
     swap::replace(&cfg, &parts, pause)?;

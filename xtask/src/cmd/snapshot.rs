@@ -3,8 +3,8 @@
 //! metadata and objects) in `<state>/snapshots/NAME/`, at the same paths as in the state dir.
 //!
 //! A copy is consistent because nothing writes while it is made: on a running stack the
-//! services that hold the data are stopped through the supervisor for the copy and started
-//! again (docs/benchmarks/snapshot.md measures this against `pg_basebackup` and a template
+//! services that hold the data, and those that depend on them, are stopped through the
+//! supervisor for the copy and started again (docs/benchmarks/snapshot.md measures this against `pg_basebackup` and a template
 //! database). `restore` copies the snapshot in beside the live data first, then stops what
 //! uses it, swaps the directories by renaming, and starts it all again; the data from before is
 //! deleted only once everything is ready (see [`swap`]).
@@ -80,7 +80,7 @@ fn relative<'a>(cfg: &StackConfig, dir: &'a Path) -> &'a Path {
 }
 
 /// `snapshot [NAME]`: copies the data of every service that has some; on a running stack,
-/// stops those services for the copy and starts them again.
+/// stops those services and their dependents for the copy and starts them again.
 pub(crate) fn take(repo: &Repo, name: Option<String>) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let cfg = repo.config()?;
@@ -269,7 +269,7 @@ pub(crate) fn restore(repo: &Repo, name: &str) -> anyhow::Result<ExitCode> {
     // the renames.
     swap::copy_in(&parts).with_context(|| format!("cannot restore snapshot {name}"))?;
     let names: Vec<&str> = units.iter().map(|unit| unit.name).collect();
-    let pause = Pause::stop_with_dependents(&cfg, &names)?;
+    let pause = Pause::stop(&cfg, &names)?;
     swap::replace(&cfg, &parts, pause)
         .with_context(|| format!("cannot restore snapshot {name}"))?;
     println!(

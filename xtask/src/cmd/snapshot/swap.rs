@@ -199,19 +199,12 @@ pub(crate) struct Pause<'a> {
 }
 
 impl<'a> Pause<'a> {
-    /// Stops those of `names` that run.
-    pub(crate) fn stop(cfg: &'a StackConfig, names: &[&str]) -> anyhow::Result<Pause<'a>> {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        Pause::stop_running(cfg, names)
-    }
-
     /// Stops those of `names` that run and the running units that depend on them, directly or
-    /// not: they would fail, or keep what they read (PgBouncer its auth file, the migrations
-    /// their result), while the data changes under them.
-    pub(crate) fn stop_with_dependents(
-        cfg: &'a StackConfig,
-        names: &[&str],
-    ) -> anyhow::Result<Pause<'a>> {
+    /// not. Those would fail, or keep what they read, while the data is away or changes under
+    /// them: PgBouncer, whose connect to a stopped Postgres bars every new server connection
+    /// for `server_login_retry` (15 s) and then fails its liveness probes, the auth file
+    /// holding the role's verifier, the migrations' result, the apps' connections.
+    pub(crate) fn stop(cfg: &'a StackConfig, names: &[&str]) -> anyhow::Result<Pause<'a>> {
         Pause::stop_running(cfg, with_dependents(names))
     }
 
