@@ -57,13 +57,14 @@ pub(crate) enum Command {
     Watch,
     /// Stop the stack gracefully, in reverse dependency order; data is kept.
     Down {
-        /// Also delete the state dir: the database, generated passwords and logs.
+        /// Also delete the state dir: the database, generated passwords, logs and snapshots.
         #[arg(long)]
         volumes: bool,
     },
-    /// Stop the stack and delete its state (same as `down --volumes`); with SERVICE, only
-    /// empty that service's data (after a yes on the terminal), leaving the others running:
-    /// Postgres gets a fresh cluster and the migrations, Garage a fresh node, bucket and key.
+    /// Stop the stack and delete its state, snapshots included (same as `down --volumes`);
+    /// with SERVICE, only empty that service's data (after a yes on the terminal), leaving the
+    /// others running: Postgres gets a fresh cluster and the migrations, Garage a fresh node,
+    /// bucket and key.
     Reset {
         #[arg(value_parser = crate::cmd::reset::service_names())]
         service: Option<String>,
