@@ -117,10 +117,11 @@ pub(crate) fn take(repo: &Repo, name: Option<String>) -> anyhow::Result<ExitCode
     let names: Vec<&str> = units.iter().map(|unit| unit.name).collect();
     // Made under a hidden name and renamed whole: a snapshot is there complete, or not at all.
     let partial = snapshots_dir(&cfg).join(format!(".{name}.partial"));
-    let _ = fs::remove_dir_all(&partial);
-    fs::create_dir_all(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    remove_leftovers(&cfg);
     let pause = Pause::stop(&cfg, &names)?;
-    let copied = copy_out(&cfg, &units, &partial);
+    let copied = fs::create_dir_all(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))
+        .and_then(|()| copy_out(&cfg, &units, &partial));
     let resumed = pause.resume();
     let bytes = match copied.and_then(|bytes| resumed.map(|()| bytes)) {
         Ok(bytes) => bytes,
@@ -146,6 +147,20 @@ pub(crate) fn take(repo: &Repo, name: Option<String>) -> anyhow::Result<ExitCode
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a `snapshot` or `snapshot --delete` that was killed left: hidden dirs of the snapshots
+/// dir (a snapshot half made, or half deleted).
+fn remove_leftovers(cfg: &StackConfig) {
+    let Ok(entries) = fs::read_dir(snapshots_dir(cfg)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && (name.ends_with(".partial") || name.ends_with(".deleting")) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Copies each unit's data dirs into the snapshot dir `into`; returns the bytes copied.

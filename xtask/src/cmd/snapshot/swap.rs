@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use super::data_units;
 use crate::config::StackConfig;
 use crate::os::process::ProcessId;
+use crate::os::signals::Interrupt;
 use crate::os::tree;
 use crate::stack::UNITS;
 use crate::supervisor::run_state::{Phase, RunState, Status};
@@ -196,6 +197,9 @@ fn remove_if_there(dir: &Path) -> anyhow::Result<()> {
 pub(crate) struct Pause<'a> {
     cfg: &'a StackConfig,
     services: Vec<String>,
+    /// Ctrl-C (SIGINT, SIGTERM, SIGHUP) while services are stopped: the command goes on until
+    /// they run again rather than leave them stopped, and says so.
+    interrupt: Interrupt,
 }
 
 impl<'a> Pause<'a> {
@@ -212,6 +216,7 @@ impl<'a> Pause<'a> {
         let mut pause = Pause {
             cfg,
             services: Vec::new(),
+            interrupt: Interrupt::catch()?,
         };
         let Some(state) = RunState::read(&cfg.state_dir) else {
             return Ok(pause);
@@ -266,7 +271,11 @@ impl<'a> Pause<'a> {
 
     /// Starts what it stopped; done once all of it is ready.
     pub(crate) fn resume(&self) -> anyhow::Result<()> {
-        self.ask(|services| Request::Start { services })
+        self.ask(|services| Request::Start { services })?;
+        if self.interrupt.requested() {
+            println!("interrupted: went on until the stopped services were running again");
+        }
+        Ok(())
     }
 
     /// Sends the supervisor this request for the services, when there are any.
