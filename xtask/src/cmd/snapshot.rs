@@ -99,21 +99,12 @@ pub(crate) fn take(repo: &Repo, name: Option<String>) -> anyhow::Result<ExitCode
     if units.is_empty() {
         bail!("the stack has no data yet (no service has started); `cargo xtask up` first");
     }
-    let need: u64 = units
+    let need = units
         .iter()
         .flat_map(|unit| unit.data_dirs(&cfg))
         .map(|d| tree::size(&d))
         .sum();
-    let free = disk::free_bytes(&cfg.state_dir).unwrap_or(u64::MAX);
-    if free < need.saturating_add(disk::FULL_BELOW) {
-        bail!(
-            "not enough free space for the snapshot: it needs {}, {} is free in {}; delete an \
-             old snapshot (`cargo xtask snapshots` lists them) or free some space",
-            disk::show_bytes(need),
-            disk::show_bytes(free),
-            cfg.state_dir.display()
-        );
-    }
+    check_room(&cfg, need, "the snapshot")?;
     let names: Vec<&str> = units.iter().map(|unit| unit.name).collect();
     // Made under a hidden name and renamed whole: a snapshot is there complete, or not at all.
     let partial = snapshots_dir(&cfg).join(format!(".{name}.partial"));
@@ -147,6 +138,21 @@ pub(crate) fn take(repo: &Repo, name: Option<String>) -> anyhow::Result<ExitCode
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a copy of `need` bytes into the state dir's file system when it has less room.
+fn check_room(cfg: &StackConfig, need: u64, what: &str) -> anyhow::Result<()> {
+    let free = disk::free_bytes(&cfg.state_dir).unwrap_or(u64::MAX);
+    if free < need.saturating_add(disk::FULL_BELOW) {
+        bail!(
+            "not enough free space for {what}: it needs {}, {} is free in {}; delete an old \
+             snapshot (`cargo xtask snapshots` lists them) or free some space",
+            disk::show_bytes(need),
+            disk::show_bytes(free),
+            cfg.state_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// What a `snapshot` or `snapshot --delete` that was killed left: hidden dirs of the snapshots
@@ -282,6 +288,7 @@ pub(crate) fn restore(repo: &Repo, name: &str) -> anyhow::Result<ExitCode> {
     }
     // Copied in beside the live data while the stack still runs: the services stop only for
     // the renames.
+    check_room(&cfg, manifest.bytes, "the copy of the snapshot")?;
     swap::copy_in(&parts).with_context(|| format!("cannot restore snapshot {name}"))?;
     let names: Vec<&str> = units.iter().map(|unit| unit.name).collect();
     let pause = Pause::stop(&cfg, &names)?;
