@@ -1,8 +1,8 @@
 //! `snapshot`, `restore` and `reset SERVICE` on stacks of their own, through real clients:
 //! rows through the postgres crate, objects through the S3 client of the Garage tests, keys
 //! through redis. What a snapshot held comes back byte for byte and what came later goes, on
-//! a running stack and on a stopped one; `reset postgres` leaves the other services' data
-//! alone.
+//! a running stack and on a stopped one; `reset postgres` and `reset garage` leave the other
+//! services' data alone.
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -126,7 +126,7 @@ fn a_restored_snapshot_brings_back_its_rows_and_objects_and_drops_later_ones() {
 }
 
 #[test]
-fn reset_postgres_empties_and_migrates_it_and_leaves_valkey_and_garage_alone() {
+fn reset_postgres_or_garage_empties_it_and_leaves_the_others_alone() {
     let stack = TestStack::new("reset-postgres");
     stack.up();
     let bucket = S3Account::of(&stack).bucket(&stack.env_var("ARTIFACTS_BUCKET"));
@@ -161,5 +161,14 @@ fn reset_postgres_empties_and_migrates_it_and_leaves_valkey_and_garage_alone() {
         .expect("Valkey kept its connection and its key");
     assert_eq!(kept, "yes");
     assert_eq!(object(&bucket, "kept.bin").as_deref(), Some(&b"kept"[..]));
+    assert_verify_clean(&stack);
+
+    // And Garage: a fresh node with its bucket and the same key, Postgres' rows left alone.
+    insert_project(&stack, "kept");
+    stack.ok(&["reset", "garage", "--yes"]);
+    assert_eq!(object(&bucket, "kept.bin"), None);
+    put(&bucket, "new.bin", b"new");
+    assert_eq!(object(&bucket, "new.bin").as_deref(), Some(&b"new"[..]));
+    assert_eq!(rows(&stack).0.len(), 1);
     assert_verify_clean(&stack);
 }
