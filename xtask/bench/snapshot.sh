@@ -48,8 +48,9 @@ export PGPASSFILE=$scratch/pgpass PGHOST=127.0.0.1 PGPORT=$POSTGRES_PORT PGUSER=
 
 psql -q -d amtp -c "INSERT INTO projects (github_owner, github_repo, installation_id)
     SELECT 'bench', 'repo-' || g, g FROM generate_series(1, $rows) g"
-head -c 1048576 /dev/urandom >"$scratch/object"
+# Each object its own random bytes: Garage stores a block once however often it is uploaded.
 for i in $(seq "$objects"); do
+    head -c 1048576 /dev/urandom >"$scratch/object"
     curl --silent --show-error --fail --netrc-file "$scratch/netrc" \
         --aws-sigv4 "aws:amz:$AWS_REGION:s3" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
         -T "$scratch/object" "$AWS_ENDPOINT_URL/$ARTIFACTS_BUCKET/bench/object-$i"
@@ -65,12 +66,12 @@ floor="rm -rf $scratch/cp && mkdir -p $scratch/cp/garage && cp -a $state/postgre
 "$xtask" snapshot bench >/dev/null
 hyperfine --runs "$runs" --export-markdown "$scratch/running.md" \
     -n 'snapshot, running stack' --prepare "$xtask snapshot --delete run >/dev/null 2>&1 || true" "$xtask snapshot run" \
-    -n 'restore, running stack' "$xtask restore bench" \
+    -n 'restore, running stack' --prepare true "$xtask restore bench" \
     -n 'pg_basebackup (Postgres only)' --prepare "rm -rf $scratch/basebackup" \
     "pg_basebackup -D $scratch/basebackup -X stream -c fast -d 'dbname=postgres'" \
-    -n 'template database: take (amtp only)' \
+    -n 'template database: take (amtp only)' --prepare true \
     "psql -q -d postgres -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'amtp'\" -c 'DROP DATABASE IF EXISTS amtp_snapshot' -c 'CREATE DATABASE amtp_snapshot TEMPLATE amtp'" \
-    -n 'template database: restore (amtp only)' \
+    -n 'template database: restore (amtp only)' --prepare true \
     "psql -q -d postgres -c 'DROP DATABASE amtp WITH (FORCE)' -c 'CREATE DATABASE amtp TEMPLATE amtp_snapshot'"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 psql -q -d postgres -c 'DROP DATABASE amtp_snapshot'
@@ -78,8 +79,8 @@ psql -q -d postgres -c 'DROP DATABASE amtp_snapshot'
 # Stopped stack: the copy alone, against the floor.
 "$xtask" down >/dev/null
 hyperfine --runs "$runs" --export-markdown "$scratch/stopped.md" \
-    -n 'floor: cp -a of the same dirs' "$floor" \
+    -n 'floor: cp -a of the same dirs' --prepare true "$floor" \
     -n 'snapshot, stopped stack' --prepare "$xtask snapshot --delete stopped >/dev/null 2>&1 || true" "$xtask snapshot stopped" \
-    -n 'restore, stopped stack' "$xtask restore bench"
+    -n 'restore, stopped stack' --prepare true "$xtask restore bench"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$scratch/running.md" "$scratch/stopped.md"
