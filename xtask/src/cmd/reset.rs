@@ -31,6 +31,7 @@ pub(crate) fn run(repo: &Repo, service: &str, yes: bool) -> anyhow::Result<ExitC
         confirm(service)?;
     }
     let began = Instant::now();
+    let _one_at_a_time = swap::exclusive(&cfg)?;
     swap::finish_interrupted(&cfg)?;
     let parts: Vec<Part> = unit
         .data_dirs(&cfg)

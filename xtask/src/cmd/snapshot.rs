@@ -84,6 +84,7 @@ fn relative<'a>(cfg: &StackConfig, dir: &'a Path) -> &'a Path {
 pub(crate) fn take(repo: &Repo, name: Option<String>) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let cfg = repo.config()?;
+    let _one_at_a_time = swap::exclusive(&cfg)?;
     let name = name.unwrap_or_else(|| jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string());
     let dir = snapshots_dir(&cfg).join(&name);
     if dir.exists() {
@@ -256,6 +257,7 @@ fn existing(cfg: &StackConfig, name: &str) -> anyhow::Result<PathBuf> {
 /// `snapshot --delete NAME`.
 pub(crate) fn delete(repo: &Repo, name: &str) -> anyhow::Result<ExitCode> {
     let cfg = repo.config()?;
+    let _one_at_a_time = swap::exclusive(&cfg)?;
     let dir = existing(&cfg, name)?;
     let bytes = read_manifest(&dir).map(|m| m.bytes).unwrap_or(0);
     // Renamed first, so a delete cut off leaves no half snapshot under the name.
@@ -273,6 +275,7 @@ pub(crate) fn delete(repo: &Repo, name: &str) -> anyhow::Result<ExitCode> {
 pub(crate) fn restore(repo: &Repo, name: &str) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
     let cfg = repo.config()?;
+    let _one_at_a_time = swap::exclusive(&cfg)?;
     let dir = existing(&cfg, name)?;
     let manifest = read_manifest(&dir)?;
     swap::finish_interrupted(&cfg)?;

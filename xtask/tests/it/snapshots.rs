@@ -1,8 +1,10 @@
 //! `snapshot`, `restore` and `reset SERVICE` on stacks of their own, through real clients:
 //! rows through the postgres crate, objects through the S3 client of the Garage tests, keys
 //! through redis. What a snapshot held comes back byte for byte and what came later goes, on
-//! a running stack and on a stopped one; `reset postgres` and `reset garage` leave the other
-//! services' data alone.
+//! a running stack and on a stopped one; a restore that fails leaves the data from before;
+//! `reset postgres` and `reset garage` leave the other services' data alone.
+
+use std::fs;
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -112,8 +114,27 @@ fn a_restored_snapshot_brings_back_its_rows_and_objects_and_drops_later_ones() {
     assert_eq!(object(&bucket, "runs/2/later.tar.gz"), None);
     assert_verify_clean(&stack);
 
-    // On a stopped stack, the files directly.
+    // A snapshot the server refuses (another major's cluster): the restore fails, and the
+    // data from before is back and running.
+    stack.ok(&["snapshot", "damaged"]);
+    fs::write(
+        stack
+            .state_dir
+            .join("snapshots/damaged/postgres/data/PG_VERSION"),
+        "14\n",
+    )
+    .unwrap();
     insert_project(&stack, "after-restore");
+    let current = rows(&stack);
+    assert_refused(
+        &stack,
+        &["restore", "damaged"],
+        "the data from before is back in place",
+    );
+    assert_eq!(rows(&stack), current);
+    assert_verify_clean(&stack);
+
+    // On a stopped stack, the files directly.
     stack.ok(&["down"]);
     stack.ok(&["restore", "before"]);
     stack.up();

@@ -14,6 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use super::data_units;
 use crate::config::StackConfig;
@@ -61,6 +63,25 @@ struct Moved {
 /// on the new data.
 fn journal(cfg: &StackConfig) -> PathBuf {
     cfg.state_dir.join(".swapping-data.json")
+}
+
+/// Held while a `snapshot`, `snapshot --delete`, `restore` or `reset SERVICE` runs: one at a
+/// time per stack, since each moves or reads the same dirs (the lock goes with the process).
+pub(crate) fn exclusive(cfg: &StackConfig) -> anyhow::Result<Flock<fs::File>> {
+    let path = cfg.state_dir.join(".data.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        Errno::EWOULDBLOCK => anyhow::anyhow!(
+            "another snapshot, restore or reset of this stack is running; try again once it \
+             has returned"
+        ),
+        errno => anyhow::anyhow!("cannot lock {}: {errno}", path.display()),
+    })
 }
 
 /// Copies each part's saved data to its `.restoring` dir; on a failure, removes what it
@@ -317,6 +338,17 @@ mod tests {
             ]
         );
         assert_eq!(with_dependents(&["garage"]), ["garage"]);
+    }
+
+    #[test]
+    fn one_data_command_at_a_time() {
+        let scratch = tempfile::tempdir().unwrap();
+        let cfg = crate::config::tests::config_in(scratch.path());
+        let held = exclusive(&cfg).unwrap();
+        let err = exclusive(&cfg).unwrap_err();
+        assert!(err.to_string().contains("is running; try again"), "{err}");
+        drop(held);
+        exclusive(&cfg).unwrap();
     }
 
     fn part(root: &Path, name: &str, live: Option<&str>, saved: Option<&str>) -> Part {
