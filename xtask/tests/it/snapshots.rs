@@ -141,6 +141,34 @@ fn a_restored_snapshot_brings_back_its_rows_and_objects_and_drops_later_ones() {
     assert_eq!(rows(&stack), before);
     assert_verify_clean(&stack);
 
+    // A restore killed right after its swap leaves the snapshot's copy in place, the data from
+    // before beside it and its journal: the next `up` puts the data from before back.
+    insert_project(&stack, "before-the-cut");
+    let current = rows(&stack);
+    stack.ok(&["down"]);
+    let live = stack.state_dir.join("postgres/data");
+    fs::rename(&live, stack.state_dir.join("postgres/data.previous")).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(stack.state_dir.join("snapshots/before/postgres/data"))
+        .arg(&live)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let journal = serde_json::json!([{ "live": live, "had_live": true }]);
+    fs::write(
+        stack.state_dir.join(".swapping-data.json"),
+        journal.to_string(),
+    )
+    .unwrap();
+    let up = stack.ok(&["up"]);
+    assert!(
+        up.contains("put back the data from before a restore or reset that was cut off"),
+        "{up}"
+    );
+    assert_eq!(rows(&stack), current);
+    assert!(!stack.state_dir.join("postgres/data.previous").exists());
+
     stack.ok(&["snapshot", "--delete", "before"]);
     assert!(!stack.state_dir.join("snapshots/before").exists());
     assert_refused(&stack, &["restore", "before"], "no snapshot named before");
