@@ -197,8 +197,10 @@ pub(crate) fn list(repo: &Repo) -> anyhow::Result<ExitCode> {
             if parse_name(&name).is_err() {
                 continue;
             }
-            let manifest = read_manifest(&entry.path())?;
-            rows.push((name, manifest));
+            match read_manifest(&entry.path()) {
+                Ok(manifest) => rows.push((name, manifest)),
+                Err(err) => eprintln!("warning: {err:#}"),
+            }
         }
     }
     if rows.is_empty() {
