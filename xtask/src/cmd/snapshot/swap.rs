@@ -107,7 +107,7 @@ pub(crate) fn copy_in(parts: &[Part]) -> anyhow::Result<()> {
 pub(crate) fn replace(cfg: &StackConfig, parts: &[Part], pause: Pause) -> anyhow::Result<()> {
     let moved = moves(parts);
     let journal = journal(cfg);
-    fs::write(&journal, serde_json::to_vec_pretty(&moved)?)
+    write_durably(&journal, &serde_json::to_vec_pretty(&moved)?)
         .with_context(|| format!("cannot write {}", journal.display()))?;
     if let Err(err) = swap_in(parts) {
         roll_back(&moved)?;
@@ -131,6 +131,14 @@ pub(crate) fn replace(cfg: &StackConfig, parts: &[Part], pause: Pause) -> anyhow
         remove_if_there(&beside(&part.live, PREVIOUS))?;
     }
     Ok(())
+}
+
+/// Writes the file and syncs it, so that it is on disk before the renames it describes.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// What the journal says of these parts, before the swap.
