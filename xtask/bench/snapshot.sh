@@ -61,8 +61,8 @@ du -s --apparent-size --block-size=1M "$state/postgres/data" "$state/garage/meta
 
 floor="rm -rf $scratch/cp && mkdir -p $scratch/cp/garage && cp -a $state/postgres/data $scratch/cp/pgdata && cp -a $state/garage/meta $state/garage/data $scratch/cp/garage/"
 
-# Running stack. The template database needs its source without sessions: PgBouncer's and the
-# apps' are ended first (a restore drops the live database WITH (FORCE)).
+# Running stack. The template database needs its source without sessions: new ones are barred
+# and PgBouncer's and the apps' ended first (a restore drops the live database WITH (FORCE)).
 "$xtask" snapshot bench >/dev/null
 hyperfine --runs "$runs" --export-markdown "$scratch/running.md" \
     -n 'snapshot, running stack' --prepare "$xtask snapshot --delete run >/dev/null 2>&1 || true" "$xtask snapshot run" \
@@ -70,7 +70,7 @@ hyperfine --runs "$runs" --export-markdown "$scratch/running.md" \
     -n 'pg_basebackup (Postgres only)' --prepare "rm -rf $scratch/basebackup" \
     "pg_basebackup -D $scratch/basebackup -X stream -c fast -d 'dbname=postgres'" \
     -n 'template database: take (amtp only)' --prepare true \
-    "psql -q -d postgres -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'amtp'\" -c 'DROP DATABASE IF EXISTS amtp_snapshot' -c 'CREATE DATABASE amtp_snapshot TEMPLATE amtp'" \
+    "psql -q -d postgres -c 'ALTER DATABASE amtp ALLOW_CONNECTIONS false' -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'amtp'\" -c 'DROP DATABASE IF EXISTS amtp_snapshot' -c 'CREATE DATABASE amtp_snapshot TEMPLATE amtp' -c 'ALTER DATABASE amtp ALLOW_CONNECTIONS true'" \
     -n 'template database: restore (amtp only)' --prepare true \
     "psql -q -d postgres -c 'DROP DATABASE amtp WITH (FORCE)' -c 'CREATE DATABASE amtp TEMPLATE amtp_snapshot'"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -296,7 +296,7 @@ pub(crate) fn restore(repo: &Repo, name: &str) -> anyhow::Result<ExitCode> {
     check_room(&cfg, manifest.bytes, "the copy of the snapshot")?;
     swap::copy_in(&parts).with_context(|| format!("cannot restore snapshot {name}"))?;
     let names: Vec<&str> = units.iter().map(|unit| unit.name).collect();
-    let pause = Pause::stop(&cfg, &names)?;
+    let pause = Pause::stop(&cfg, &names).inspect_err(|_| swap::discard(&parts))?;
     swap::replace(&cfg, &parts, pause)
         .with_context(|| format!("cannot restore snapshot {name}"))?;
     println!(

@@ -92,13 +92,18 @@ pub(crate) fn copy_in(parts: &[Part]) -> anyhow::Result<()> {
         let incoming = beside(&part.live, INCOMING);
         remove_if_there(&incoming)?;
         if let Err(err) = tree::copy(saved, &incoming) {
-            for part in parts {
-                let _ = fs::remove_dir_all(beside(&part.live, INCOMING));
-            }
+            discard(parts);
             return Err(err).with_context(|| format!("cannot copy {}", saved.display()));
         }
     }
     Ok(())
+}
+
+/// Deletes the copies [`copy_in`] made, when the swap is not going to happen.
+pub(crate) fn discard(parts: &[Part]) {
+    for part in parts {
+        let _ = fs::remove_dir_all(beside(&part.live, INCOMING));
+    }
 }
 
 /// Swaps every part's new data in while `pause` has the services stopped, starts them again,
@@ -107,8 +112,11 @@ pub(crate) fn copy_in(parts: &[Part]) -> anyhow::Result<()> {
 pub(crate) fn replace(cfg: &StackConfig, parts: &[Part], pause: Pause) -> anyhow::Result<()> {
     let moved = moves(parts);
     let journal = journal(cfg);
-    write_durably(&journal, &serde_json::to_vec_pretty(&moved)?)
-        .with_context(|| format!("cannot write {}", journal.display()))?;
+    if let Err(err) = write_durably(&journal, &serde_json::to_vec_pretty(&moved)?) {
+        discard(parts);
+        pause.resume()?;
+        return Err(err).with_context(|| format!("cannot write {}", journal.display()));
+    }
     if let Err(err) = swap_in(parts) {
         roll_back(&moved)?;
         fs::remove_file(&journal)?;
