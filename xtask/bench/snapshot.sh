@@ -8,7 +8,8 @@
 #   xtask/bench/snapshot.sh        # from anywhere in the repository; RUNS=10 by default
 #
 # Needs hyperfine, curl >= 7.75 (--aws-sigv4), psql and pg_basebackup (postgresql-client-15)
-# and the stack's servers, garage included. Its own state dir under /tmp and ports from 21000
+# and the stack's servers, garage included. A restore also deletes the data it replaces, so the
+# stopped stack's runs include that floor too: `rm -rf` of a copy of the dirs, then `cp -a`. Its own state dir under /tmp and ports from 21000
 # on 127.0.0.1; stopped and deleted on exit. Results go to docs/benchmarks/snapshot.md by hand.
 set -euo pipefail
 
@@ -59,19 +60,21 @@ state=$AMTP_STATE_DIR
 echo "seeded: $rows rows, $objects objects of 1 MiB; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 du -s --apparent-size --block-size=1M "$state/postgres/data" "$state/garage/meta" "$state/garage/data"
 
-floor="rm -rf $scratch/cp && mkdir -p $scratch/cp/garage && cp -a $state/postgres/data $scratch/cp/pgdata && cp -a $state/garage/meta $state/garage/data $scratch/cp/garage/"
+floor="mkdir -p $scratch/cp/garage && cp -a $state/postgres/data $scratch/cp/pgdata && cp -a $state/garage/meta $state/garage/data $scratch/cp/garage/"
 
+# Every run starts with the page cache's dirty data written out (`sync` in --prepare): a copy
+# of hundreds of MiB leaves that much to write back, and the next command would pay for it.
 # Running stack. The template database needs its source without sessions: new ones are barred
 # and PgBouncer's and the apps' ended first (a restore drops the live database WITH (FORCE)).
 "$xtask" snapshot bench >/dev/null
 hyperfine --runs "$runs" --export-markdown "$scratch/running.md" \
-    -n 'snapshot, running stack' --prepare "$xtask snapshot --delete run >/dev/null 2>&1 || true" "$xtask snapshot run" \
-    -n 'restore, running stack' --prepare true "$xtask restore bench" \
-    -n 'pg_basebackup (Postgres only)' --prepare "rm -rf $scratch/basebackup" \
+    -n 'snapshot, running stack' --prepare "$xtask snapshot --delete run >/dev/null 2>&1 || true; sync" "$xtask snapshot run" \
+    -n 'restore, running stack' --prepare sync "$xtask restore bench" \
+    -n 'pg_basebackup (Postgres only)' --prepare "rm -rf $scratch/basebackup; sync" \
     "pg_basebackup -D $scratch/basebackup -X stream -c fast -d 'dbname=postgres'" \
-    -n 'template database: take (amtp only)' --prepare true \
+    -n 'template database: take (amtp only)' --prepare sync \
     "psql -q -d postgres -c 'ALTER DATABASE amtp ALLOW_CONNECTIONS false' -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'amtp'\" -c 'DROP DATABASE IF EXISTS amtp_snapshot' -c 'CREATE DATABASE amtp_snapshot TEMPLATE amtp' -c 'ALTER DATABASE amtp ALLOW_CONNECTIONS true'" \
-    -n 'template database: restore (amtp only)' --prepare true \
+    -n 'template database: restore (amtp only)' --prepare sync \
     "psql -q -d postgres -c 'DROP DATABASE amtp WITH (FORCE)' -c 'CREATE DATABASE amtp TEMPLATE amtp_snapshot'"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 psql -q -d postgres -c 'DROP DATABASE amtp_snapshot'
@@ -79,8 +82,10 @@ psql -q -d postgres -c 'DROP DATABASE amtp_snapshot'
 # Stopped stack: the copy alone, against the floor.
 "$xtask" down >/dev/null
 hyperfine --runs "$runs" --export-markdown "$scratch/stopped.md" \
-    -n 'floor: cp -a of the same dirs' --prepare true "$floor" \
-    -n 'snapshot, stopped stack' --prepare "$xtask snapshot --delete stopped >/dev/null 2>&1 || true" "$xtask snapshot stopped" \
-    -n 'restore, stopped stack' --prepare true "$xtask restore bench"
+    -n 'floor: cp -a of the same dirs' --prepare "rm -rf $scratch/cp; sync" "$floor" \
+    -n 'floor of a restore: rm -rf of the same dirs, then cp -a' \
+    --prepare "rm -rf $scratch/cp; $floor; sync" "rm -rf $scratch/cp && $floor" \
+    -n 'snapshot, stopped stack' --prepare "$xtask snapshot --delete stopped >/dev/null 2>&1 || true; sync" "$xtask snapshot stopped" \
+    -n 'restore, stopped stack' --prepare sync "$xtask restore bench"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$scratch/running.md" "$scratch/stopped.md"
