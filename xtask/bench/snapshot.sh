@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Snapshot benchmark: `cargo xtask snapshot` and `restore` of a seeded stack, on a running stack
-# (Postgres and Garage stopped for the copy; for a restore also PgBouncer, the migrations and
-# the apps) and on a stopped one (the copy alone), against the file-copy floor (`cp -a` of the
-# same dirs, in the same run) and the other ways to take a copy: `pg_basebackup` (online,
-# Postgres only) and a template database (`CREATE DATABASE ... TEMPLATE`, one database only).
+# (Postgres, Garage and what depends on them stopped for the copy or the swap) and on a stopped
+# one (the files alone), against the file-copy floor (`cp -a` of the same dirs, in the same run;
+# for a restore, which also deletes the data it replaces, `rm -rf` then `cp -a`) and the other
+# ways to take a copy: `pg_basebackup` (online, Postgres only) and a template database
+# (`CREATE DATABASE ... TEMPLATE`, one database only).
 #
 #   xtask/bench/snapshot.sh        # from anywhere in the repository; RUNS=10 by default
 #
 # Needs hyperfine, curl >= 7.75 (--aws-sigv4), psql and pg_basebackup (postgresql-client-15)
-# and the stack's servers, garage included. A restore also deletes the data it replaces, so the
-# stopped stack's runs include that floor too: `rm -rf` of a copy of the dirs, then `cp -a`. Its own state dir under /tmp and ports from 21000
+# and the stack's servers, garage included. Its own state dir under /tmp and ports from 21000
 # on 127.0.0.1; stopped and deleted on exit. Results go to docs/benchmarks/snapshot.md by hand.
 set -euo pipefail
 
