@@ -82,6 +82,43 @@ check_report='{ expectOverridden }: report:
   in
   if problems == [ ] then "ok" else builtins.concatStringsSep "; " problems'
 
+# Rotel: the rotel 0.0.1a15 wheel per system, as PyPI's simple index lists it (nix/pins.nix);
+# no wheel on macOS, where the shell must go without it and say so.
+rotel_version=0.0.1a15
+declare -A rotel_wheel=(
+    [x86_64-linux]='{ url = "https://files.pythonhosted.org/packages/95/6e/707655c5b3f6e42287a22b47fef2e9a9ae57ad33ac6cd3efb6f8c1cc1b8e/rotel-0.0.1a15-cp311-cp311-manylinux_2_34_x86_64.whl"; sha256 = "2f4117e58410c933e0dc042a268ef738dab2e3a5d63b5831209acdac2a6ddcb7"; }'
+    [aarch64-linux]='{ url = "https://files.pythonhosted.org/packages/9e/ee/40e800505aff294699288d0e18e8d96c327a86af49bbc01f93ee6fa81ae6/rotel-0.0.1a15-cp311-cp311-manylinux_2_34_aarch64.whl"; sha256 = "4eb01f9e5d228e4086f63e16cf1d0fa6e92b724bde51f120932a742acec5b0ba"; }'
+)
+
+# Applied to a dev shell: "ok", or what is wrong with its rotel.
+check_rotel='{ version, wheel, package }: shell:
+  let
+    inShell = builtins.filter (p: (p.pname or "") == "rotel") shell.nativeBuildInputs;
+    rotel = builtins.head inShell;
+    says = text: builtins.replaceStrings [ text ] [ "" ] shell.shellHook != shell.shellHook;
+    inherit (shell) report;
+    problems =
+      (if report.wanted.rotel == version then [ ]
+       else [ "nix/pins.nix wants rotel ${report.wanted.rotel}, the flake pins ${version}" ])
+      ++ (if wheel == null then
+            (if inShell == [ ] then [ ] else [ "rotel is in the shell without a wheel for this system" ])
+            ++ (if report.versions ? rotel then [ "the report gives rotel a version without a wheel" ] else [ ])
+            ++ (if says "rotel-agent (the otel-collector service) is not in this shell" then [ ]
+                else [ "the shell hook does not say that rotel-agent is missing" ])
+          else if builtins.length inShell != 1 then
+            [ "the shell has ${toString (builtins.length inShell)} rotel packages, expected 1" ]
+          else
+            (if rotel.drvPath == package then [ ] else [ "the shell'"'"'s rotel is not packages.rotel" ])
+            ++ (if rotel.version == version && report.versions.rotel == version then [ ]
+                else [ "rotel is ${rotel.version} (report: ${report.versions.rotel}), the flake pins ${version}" ])
+            ++ (if report.overridden.rotel then [ ] else [ "rotel: overridden = false, but nixpkgs has no rotel" ])
+            ++ (if rotel.src.url == wheel.url then [ ] else [ "rotel wheel URL is ${rotel.src.url}, expected ${wheel.url}" ])
+            ++ (if rotel.src.outputHash == wheel.sha256 then [ ]
+                else [ "rotel wheel sha256 is ${rotel.src.outputHash}, expected ${wheel.sha256}" ])
+            ++ (if says "rotel ${version}" then [ ] else [ "the shell hook does not print rotel ${version}" ]));
+  in
+  if problems == [ ] then "ok" else builtins.concatStringsSep "; " problems'
+
 checked=0
 for system in "${systems[@]}"; do
     drv=$(nix_flake eval --raw ".#devShells.$system.default.drvPath") ||
@@ -92,6 +129,16 @@ for system in "${systems[@]}"; do
         nix_flake eval --raw ".#packages.$system.$name.drvPath" >/dev/null ||
             fail "packages.$system.$name does not evaluate"
     done
+    wheel=${rotel_wheel[$system]:-null}
+    rotel_drv=null
+    if [[ $wheel != null ]]; then
+        rotel_drv=$(nix_flake eval --json ".#packages.$system.rotel.drvPath") ||
+            fail "packages.$system.rotel does not evaluate"
+    else
+        has_rotel=$(nix_flake eval --json ".#packages.$system" --apply 'packages: packages ? rotel') ||
+            fail "packages.$system does not evaluate"
+        [[ $has_rotel == false ]] || fail "packages.$system has rotel, but it has no wheel"
+    fi
     echo "== $system: $drv"
     echo "   $report"
     # The stand-in's aarch64-darwin already carries pinned versions (the flake must keep
@@ -101,6 +148,10 @@ for system in "${systems[@]}"; do
     verdict=$(nix_flake eval --raw ".#devShells.$system.default.report" \
         --apply "($check_report) { expectOverridden = $expect_overridden; }") ||
         fail "the pin report for $system could not be checked"
+    [[ $verdict == ok ]] || fail "$system: $verdict"
+    verdict=$(nix_flake eval --raw ".#devShells.$system.default" \
+        --apply "($check_rotel) { version = \"$rotel_version\"; wheel = $wheel; package = $rotel_drv; }") ||
+        fail "rotel in the $system shell could not be checked"
     [[ $verdict == ok ]] || fail "$system: $verdict"
     # An overridden Valkey keeps only the recipe's build patch.
     patches=$(nix_flake eval --json ".#packages.$system.valkey.patches" \
@@ -129,4 +180,5 @@ echo "== flake.lock: $lock"
 [[ $(git hash-object flake.lock) == "$lock_before" ]] || fail "flake.lock was modified"
 
 echo "check-flake: ok: flake parsed and evaluated for $checked systems against the stand-in;" \
-    "pins resolve to postgres 15, pgbouncer 1.22.1, valkey 8.0.10, nginx 1.27.5, garage 2.x; nothing was built"
+    "pins resolve to postgres 15, pgbouncer 1.22.1, valkey 8.0.10, nginx 1.27.5, garage 2.x," \
+    "rotel $rotel_version from its wheel on Linux (URL and sha256 per system), none on macOS; nothing was built"

@@ -10,7 +10,7 @@
 # #357522). xtask/src/binaries.rs applies the same rule at `up`, with the Compose tags' prefixes.
 #
 # Every hash below is copied from a public file that names that exact release and its source
-# (repository, path and commit in the comment); none was computed or invented here.
+# (repository, path and commit, or index, in the comment); none was computed or invented here.
 { fetchurl }:
 {
   # nixpkgs has one attribute per PostgreSQL major; `postgresql_15` is the pin.
@@ -63,6 +63,37 @@
       src = fetchurl {
         url = "https://nginx.org/download/nginx-1.27.5.tar.gz";
         hash = "sha256-6WrOu5wqbbigAMPdGzLsuhuBDwzVhiMtTZIeN2Z03Q4=";
+      };
+    };
+  };
+
+  # The OpenTelemetry collector. nixpkgs has no rotel package, so the flake installs the
+  # `rotel-agent` binary out of the wheel `.ci/run` installs with pip: `rotel==0.0.1a15`, whose
+  # binary reports itself as `rotel 0.0.1-alpha10`, the release of the Compose stack's
+  # `streamfold/rotel:v0.0.1-alpha10` (xtask/src/stack/otel_collector.rs pins "0.0.1", the
+  # part of that banner `up` reads). The binary links against libpython3.11: the cp311 wheels.
+  # Linux only: the cp311 macOS wheel, though tagged universal2, holds one arm64 binary linked
+  # against python.org's Python 3.11 framework, which nixpkgs' Python is not; the shell says
+  # what to do there (docs/nix.md).
+  #
+  # Each sha256 is the one PyPI's simple index publishes for that file (PEP 691 JSON of
+  # https://pypi.org/simple/rotel/, its `hashes.sha256`, read 2026-12-07; both files uploaded
+  # 2025-07-31), as pip checks it; the URL is that file's `url` in the same index.
+  rotel = {
+    want = "0.0.1a15";
+    release = {
+      version = "0.0.1a15";
+      # What `rotel-agent --version` prints, checked after the build.
+      agentVersion = "0.0.1-alpha10";
+      wheels = {
+        x86_64-linux = fetchurl {
+          url = "https://files.pythonhosted.org/packages/95/6e/707655c5b3f6e42287a22b47fef2e9a9ae57ad33ac6cd3efb6f8c1cc1b8e/rotel-0.0.1a15-cp311-cp311-manylinux_2_34_x86_64.whl";
+          sha256 = "2f4117e58410c933e0dc042a268ef738dab2e3a5d63b5831209acdac2a6ddcb7";
+        };
+        aarch64-linux = fetchurl {
+          url = "https://files.pythonhosted.org/packages/9e/ee/40e800505aff294699288d0e18e8d96c327a86af49bbc01f93ee6fa81ae6/rotel-0.0.1a15-cp311-cp311-manylinux_2_34_aarch64.whl";
+          sha256 = "4eb01f9e5d228e4086f63e16cf1d0fa6e92b724bde51f120932a742acec5b0ba";
+        };
       };
     };
   };

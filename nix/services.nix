@@ -2,7 +2,8 @@
 #
 # A program comes from nixpkgs unchanged when nixpkgs already carries a version the pin
 # accepts; otherwise only its `version` and `src` are swapped for the pinned release, so the
-# nixpkgs build recipe (configure flags, patches, systemd support) stays in charge.
+# nixpkgs build recipe (configure flags, patches, systemd support) stays in charge. Rotel,
+# which nixpkgs lacks, is the binary of its pinned wheel, on Linux only.
 { pkgs }:
 let
   inherit (pkgs) lib;
@@ -26,6 +27,65 @@ let
         }
         // extra old
       );
+
+  inherit (pkgs.stdenv.hostPlatform) system;
+
+  # Rotel has no nixpkgs package: this is the prebuilt `rotel-agent` out of PyPI's wheel
+  # (nix/pins.nix), made runnable outside a Python environment. The wheel's Python modules only
+  # start this binary, so they are left out.
+  rotel =
+    let
+      inherit (pins.rotel) release;
+    in
+    pkgs.stdenv.mkDerivation {
+      pname = "rotel";
+      inherit (release) version;
+      src = release.wheels.${system};
+
+      nativeBuildInputs = [
+        pkgs.unzip
+        pkgs.autoPatchelfHook
+      ];
+      # What the binary links besides libc and libm (which come with the stdenv): libpython3.11,
+      # the cp311 wheel's Python, and libgcc_s. autoPatchelfHook points it at these and at
+      # nixpkgs' dynamic loader in place of /lib64's.
+      buildInputs = [
+        pkgs.python311
+        pkgs.stdenv.cc.cc.lib
+      ];
+
+      # unzip's setup hook unpacks only `*.zip` names, not `*.whl`.
+      unpackPhase = ''
+        runHook preUnpack
+        unzip -q "$src" rotel/rotel-agent
+        runHook postUnpack
+      '';
+
+      installPhase = ''
+        runHook preInstall
+        install -D -m 755 rotel/rotel-agent "$out/bin/rotel-agent"
+        runHook postInstall
+      '';
+
+      # Runs after the fixup, so it proves the patched binary loads its libraries.
+      doInstallCheck = true;
+      installCheckPhase = ''
+        runHook preInstallCheck
+        banner=$("$out/bin/rotel-agent" --version)
+        if [[ $banner != "rotel ${release.agentVersion}" ]]; then
+          echo "rotel-agent --version printed '$banner', expected 'rotel ${release.agentVersion}'" >&2
+          exit 1
+        fi
+        runHook postInstallCheck
+      '';
+
+      meta = {
+        description = "Streamfold's Rotel OpenTelemetry collector (rotel-agent), from PyPI's rotel wheel";
+        homepage = "https://github.com/streamfold/rotel";
+        platforms = builtins.attrNames release.wheels;
+        mainProgram = "rotel-agent";
+      };
+    };
 
   fromNixpkgs = {
     postgresql = pkgs.postgresql_15;
@@ -57,7 +117,9 @@ let
     # (`supports nginxVersion`) reads its function argument instead, which an override cannot
     # reach; this shell builds nginx without extra modules, so no check applies.
     nginx = pin "nginx" fromNixpkgs.nginx (_old: { nginxVersion = pins.nginx.release.version; });
-  };
+  }
+  # On macOS the shell goes without it and says how to install it (nix/shell.nix).
+  // lib.optionalAttrs (pins.rotel.release.wheels ? ${system}) { inherit rotel; };
 in
 assert lib.assertMsg (accepts pins.postgresql.want packages.postgresql.version)
   "postgresql_15 in this nixpkgs is ${packages.postgresql.version}, not ${pins.postgresql.want}.x";
@@ -74,7 +136,11 @@ assert lib.assertMsg (lib.versionAtLeast pkgs.rustc.version pins.rustc.minimum)
     versions = lib.mapAttrs (_: package: package.version) packages // {
       rustc = pkgs.rustc.version;
     };
-    overridden = lib.mapAttrs (name: package: package.version != fromNixpkgs.${name}.version) packages;
+    # Whether the version is this flake's pin rather than nixpkgs' own: always for Rotel,
+    # which nixpkgs does not carry.
+    overridden = lib.mapAttrs (
+      name: package: !(fromNixpkgs ? ${name}) || package.version != fromNixpkgs.${name}.version
+    ) packages;
     wanted = lib.mapAttrs (_: pin: pin.want or ">= ${pin.minimum}") pins;
   };
 }

@@ -9,6 +9,7 @@
       }) names
     );
   mapAttrs = builtins.mapAttrs;
+  optionalAttrs = condition: attrs: if condition then attrs else { };
   hasPrefix = prefix: string: builtins.substring 0 (builtins.stringLength prefix) string == prefix;
   hasSuffix =
     suffix: string:

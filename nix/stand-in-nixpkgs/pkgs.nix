@@ -34,16 +34,20 @@ let
       // env
     );
 
-  # Like stdenv.mkDerivation: `version` and `src` reach the derivation, and
-  # `overrideAttrs (old: { ... })` rebuilds it from the merged attributes.
+  # Like stdenv.mkDerivation: `version` and `src` reach the derivation, `meta` stays an
+  # attribute, and `overrideAttrs (old: { ... })` rebuilds it from the merged attributes.
   mkPackage =
     attrs:
     unbuildable "${attrs.pname}-${attrs.version}" (
-      builtins.removeAttrs attrs [ "passthru" ]
+      builtins.removeAttrs attrs [
+        "passthru"
+        "meta"
+      ]
     )
     // attrs.passthru or { }
     // {
       inherit (attrs) pname version;
+      meta = attrs.meta or { };
       overrideAttrs = f: mkPackage (attrs // f attrs);
     };
 
@@ -73,6 +77,7 @@ let
       )
     );
 
+  # As nixpkgs' mkShell: `packages` become the shell derivation's `nativeBuildInputs`.
   mkShell =
     {
       name ? "nix-shell",
@@ -80,7 +85,11 @@ let
       shellHook ? "",
       passthru ? { },
     }:
-    unbuildable name { inherit packages shellHook; } // passthru;
+    unbuildable name {
+      nativeBuildInputs = packages;
+      inherit shellHook;
+    }
+    // passthru;
 in
 {
   inherit
@@ -88,6 +97,16 @@ in
     fetchurl
     mkShell
     ;
+
+  # For Rotel's wheel (nix/services.nix): a C stdenv and what its derivation names.
+  stdenv = {
+    hostPlatform = { inherit system; };
+    mkDerivation = mkPackage;
+    cc.cc.lib = package "gcc-lib" "14.3.0";
+  };
+  unzip = package "unzip" "6.0";
+  autoPatchelfHook = package "auto-patchelf-hook" "0";
+  python311 = package "python3" "3.11.14";
 
   postgresql_15 = package "postgresql" "15.14";
   pgbouncer = package "pgbouncer" carries.pgbouncer;

@@ -7,8 +7,11 @@
 #   xtask/bench/sequential.sh down STATE_DIR     # stop everything it started, keep the data
 #
 # Ports come from BENCH_PORT_BASE (17400): postgres +0, pgbouncer +1, valkey +2, healthcheck +3,
-# mcp +4, docs +5, stand-in +6. Needs the workspace built (`cargo build --workspace`) and, as
-# root, the `postgres` account. Not part of the tool: only `xtask/bench/stack.sh` runs it.
+# mcp +4, docs +5, stand-in +6, Garage S3 +7, RPC +8, admin +9, collector OTLP/HTTP +10,
+# OTLP/gRPC +11. Garage's first start is bootstrapped with its own CLI (layout, bucket, key)
+# and curl's SigV4 (the lifecycle rule), as a person would. Needs the workspace built (`cargo
+# build --workspace`), curl >= 7.75, openssl and, as root, the `postgres` account. Not part of
+# the tool: only `xtask/bench/stack.sh` runs it.
 set -euo pipefail
 
 action=${1:?usage: sequential.sh up|down STATE_DIR}
@@ -18,6 +21,7 @@ bin=$repo/target/debug
 base=${BENCH_PORT_BASE:-17400}
 pg_port=$base bouncer_port=$((base + 1)) valkey_port=$((base + 2))
 health_port=$((base + 3)) mcp_port=$((base + 4)) docs_port=$((base + 5)) standin_port=$((base + 6))
+s3_port=$((base + 7)) rpc_port=$((base + 8)) admin_port=$((base + 9)) otlp_port=$((base + 10)) grpc_port=$((base + 11))
 pg_bin=$(dirname "$(command -v postgres || echo /usr/lib/postgresql/15/bin/postgres)")
 [[ -x $pg_bin/postgres ]] || pg_bin=/usr/lib/postgresql/15/bin
 valkey=$(command -v valkey-server || command -v redis-server)
@@ -50,7 +54,7 @@ if [[ $action == down ]]; then
     exit 0
 fi
 
-mkdir -p "$state"/{pgbouncer,nginx/logs,standin} "$run"
+mkdir -p "$state"/{pgbouncer,nginx/logs,standin,garage/meta,garage/data} "$run"
 pg_password=bench-pg-password valkey_password=bench-valkey-password
 [[ -n ${as_pg[*]} ]] && chown postgres:postgres "$state" "$state/pgbouncer" "$run"
 
@@ -97,6 +101,49 @@ printf 'pid %s/nginx/nginx.pid;\nerror_log stderr;\nevents {}\nhttp {\n include 
 nginx -p "$state/nginx" -c "$state/nginx/nginx.conf" -e stderr 2>"$state/nginx.log"
 wait_for nginx curl -fs "http://127.0.0.1:$docs_port/healthz"
 
+# Garage: secrets once, the config from infra/, the server; a fresh node gets its layout, the
+# bucket, the key and the lifecycle rule.
+garage_dir=$state/garage
+for secret in rpc_secret admin_token; do
+    [[ -f $garage_dir/$secret ]] || { openssl rand -hex 32 >"$garage_dir/$secret" && chmod 600 "$garage_dir/$secret"; }
+done
+[[ -f $garage_dir/key ]] || echo "GK$(openssl rand -hex 12) $(openssl rand -hex 32)" >"$garage_dir/key"
+read -r key_id key_secret <"$garage_dir/key"
+sed -e "s|\${AMTP_GARAGE_DIR}|$garage_dir|" -e 's|\${AMTP_GARAGE_BIND}|127.0.0.1|' \
+    -e "s|\${GARAGE_S3_PORT}|$s3_port|" -e "s|\${GARAGE_RPC_PORT}|$rpc_port|" \
+    -e "s|\${GARAGE_ADMIN_PORT}|$admin_port|" -e "s|\${AMTP_GARAGE_RPC_SECRET_FILE}|$garage_dir/rpc_secret|" \
+    -e "s|\${AMTP_GARAGE_ADMIN_TOKEN_FILE}|$garage_dir/admin_token|" \
+    "$repo/infra/garage/garage.toml" >"$garage_dir/garage.toml"
+garage=(garage -c "$garage_dir/garage.toml")
+RUST_LOG=netapp=info,garage=info nohup "${garage[@]}" server >"$state/garage.log" 2>&1 &
+echo $! >"$state/garage.pid"
+wait_for garage curl -fs -H "Authorization: Bearer $(cat "$garage_dir/admin_token")" \
+    "http://127.0.0.1:$admin_port/v2/GetClusterStatus"
+if [[ ! -f $garage_dir/bootstrapped ]]; then
+    node=$("${garage[@]}" node id -q 2>/dev/null | cut -d@ -f1)
+    "${garage[@]}" layout assign -z dev -c 10G "$node" >/dev/null
+    "${garage[@]}" layout apply --version 1 >/dev/null
+    wait_for 'garage health' curl -fs "http://127.0.0.1:$admin_port/health"
+    "${garage[@]}" bucket create test-bundles >/dev/null
+    "${garage[@]}" key import --yes -n amtp-artifacts "$key_id" "$key_secret" >/dev/null
+    "${garage[@]}" bucket allow --read --write --owner test-bundles --key "$key_id" >/dev/null
+    # `lifecycle=`: curl signs a bare `?lifecycle` differently from how S3 reads it.
+    curl -fs --aws-sigv4 aws:amz:garage:s3 --user "$key_id:$key_secret" -X PUT \
+        -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -H 'content-type: application/xml' \
+        --data '<LifecycleConfiguration><Rule><ID>expire-after-7-days</ID><Status>Enabled</Status><Filter><Prefix/></Filter><Expiration><Days>7</Days></Expiration></Rule></LifecycleConfiguration>' \
+        "http://127.0.0.1:$s3_port/test-bundles?lifecycle=" >/dev/null
+    touch "$garage_dir/bootstrapped"
+fi
+wait_for 'garage health' curl -fs "http://127.0.0.1:$admin_port/health"
+
+# The OpenTelemetry collector (Rotel), its debug log the only output.
+nohup rotel-agent start --log-format json --otlp-http-endpoint "127.0.0.1:$otlp_port" \
+    --otlp-grpc-endpoint "127.0.0.1:$grpc_port" --debug-log traces --debug-log-verbosity detailed \
+    --exporter blackhole >"$state/otel-collector.log" 2>&1 &
+echo $! >"$state/otel-collector.pid"
+wait_for otel-collector curl -fs -H 'content-type: application/json' --data '{"resourceSpans":[]}' \
+    "http://127.0.0.1:$otlp_port/v1/traces"
+
 # Migrations, then the apps.
 "$bin/amtp-migrate" --url "postgres://amtp:$pg_password@127.0.0.1:$pg_port/amtp" \
     --location "$repo/migrations/sql" >/dev/null
@@ -112,7 +159,8 @@ wait_for healthcheck curl -fs "http://127.0.0.1:$health_port/health"
 start github-standin "$bin/github-standin" --listen "127.0.0.1:$standin_port" --app-id 1 \
     --installation-id 1 --app-key "$state/standin/app_key.pem"
 wait_for github-standin curl -fs "http://127.0.0.1:$standin_port/_standin/health"
-MCP_HTTP_PORT=$mcp_port GITHUB_APP_ID=1 GITHUB_APP_INSTALLATION_ID=1 \
+OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$otlp_port OTEL_SERVICE_NAME=github-mcp \
+    MCP_HTTP_PORT=$mcp_port GITHUB_APP_ID=1 GITHUB_APP_INSTALLATION_ID=1 \
     GITHUB_APP_KEY_FILE=$state/standin/app_key.pem GITHUB_API_URL=http://127.0.0.1:$standin_port \
     start github-mcp "$bin/github-mcp"
 wait_for github-mcp curl -fs "http://127.0.0.1:$mcp_port/health"

@@ -5,7 +5,7 @@
 #   xtask/bench/stack.sh            # from anywhere in the repository; RUNS=10 by default
 #
 # Needs hyperfine (apt-get install hyperfine), curl, psql/createdb, valkey-cli or redis-cli and the stack's
-# servers. Everything listens on 127.0.0.1 (ports 17400-17419) under /tmp, and is stopped and
+# servers. Everything listens on 127.0.0.1 (ports 17400-17423) under /tmp, and is stopped and
 # deleted on exit. Results go to docs/benchmarks.md by hand.
 set -euo pipefail
 
@@ -17,9 +17,9 @@ seq="$repo/xtask/bench/sequential.sh"
 source "$repo/xtask/bench/own-stack.sh"
 need_hyperfine stack.sh
 cd "$repo"
-# The xtask's own stack (ports 17410 up, state in /tmp/amtp-bench-xtask), beside the
-# sequential script's (17400 up).
-own_stack xtask 17410
+# The xtask's own stack (ports 17412 up, state in /tmp/amtp-bench-xtask), beside the
+# sequential script's (17400-17411).
+own_stack xtask 17412
 
 cleanup() {
     cargo xtask down --volumes >/dev/null 2>&1 || true

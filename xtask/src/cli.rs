@@ -34,6 +34,10 @@ pub(crate) enum Command {
         /// changed).
         #[arg(long)]
         no_recreate: bool,
+        /// Once ready, show each service's start as the supervisor recorded it (dependencies
+        /// ready, spawned, listening, ready) and the critical path.
+        #[arg(long, conflicts_with_all = ["attach", "ui"])]
+        timings: bool,
     },
     /// Restart services of the running stack, leaving the others running; returns once they
     /// are ready again, or fails with the last lines of their log.
@@ -55,7 +59,8 @@ pub(crate) enum Command {
     /// Rebuild the apps when their sources change and restart those whose binary changed; a
     /// failed build leaves them running. Ctrl-C ends watching, not the stack.
     Watch,
-    /// Stop the stack gracefully, in reverse dependency order; data is kept.
+    /// Stop the stack gracefully, each service once nothing that depends on it runs; data is
+    /// kept.
     Down {
         /// Also delete the state dir: the database, generated passwords, logs and snapshots.
         #[arg(long)]
@@ -97,6 +102,17 @@ pub(crate) enum Command {
     /// selected one's log, and keys for restart, stop, start and verify (the commands of the
     /// same names). Quitting the view leaves the stack running.
     Ui,
+    /// Wait until the running stack's services (those named, or all it runs) are ready, for
+    /// scripts and CI steps that start it in the background (`cargo xtask up &`); fails at once
+    /// on a stopped service or a failed start, and at the timeout names the service that is
+    /// not ready and why.
+    Wait {
+        #[arg(value_parser = service_names())]
+        services: Vec<String>,
+        /// How long to wait (`60s`, `2m`, `1m30s`).
+        #[arg(long, default_value = "60s", value_parser = crate::cmd::wait::parse_timeout)]
+        timeout: std::time::Duration,
+    },
     /// Show each service's pid, port, health, uptime, version and drift from the contract;
     /// exits non-zero when something is unhealthy or the stack is not running.
     Status {
@@ -151,12 +167,26 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the counters the stack's OpenTelemetry collector received (each series' latest
+    /// value and rate), beside the same series read now from the app's own `/metrics`.
+    Metrics {
+        /// Only this service's (its `OTEL_SERVICE_NAME`, e.g. `amtp-github-mcp`).
+        #[arg(long)]
+        service: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the connection settings of the stack (DATABASE_URL through PgBouncer,
     /// DIRECT_DATABASE_URL, VALKEY_URL, the apps' URLs).
     Env {
         /// `shell` (export lines, for `eval "$(cargo xtask env)"`) or `dotenv`.
         #[arg(long, default_value = "shell")]
         format: EnvFormat,
+        /// The same as `--format shell`: export lines, e.g. for direnv's `.envrc`
+        /// (`eval "$(cargo xtask env --export)"`).
+        #[arg(long, conflicts_with = "format")]
+        export: bool,
     },
     /// Run psql against the running stack, as its user on its database: through PgBouncer, as
     /// the apps connect, or straight to Postgres with `--direct`. The password goes in psql's

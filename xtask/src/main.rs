@@ -43,6 +43,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             attach,
             no_recreate,
             ui: false,
+            timings,
         } => {
             let attach = if attach {
                 Attach::Attached
@@ -54,7 +55,11 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 Recreate::Changed
             };
-            cmd::up::up(repo, &services, attach, recreate)
+            let code = cmd::up::up(repo, &services, attach, recreate)?;
+            if timings {
+                cmd::up::print_timings(repo)?;
+            }
+            Ok(code)
         }
         Command::Restart { services } => cmd::restart::run(repo, Request::Restart { services }),
         Command::Stop { services } => cmd::restart::run(repo, Request::Stop { services }),
@@ -80,6 +85,7 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
         Command::Snapshots => cmd::snapshot::list(repo),
         Command::Restore { name } => cmd::snapshot::restore(repo, &name),
         Command::Ui => cmd::ui::run(repo),
+        Command::Wait { services, timeout } => cmd::wait::run(repo, &services, timeout),
         Command::Status { json } => cmd::status::run(repo, Output::json_if(json)),
         Command::Logs {
             services,
@@ -114,7 +120,11 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             };
             cmd::traces::run(&repo.config()?, &options, Output::json_if(json))
         }
-        Command::Env { format } => cmd::env::run(&repo.config()?, format),
+        Command::Metrics { service, json } => {
+            cmd::metrics::run(&repo.config()?, service.as_deref(), Output::json_if(json))
+        }
+        // `--export` is `--format shell` by another name (clap refuses both at once).
+        Command::Env { format, export: _ } => cmd::env::run(&repo.config()?, format),
         Command::Psql { direct, args } => {
             let database = if direct {
                 cmd::clients::Database::Direct

@@ -2,6 +2,10 @@
 //!
 //! Each event is recorded once here and lands in both: the Prometheus registry for scraping and
 //! the global OpenTelemetry meter (a no-op when telemetry is disabled).
+//!
+//! The OpenTelemetry counters count in `f64` (whole numbers, exact up to 2^53): the stack's
+//! collector, Rotel 0.0.1-alpha10, prints a data point's value in its debug log only for
+//! doubles, and that log is where `cargo xtask metrics` reads the collector's view.
 
 use opentelemetry::KeyValue;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -31,9 +35,9 @@ pub struct Metrics {
     tool_calls: Family<ToolLabels, Counter>,
     github_requests: Family<StatusLabels, Counter>,
     cache_lookups: Family<CacheLabels, Counter>,
-    otel_tool_calls: opentelemetry::metrics::Counter<u64>,
-    otel_github_requests: opentelemetry::metrics::Counter<u64>,
-    otel_cache_lookups: opentelemetry::metrics::Counter<u64>,
+    otel_tool_calls: opentelemetry::metrics::Counter<f64>,
+    otel_github_requests: opentelemetry::metrics::Counter<f64>,
+    otel_cache_lookups: opentelemetry::metrics::Counter<f64>,
 }
 
 impl Default for Metrics {
@@ -69,9 +73,9 @@ impl Metrics {
             tool_calls,
             github_requests,
             cache_lookups,
-            otel_tool_calls: meter.u64_counter("mcp.tool.calls").build(),
-            otel_github_requests: meter.u64_counter("github.requests").build(),
-            otel_cache_lookups: meter.u64_counter("mcp.cache.lookups").build(),
+            otel_tool_calls: meter.f64_counter("mcp.tool.calls").build(),
+            otel_github_requests: meter.f64_counter("github.requests").build(),
+            otel_cache_lookups: meter.f64_counter("mcp.cache.lookups").build(),
         }
     }
 
@@ -84,7 +88,7 @@ impl Metrics {
             })
             .inc();
         self.otel_tool_calls.add(
-            1,
+            1.0,
             &[
                 KeyValue::new("tool", tool.to_owned()),
                 KeyValue::new("result", result.to_owned()),
@@ -100,7 +104,7 @@ impl Metrics {
             })
             .inc();
         self.otel_github_requests
-            .add(1, &[KeyValue::new("status", status.to_owned())]);
+            .add(1.0, &[KeyValue::new("status", status.to_owned())]);
     }
 
     /// `result` is `hit`, `miss` or `unavailable`.
@@ -112,7 +116,7 @@ impl Metrics {
             })
             .inc();
         self.otel_cache_lookups.add(
-            1,
+            1.0,
             &[
                 KeyValue::new("cache", cache.to_owned()),
                 KeyValue::new("result", result.to_owned()),

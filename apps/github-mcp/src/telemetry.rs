@@ -20,6 +20,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::config::TelemetryConfig;
 
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the counters are exported when `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds, read
+/// by the SDK itself) does not say: the SDK's own default is 60 s.
 const METRICS_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Keeps the exporters alive; [`Telemetry::shutdown`] flushes what is pending.
@@ -101,9 +103,11 @@ fn exporters(config: &TelemetryConfig) -> Result<(SdkTracerProvider, SdkMeterPro
         .with_batch_exporter(spans)
         .with_resource(resource.clone())
         .build();
-    let reader = PeriodicReader::builder(metrics)
-        .with_interval(METRICS_INTERVAL)
-        .build();
+    let mut reader = PeriodicReader::builder(metrics);
+    if std::env::var_os("OTEL_METRIC_EXPORT_INTERVAL").is_none() {
+        reader = reader.with_interval(METRICS_INTERVAL);
+    }
+    let reader = reader.build();
     let meter_provider = SdkMeterProvider::builder()
         .with_reader(reader)
         .with_resource(resource)

@@ -80,7 +80,7 @@ fn valkey_cli_launch(cfg: &StackConfig, program: &Path, args: &[OsString]) -> La
     args.iter().fold(launch, |launch, arg| launch.arg(arg))
 }
 
-/// The configuration of the running stack, whose `server` is ready.
+/// The configuration of the running stack, whose `server` is ready, with the ports it runs on.
 fn running(repo: &Repo, server: &str) -> anyhow::Result<StackConfig> {
     let not_running = "the stack is not running; start it with `cargo xtask up`";
     let Some(cfg) = repo.existing_config()? else {
@@ -97,7 +97,7 @@ fn running(repo: &Repo, server: &str) -> anyhow::Result<StackConfig> {
             crate::cmd::status::not_ready(unit)
         );
     }
-    Ok(cfg)
+    Ok(state.live_config(&cfg))
 }
 
 /// Runs the client in the foreground, with the terminal, and returns its exit code.

@@ -23,11 +23,17 @@ pub(crate) fn vars(cfg: &StackConfig) -> Vec<ClientVar> {
         .collect()
 }
 
+/// The running stack's settings (its ports as its supervisor recorded them); those of the
+/// configuration, with a note, when it does not run.
 pub(crate) fn run(cfg: &StackConfig, format: EnvFormat) -> anyhow::Result<ExitCode> {
-    if RunState::read_live(&cfg.state_dir).is_none() {
-        eprintln!("note: the stack is not running; start it with `cargo xtask up`");
-    }
-    for (key, value) in vars(cfg) {
+    let cfg = match RunState::read_live(&cfg.state_dir) {
+        Some(state) => state.live_config(cfg),
+        None => {
+            eprintln!("note: the stack is not running; start it with `cargo xtask up`");
+            cfg.clone()
+        }
+    };
+    for (key, value) in vars(&cfg) {
         match format {
             EnvFormat::Shell => println!("export {key}='{}'", value.replace('\'', r"'\''")),
             EnvFormat::Dotenv => println!("{key}={value}"),

@@ -12,7 +12,7 @@ pub(crate) fn run(repo: &Repo, args: &amtp_migrate::cli::MigrateArgs) -> anyhow:
     let url = repo
         .config()
         .ok()
-        .filter(|cfg| RunState::read_live(&cfg.state_dir).is_some())
+        .and_then(|cfg| Some(RunState::read_live(&cfg.state_dir)?.live_config(&cfg)))
         .map(|cfg| stack::migrations::settings(&cfg).url);
     let defaults = amtp_migrate::cli::Defaults {
         url,

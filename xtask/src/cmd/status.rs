@@ -8,6 +8,7 @@ use crate::config::StackConfig;
 use crate::os::disk;
 use crate::repo::Repo;
 use crate::stack::{self, Kind, github_standin};
+use crate::supervisor::rates::{self, RequestRate};
 use crate::supervisor::run_state::{RunState, Status, UnitState};
 
 /// Exit code when the stack is not running at all (distinct from "running but unhealthy").
@@ -33,6 +34,9 @@ pub(crate) struct ServiceStatus {
     pub(crate) restarts: u32,
     /// Why the supervisor last restarted it on its own (it exited, or did not answer).
     pub(crate) last_restart: Option<String>,
+    /// The requests it served per second over the last 30 s, for an app with a Prometheus
+    /// endpoint (the supervisor reads its counter every 2 s).
+    pub(crate) requests: Option<RequestRate>,
     pub(crate) drift: Vec<String>,
 }
 
@@ -91,17 +95,20 @@ pub(crate) fn print(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{:<15} {:>7} {:>6}  {:<10} {:>8}  {:<9} drift",
-            "SERVICE", "PID", "PORT", "HEALTH", "UPTIME", "VERSION"
+            "{:<15} {:>7} {:>6}  {:<10} {:>8} {:>7}  {:<9} drift",
+            "SERVICE", "PID", "PORT", "HEALTH", "UPTIME", "REQ/S", "VERSION"
         );
         for s in &services {
             println!(
-                "{:<15} {:>7} {:>6}  {:<10} {:>8}  {:<9} {}",
+                "{:<15} {:>7} {:>6}  {:<10} {:>8} {:>7}  {:<9} {}",
                 s.name,
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 s.health,
                 s.uptime_s.map(format_uptime).unwrap_or_else(|| "-".into()),
+                s.requests
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |r| format!("{:.1}", r.per_second)),
                 s.version.as_deref().unwrap_or("-"),
                 if s.drift.is_empty() {
                     "none".to_owned()
@@ -135,6 +142,16 @@ pub(crate) fn print(
             ),
             None => println!("contract: still being checked (live: `cargo xtask verify`)"),
         }
+        let counted: Vec<String> = services
+            .iter()
+            .filter_map(|s| Some(format!("{} {}", s.name, s.requests.as_ref()?.of)))
+            .collect();
+        if !counted.is_empty() {
+            println!(
+                "REQ/S: over the last 30 s, of {} (`cargo xtask metrics` for every counter)",
+                counted.join(", ")
+            );
+        }
         if github_standin::in_use(cfg) {
             println!("github-mcp talks to the local GitHub stand-in (no GITHUB_APP_ID set)");
         }
@@ -164,16 +181,12 @@ fn disk_full(state_dir: &Path) -> Option<DiskFull> {
 pub(crate) fn services(cfg: &StackConfig, state: &RunState) -> Vec<ServiceStatus> {
     // Probe the ports the services listen on, which a changed setting may not have moved yet
     // (`up --no-recreate`).
-    let cfg = &state.units.iter().fold(cfg.clone(), |cfg, unit| {
-        match (stack::unit(&unit.name).and_then(|u| u.port()), unit.port) {
-            (Some(var), Some(port)) => cfg.with_port(var, port),
-            _ => cfg,
-        }
-    });
+    let cfg = &state.live_config(cfg);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let rates = &rates::read(&cfg.state_dir);
     // Probe every daemon at once: a dead one may take a timeout to answer. The contract is
     // not checked again: the supervisor did that once the stack was ready (`verify` checks it
     // live).
@@ -202,6 +215,7 @@ pub(crate) fn services(cfg: &StackConfig, state: &RunState) -> Vec<ServiceStatus
                         version: unit.installed.as_ref().map(|i| i.version.clone()),
                         restarts: unit.restarts,
                         last_restart: unit.last_restart.clone(),
+                        requests: rates.get(&unit.name).cloned(),
                         drift: unit
                             .installed
                             .as_ref()
@@ -281,10 +295,11 @@ pub(crate) fn format_uptime(seconds: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn unit(name: &str, status: Status, message: Option<&str>) -> UnitState {
+    /// A unit of the published state, as the supervisor writes it.
+    pub(crate) fn unit(name: &str, status: Status, message: Option<&str>) -> UnitState {
         UnitState {
             name: name.into(),
             status,
@@ -297,6 +312,7 @@ mod tests {
             restarts: 1,
             message: message.map(str::to_owned),
             last_restart: None,
+            timings: Default::default(),
         }
     }
 

@@ -77,6 +77,18 @@ pub(crate) fn up(
             }
         }
     }
+    // The supervisor is given the ports `AMTP_PORTS=auto` found free now, as if set: it must
+    // not look again once this `up` has said which they are.
+    let auto_ports: Vec<(String, String)> = match cfg.auto_ports() {
+        Some((vars, origin)) => {
+            println!("{origin}");
+            cfg.ports()
+                .filter(|(var, _)| vars.contains(var))
+                .map(|(var, port)| (var.to_owned(), port.to_string()))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     down::clean_leftovers(&cfg)?;
     down::finish_interrupted_reset(&cfg)?;
     crate::cmd::snapshot::swap::finish_interrupted(&cfg)?;
@@ -98,14 +110,13 @@ pub(crate) fn up(
         let cfg = cfg.clone();
         move || crate::docs::render_for_nginx(&cfg)
     });
-    let started = launch::start_supervisor(&cfg, Supervision::Detached(services), &[]).and_then(
-        |supervisor| {
+    let started = launch::start_supervisor(&cfg, Supervision::Detached(services), &auto_ports)
+        .and_then(|supervisor| {
             Ok((
                 supervisor,
                 follow_start(&cfg, supervisor, began, &interrupt)?,
             ))
-        },
-    );
+        });
     // A cancel stops the stack first: the docs render may take seconds on a loaded machine.
     let outcome = match started {
         Ok((_, Start::Ready)) => Ok(ExitCode::SUCCESS),
@@ -300,5 +311,101 @@ fn print_drift(state: &RunState) {
         for drift in unit.installed.iter().flat_map(|i| &i.drift) {
             eprintln!("warning: {} differs from the contract: {drift}", unit.name);
         }
+    }
+}
+
+/// `up --timings`: each unit's last start as the supervisor recorded it, in milliseconds since
+/// the supervisor started, then the critical path: from the unit ready last, back through what
+/// each waited for.
+pub(crate) fn print_timings(repo: &Repo) -> anyhow::Result<()> {
+    let cfg = repo.config()?;
+    let Some(state) = RunState::read_live(&cfg.state_dir) else {
+        bail!("the stack is not running: no timings to show");
+    };
+    print!("{}", timings_table(&state));
+    Ok(())
+}
+
+fn timings_table(state: &RunState) -> String {
+    let ms = |at: Option<u64>| at.map_or_else(|| "-".to_owned(), |at| at.to_string());
+    let mut out = String::from(
+        "ms since the supervisor started: dependencies ready (began), spawned, listening, ready\n",
+    );
+    out += &format!(
+        "{:<16} {:<16} {:>7} {:>7} {:>9} {:>7}\n",
+        "service", "waited for", "began", "spawned", "listening", "ready"
+    );
+    for unit in &state.units {
+        let t = &unit.timings;
+        out += &format!(
+            "{:<16} {:<16} {:>7} {:>7} {:>9} {:>7}\n",
+            unit.name,
+            t.waited_for.as_deref().unwrap_or("-"),
+            ms(t.began_ms),
+            ms(t.spawned_ms),
+            ms(t.listening_ms),
+            ms(t.ready_ms)
+        );
+    }
+    let timing = |name: &str| {
+        state
+            .units
+            .iter()
+            .find(|u| u.name == name)
+            .map(|u| &u.timings)
+    };
+    let mut path = Vec::new();
+    let mut next = state
+        .units
+        .iter()
+        .filter(|u| u.timings.ready_ms.is_some())
+        .max_by_key(|u| u.timings.ready_ms)
+        .map(|u| u.name.as_str());
+    while let Some(name) = next {
+        let Some(t) = timing(name) else { break };
+        path.push(format!("{name} {}-{}", ms(t.began_ms), ms(t.ready_ms)));
+        next = t.waited_for.as_deref();
+    }
+    path.reverse();
+    out += &format!("critical path (ms): {}\n", path.join(" -> "));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_critical_path_runs_back_from_the_unit_ready_last() {
+        let unit = |name: &str, waited_for: Option<&str>, began: u64, ready: u64| {
+            serde_json::json!({
+                "name": name, "status": "ready", "daemon": true, "pid": null, "port": null,
+                "installed": null, "started_at": null, "ready_ms": null, "restarts": 0,
+                "message": null,
+                "timings": { "began_ms": began, "waited_for": waited_for, "spawned_ms": began + 1,
+                             "listening_ms": null, "ready_ms": ready },
+            })
+        };
+        let state: RunState = serde_json::from_value(serde_json::json!({
+            "supervisor": { "pid": 1, "start_time": 1 }, "phase": "running", "error": null,
+            "started_at": 0,
+            "units": [
+                unit("postgres", None, 12, 450),
+                unit("valkey", None, 12, 40),
+                unit("migrations", Some("postgres"), 450, 480),
+                unit("healthcheck", Some("migrations"), 480, 530),
+            ],
+        }))
+        .unwrap();
+        let table = timings_table(&state);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[3],
+            "valkey           -                     12      13         -      40"
+        );
+        assert_eq!(
+            lines.last().unwrap(),
+            &"critical path (ms): postgres 12-450 -> migrations 450-480 -> healthcheck 480-530"
+        );
     }
 }

@@ -17,7 +17,7 @@ pub(crate) fn run(cfg: &StackConfig, output: Output) -> anyhow::Result<ExitCode>
     let Some(state) = RunState::read_live(&cfg.state_dir) else {
         anyhow::bail!("the stack is not running; start it with `cargo xtask up`");
     };
-    let checks = check::collect(cfg, &state.checked_units());
+    let checks = live_checks(cfg, &state);
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
@@ -37,6 +37,12 @@ pub(crate) fn run(cfg: &StackConfig, output: Output) -> anyhow::Result<ExitCode>
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Every check of the running stack's services (those not stopped on request), read from the
+/// ports they run on.
+pub(crate) fn live_checks(cfg: &StackConfig, state: &RunState) -> Vec<Check> {
+    check::collect(&state.live_config(cfg), &state.checked_units())
 }
 
 /// The checks as `verify` prints them (and `ui` shows them): verdict first and the live value

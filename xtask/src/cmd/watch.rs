@@ -22,8 +22,10 @@ use crate::stack::{Program, UNITS};
 use crate::supervisor::run_state::RunState;
 use crate::supervisor::socket::{self, Recreate, Request, Start};
 
-/// A build starts once the sources have been quiet this long.
-const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A build starts once the sources have been quiet this long. The events of an editor's save
+/// come within a millisecond or two of each other, a `git checkout`'s hundreds back to back;
+/// every millisecond of it is part of watch's edit-to-serving time.
+const DEBOUNCE: Duration = Duration::from_millis(50);
 
 pub(crate) fn run(repo: &Repo) -> anyhow::Result<ExitCode> {
     let cfg = repo.config()?;

@@ -2,6 +2,7 @@
 //! wins), then the defaults of the Compose stack. Passwords left unset are generated at the
 //! first `up` and kept in `<state>/secrets.env` (mode 0600).
 
+pub(crate) mod auto_ports;
 mod secrets;
 pub(crate) mod url;
 
@@ -44,9 +45,13 @@ pub(crate) struct PortVar {
     pub(crate) default: u16,
 }
 
-/// The ports of this configuration, by variable.
-#[derive(Clone, Debug)]
-pub(crate) struct Ports(BTreeMap<&'static str, u16>);
+/// The ports of this configuration, by variable, and where those of `AMTP_PORTS=auto` came
+/// from.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ports {
+    by_var: BTreeMap<&'static str, u16>,
+    auto: Option<(Vec<&'static str>, auto_ports::Origin)>,
+}
 
 /// Which GitHub the MCP server talks to.
 #[derive(Clone, Debug)]
@@ -162,17 +167,45 @@ impl StackConfig {
                 .cloned()
                 .unwrap_or_else(|| default.to_owned())
         };
-        let port = |port: &PortVar| -> anyhow::Result<(&'static str, u16)> {
+        let port = |port: &PortVar| -> anyhow::Result<Option<(&'static str, u16)>> {
             let key = port.var;
             match vars.get(key).filter(|v| !v.is_empty()) {
-                None => Ok((key, port.default)),
+                None => Ok(None),
                 Some(value) => match value.parse::<u16>() {
-                    Ok(p) if p > 0 => Ok((key, p)),
+                    Ok(p) if p > 0 => Ok(Some((key, p))),
                     _ => bail!("{key}={value:?} is not a port number; set it to 1-65535"),
                 },
             }
         };
-        let ports = Ports(port_vars.iter().map(port).collect::<anyhow::Result<_>>()?);
+        let mut by_var = BTreeMap::new();
+        let mut unset = Vec::new();
+        for var in port_vars {
+            match port(var)? {
+                Some((key, number)) => {
+                    by_var.insert(key, number);
+                }
+                None => unset.push(*var),
+            }
+        }
+        let auto = match vars.get(auto_ports::VAR).map(String::as_str) {
+            None | Some("") => false,
+            Some("auto") => true,
+            Some(other) => bail!(
+                "{}={other:?} is not a known setting; set it to `auto` (each port from this \
+                 checkout's own free block) or leave it unset (the defaults)",
+                auto_ports::VAR
+            ),
+        };
+        let mut ports = Ports { by_var, auto: None };
+        if auto && !unset.is_empty() {
+            let (found, origin) = auto_ports::resolve(&state_dir, port_vars, &unset)?;
+            ports.auto = Some((found.iter().map(|(var, _)| *var).collect(), origin));
+            ports.by_var.extend(found);
+        } else {
+            ports
+                .by_var
+                .extend(unset.iter().map(|port| (port.var, port.default)));
+        }
         let password = |key: &'static str| -> anyhow::Result<String> {
             let value = vars.get(key).filter(|v| !v.is_empty()).cloned();
             // A damaged secrets file: the stack ran, so `down` and `reset` still find it (no
@@ -233,7 +266,7 @@ impl StackConfig {
     pub(crate) fn settings_hash(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let without_ports = StackConfig {
-            ports: Ports(BTreeMap::new()),
+            ports: Ports::default(),
             ..self.clone()
         };
         let mut hasher = std::hash::DefaultHasher::new();
@@ -243,12 +276,29 @@ impl StackConfig {
 
     /// The port `port` is set to; its default when the unit table did not name it at load.
     pub(crate) fn port(&self, port: PortVar) -> u16 {
-        self.ports.0.get(port.var).copied().unwrap_or(port.default)
+        self.ports
+            .by_var
+            .get(port.var)
+            .copied()
+            .unwrap_or(port.default)
+    }
+
+    /// Every port variable of this configuration with its port.
+    pub(crate) fn ports(&self) -> impl Iterator<Item = (&'static str, u16)> + '_ {
+        self.ports.by_var.iter().map(|(var, port)| (*var, *port))
+    }
+
+    /// With `AMTP_PORTS=auto`: the variables whose ports it chose, and from where.
+    pub(crate) fn auto_ports(&self) -> Option<(&[&'static str], &auto_ports::Origin)> {
+        self.ports
+            .auto
+            .as_ref()
+            .map(|(vars, origin)| (vars.as_slice(), origin))
     }
 
     /// This configuration with `port` set to `number` (what a running stack actually uses).
     pub(crate) fn with_port(mut self, port: PortVar, number: u16) -> StackConfig {
-        self.ports.0.insert(port.var, number);
+        self.ports.by_var.insert(port.var, number);
         self
     }
 
@@ -327,15 +377,17 @@ fn first_malformed_line(text: &str) -> Option<usize> {
 
 /// `/tmp/amtp-<hash of the state dir>`: short enough for any socket name, distinct per stack.
 fn runtime_dir_for(state_dir: &Path) -> PathBuf {
-    // FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
-    let hash = state_dir
-        .as_os_str()
+    PathBuf::from(format!("/tmp/amtp-{:08x}", path_hash(state_dir) as u32))
+}
+
+/// FNV-1a of a path's bytes: stable across runs and Rust versions, unlike `DefaultHasher`.
+fn path_hash(path: &Path) -> u64 {
+    path.as_os_str()
         .as_encoded_bytes()
         .iter()
         .fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-        });
-    PathBuf::from(format!("/tmp/amtp-{:08x}", hash as u32))
+        })
 }
 
 #[cfg(test)]
@@ -410,6 +462,55 @@ pub(crate) mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("VALKEY_PORT=\"x\""), "{err}");
+    }
+
+    #[test]
+    fn auto_ports_come_from_the_state_dir_s_block_and_a_set_variable_wins() {
+        let scratch = tempfile::tempdir().unwrap();
+        let state = scratch.path().join("state");
+        let with = |extra: &[(&str, &str)]| {
+            let mut env = vars(&[
+                ("AMTP_STATE_DIR", state.to_str().unwrap()),
+                ("POSTGRES_PASSWORD", "p"),
+                ("VALKEY_PASSWORD", "v"),
+            ]);
+            env.extend(vars(extra));
+            StackConfig::from_vars(
+                scratch.path(),
+                env,
+                &crate::stack::port_vars(),
+                Secrets::MustExist,
+            )
+        };
+        let auto = with(&[("AMTP_PORTS", "auto"), ("VALKEY_PORT", "16379")]).unwrap();
+        let (chosen, origin) = auto.auto_ports().expect("auto ports");
+        let auto_ports::Origin::Block { start, .. } = origin.clone() else {
+            panic!("not from a block: {origin:?}");
+        };
+        assert!(!chosen.contains(&"VALKEY_PORT"), "{chosen:?}");
+        for (var, port) in auto.ports() {
+            if var == "VALKEY_PORT" {
+                assert_eq!(port, 16379);
+            } else {
+                assert!(
+                    (start..start + auto_ports::BLOCK_SIZE).contains(&port),
+                    "{var}={port} is outside {start}"
+                );
+            }
+        }
+        assert_eq!(
+            auto.settings_hash(),
+            with(&[("VALKEY_PORT", "16379")]).unwrap().settings_hash(),
+            "AMTP_PORTS=auto is no setting of a service"
+        );
+        let plain = with(&[]).unwrap();
+        assert!(plain.auto_ports().is_none());
+        assert_eq!(plain.port(crate::stack::postgres::PORT), 5432);
+        let err = with(&[("AMTP_PORTS", "yes")]).unwrap_err().to_string();
+        assert!(
+            err.contains("AMTP_PORTS=\"yes\"") && err.contains("`auto`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Port checks before anything starts, naming the process that holds a taken port.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpListener;
 
@@ -58,9 +59,58 @@ pub(crate) fn check_free(port: u16) -> Result<(), PortInUse> {
     }
 }
 
+/// The kernel's tables of TCP sockets, IPv4 and IPv6.
+const TCP_TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
+
+/// Whether something listens on TCP `port`, as `/proc/net/tcp*` says (false where there is
+/// no such file).
+pub(crate) fn listening(port: u16) -> bool {
+    TCP_TABLES
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .any(|table| listening_inode(&table, port).is_some())
+}
+
+/// The ports sockets listen on, as `/proc/net/tcp*` lists them, read once: a look at ports
+/// that binds none of them, so it cannot take one from a server binding it at that moment
+/// (`AMTP_PORTS=auto` looks at every command, while `up` may be starting the stack).
+pub(crate) struct Listeners {
+    /// `None` where `/proc` does not say (macOS).
+    ports: Option<BTreeSet<u16>>,
+}
+
+impl Listeners {
+    pub(crate) fn now() -> Listeners {
+        let tables: Vec<String> = TCP_TABLES
+            .iter()
+            .filter_map(|path| fs::read_to_string(path).ok())
+            .collect();
+        let ports = (!tables.is_empty()).then(|| {
+            tables
+                .iter()
+                .flat_map(|table| listening_ports(table))
+                .collect()
+        });
+        Listeners { ports }
+    }
+
+    /// `Ok` if no socket listens on `port`, on any address; without the tables, a bind as
+    /// [`check_free`] does.
+    pub(crate) fn check(&self, port: u16) -> Result<(), PortInUse> {
+        match &self.ports {
+            None => check_free(port),
+            Some(ports) if !ports.contains(&port) => Ok(()),
+            Some(_) => Err(PortInUse {
+                port,
+                holder: holder(port),
+            }),
+        }
+    }
+}
+
 /// The process listening on `port`, found through `/proc/net/tcp*` and the fds of `/proc/*`.
 fn holder(port: u16) -> Option<PortHolder> {
-    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+    let inode = TCP_TABLES
         .iter()
         .filter_map(|path| fs::read_to_string(path).ok())
         .find_map(|table| listening_inode(&table, port))?;
@@ -123,9 +173,22 @@ fn decode_address(field: &str) -> Option<String> {
     Some(format!("[{address}]:{port}"))
 }
 
+/// The ports of the listening sockets of a `/proc/net/tcp` table.
+fn listening_ports(table: &str) -> impl Iterator<Item = u16> + '_ {
+    table.lines().skip(1).filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let local = fields.nth(1)?;
+        let state = fields.nth(1)?;
+        let port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
+        (state == LISTEN).then_some(port)
+    })
+}
+
+/// The `st` of a listening socket in a `/proc/net/tcp` table.
+const LISTEN: &str = "0A";
+
 /// The inode of the socket listening on `port` in a `/proc/net/tcp` table.
 fn listening_inode(table: &str, port: u16) -> Option<u64> {
-    const LISTEN: &str = "0A";
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let local_port = fields.get(1)?.rsplit_once(':')?.1;
@@ -143,6 +206,7 @@ mod tests {
     fn the_holder_of_a_taken_port_is_named() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        assert!(listening(port), "the kernel's table shows the listener");
         let err = check_free(port).unwrap_err();
         let holder = err.holder.clone().expect("this process is named");
         assert_eq!(holder.pid, std::process::id() as i32);
@@ -166,6 +230,18 @@ mod tests {
     }
 
     #[test]
+    fn a_listening_port_is_seen_without_binding_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = Listeners::now().check(port).unwrap_err();
+        assert_eq!(err.port, port);
+        assert_eq!(
+            err.holder.map(|holder| holder.pid),
+            Some(std::process::id() as i32)
+        );
+    }
+
+    #[test]
     fn addresses_are_decoded() {
         assert_eq!(
             decode_address("0100007F:1538").as_deref(),
@@ -183,5 +259,6 @@ mod tests {
                      \x20  0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   101        0 4242 1\n";
         assert_eq!(listening_inode(table, 5432), Some(4242));
         assert_eq!(listening_inode(table, 6432), None);
+        assert_eq!(listening_ports(table).collect::<Vec<_>>(), [5432]);
     }
 }

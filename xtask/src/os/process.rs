@@ -30,6 +30,8 @@ pub(crate) struct Launch {
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) run_as: Option<Account>,
+    /// A file to read as standard input (none: stdin is closed).
+    pub(crate) stdin: Option<PathBuf>,
 }
 
 impl Launch {
@@ -39,6 +41,7 @@ impl Launch {
             args: Vec::new(),
             env: Vec::new(),
             run_as: None,
+            stdin: None,
         }
     }
 
@@ -54,6 +57,12 @@ impl Launch {
 
     pub(crate) fn run_as(mut self, account: Option<Account>) -> Launch {
         self.run_as = account;
+        self
+    }
+
+    /// Standard input from `path`, opened by us: the program needs no right to read it.
+    pub(crate) fn stdin_from(mut self, path: &Path) -> Launch {
+        self.stdin = Some(path.to_owned());
         self
     }
 }
@@ -74,11 +83,17 @@ fn command(launch: &Launch) -> anyhow::Result<(Command, PipeReader)> {
     let err = out
         .try_clone()
         .with_context(|| format!("cannot duplicate the log pipe of {program}"))?;
+    let stdin = match &launch.stdin {
+        Some(path) => Stdio::from(
+            fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => Stdio::null(),
+    };
     let mut command = Command::new(&launch.program);
     command
         .args(&launch.args)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(out)
         .stderr(err)
         .process_group(0);
@@ -184,11 +199,17 @@ pub(crate) fn spawn_detached(launch: &Launch, log: &Path) -> anyhow::Result<Chil
         .append(true)
         .open(log)
         .with_context(|| format!("cannot open {}", log.display()))?;
+    let stdin = match &launch.stdin {
+        Some(path) => Stdio::from(
+            fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => Stdio::null(),
+    };
     let mut command = Command::new(&launch.program);
     command
         .args(&launch.args)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(
             out.try_clone()
                 .with_context(|| format!("cannot open {}", log.display()))?,

@@ -1,6 +1,7 @@
 //! The GitHub MCP server (`apps/github-mcp`): `repo.tree` and `repo.read_file` over a GitHub
 //! App, the real one or the workspace's stand-in.
 
+use super::app_metrics::AppMetrics;
 use super::{Daemon, Kind, Program, Unit, github_standin, otel_collector, valkey};
 use crate::config::{GithubApp, PortVar, StackConfig};
 use crate::os::process::Launch;
@@ -14,7 +15,10 @@ pub(crate) const PORT: PortVar = PortVar {
 };
 
 /// The name its traces and metrics carry (`OTEL_SERVICE_NAME`, the seed's).
-const SERVICE_NAME: &str = "amtp-github-mcp";
+pub(crate) const SERVICE_NAME: &str = "amtp-github-mcp";
+
+/// How often, in milliseconds, the app of this stack exports its counters over OTLP.
+pub(crate) const METRIC_EXPORT_INTERVAL_MS: u64 = 5000;
 
 pub(crate) const UNIT: Unit = Unit {
     name: "github-mcp",
@@ -32,6 +36,12 @@ pub(crate) const UNIT: Unit = Unit {
         port: PORT,
         launch,
         probe,
+        metrics: Some(AppMetrics {
+            path: "/metrics",
+            requests: "mcp_tool_calls",
+            requests_are: "tool calls",
+            otlp_service: Some(SERVICE_NAME),
+        }),
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT
@@ -78,7 +88,13 @@ fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
         .env("OTEL_SERVICE_NAME", SERVICE_NAME)
         // A span batch leaves after 500 ms rather than the SDK's 5 s: on a dev machine a trace
         // is in `cargo xtask traces` by the time one looks.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "500");
+        .env("OTEL_BSP_SCHEDULE_DELAY", "500")
+        // Counters every 5 s rather than the app's 30: `cargo xtask metrics` and the
+        // collector's view keep up with what one just did.
+        .env(
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            METRIC_EXPORT_INTERVAL_MS.to_string(),
+        );
     match &cfg.github {
         GithubApp::Real {
             app_id,

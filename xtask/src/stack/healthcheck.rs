@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use super::app_metrics::AppMetrics;
 use super::{Daemon, Kind, Program, Unit, valkey};
 use crate::config::{PortVar, StackConfig};
 use crate::os::process::Launch;
@@ -32,6 +33,13 @@ pub(crate) const UNIT: Unit = Unit {
         port: PORT,
         launch,
         probe,
+        // Each `GET /health` is one probe (the supervisor's liveness probe among them).
+        metrics: Some(AppMetrics {
+            path: "/metrics",
+            requests: "healthcheck_probes",
+            requests_are: "probes",
+            otlp_service: None,
+        }),
         ..Daemon::DEFAULT
     }),
     ..Unit::DEFAULT

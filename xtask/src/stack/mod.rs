@@ -5,6 +5,7 @@
 //! help, `verify`, `status`, `logs` and the docs derive from the table. Adding a service is one
 //! module and one line in [`UNITS`].
 
+pub(crate) mod app_metrics;
 pub(crate) mod build;
 pub(crate) mod check;
 pub(crate) mod compose;
@@ -134,6 +135,8 @@ pub(crate) struct Daemon {
     /// Bytes its next start needs free in the state dir, beyond what it holds already (a new
     /// cluster for Postgres): `up` refuses to start with less.
     pub(crate) disk_need: fn(&StackConfig) -> u64,
+    /// Its Prometheus endpoint, for an app that has one.
+    pub(crate) metrics: Option<app_metrics::AppMetrics>,
 }
 
 /// A ready daemon's liveness rule: the supervisor probes it every [`LIVENESS_PERIOD`] (each
@@ -178,6 +181,7 @@ impl Daemon {
         on_ready: |_| Ok(()),
         liveness: Liveness::RestartAfter(3),
         disk_need: |_| 0,
+        metrics: None,
     };
 }
 

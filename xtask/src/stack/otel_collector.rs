@@ -2,12 +2,13 @@
 //! (`rotel-agent`, from PyPI's `rotel` wheel), with its OTLP/HTTP and OTLP/gRPC receivers on
 //! loopback.
 //!
-//! Every span it receives is written to its stdout in the collector's debug format
-//! (`--debug-log traces --debug-log-verbosity detailed`, the layout of the OpenTelemetry
-//! Collector's debug exporter), which the supervisor keeps, timestamped and rotated, in
-//! `<state>/logs/otel-collector.log`: that file is what `cargo xtask traces` reads. Spans go
-//! nowhere else unless `AMTP_OTLP_FORWARD` names an upstream OTLP/HTTP endpoint (your Tempo,
-//! a vendor), which then receives all of them through Rotel's OTLP exporter.
+//! Every span and metric it receives is written to its stdout in the collector's debug format
+//! (`--debug-log traces --debug-log metrics --debug-log-verbosity detailed`, the layout of the
+//! OpenTelemetry Collector's debug exporter), which the supervisor keeps, timestamped and
+//! rotated, in `<state>/logs/otel-collector.log`: that file is what `cargo xtask traces` and
+//! `cargo xtask metrics` read. Nothing goes anywhere else unless `AMTP_OTLP_FORWARD` names an
+//! upstream OTLP/HTTP endpoint (your Tempo, a vendor), which then receives all of it through
+//! Rotel's OTLP exporter.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -81,6 +82,8 @@ fn launch(cfg: &StackConfig, installed: &Installed, _: &Contract) -> Launch {
         .arg(format!("127.0.0.1:{}", cfg.port(GRPC_PORT)))
         .arg("--debug-log")
         .arg("traces")
+        .arg("--debug-log")
+        .arg("metrics")
         .arg("--debug-log-verbosity")
         .arg("detailed");
     match &cfg.otlp_forward {
@@ -186,6 +189,8 @@ fn compose(_: &Contract) -> anyhow::Result<Service> {
     let command = [
         "--debug-log",
         "traces",
+        "--debug-log",
+        "metrics",
         "--debug-log-verbosity",
         "detailed",
         "--exporter",
@@ -229,7 +234,8 @@ mod tests {
         );
         assert!(
             args.ends_with(
-                "--debug-log traces --debug-log-verbosity detailed --exporter blackhole"
+                "--debug-log traces --debug-log metrics --debug-log-verbosity detailed \
+                 --exporter blackhole"
             ),
             "{args}"
         );

@@ -85,23 +85,6 @@ impl Dependencies {
             .filter(|&other| self.with_dependencies(&[other]).contains(&slot))
             .collect()
     }
-
-    /// The order of the stop: the slots that depend on others first, each level stopped in
-    /// parallel; a slot's dependencies only after it.
-    pub(super) fn stop_levels(&self) -> Vec<Vec<usize>> {
-        // Length of the longest dependency chain below each slot (0 for those that need
-        // nothing); the dependencies' are known already, as they come first.
-        let mut depths: Vec<usize> = Vec::with_capacity(self.of.len());
-        for slot in 0..self.of.len() {
-            let depth = self.of(slot).iter().map(|&d| depths[d] + 1).max();
-            depths.push(depth.unwrap_or(0));
-        }
-        let deepest = depths.iter().copied().max().unwrap_or(0);
-        (0..=deepest)
-            .rev()
-            .map(|depth| (0..depths.len()).filter(|&i| depths[i] == depth).collect())
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -157,20 +140,20 @@ mod tests {
         let deps = Dependencies::resolve(&[&BASE, &MIDDLE, &TOP, &ALONE]).unwrap();
         assert_eq!(deps.with_dependencies(&[2]), [0, 1, 2]);
         assert_eq!(deps.with_dependencies(&[1, 3]), [0, 1, 3]);
-        assert_eq!(deps.stop_levels(), [vec![2], vec![1], vec![0, 3]]);
+        // The stop waits for these: direct and indirect dependents, nothing else.
+        assert_eq!(deps.dependents_of(0), [1, 2]);
+        assert_eq!(deps.dependents_of(1), [2]);
+        assert!(deps.dependents_of(2).is_empty() && deps.dependents_of(3).is_empty());
 
         // The real table: every unit stops before each of its dependencies.
         let deps = Dependencies::resolve(stack::UNITS).unwrap();
-        let levels = deps.stop_levels();
-        let level_of = |slot: usize| levels.iter().position(|l| l.contains(&slot)).unwrap();
         for slot in 0..stack::UNITS.len() {
             for &dep in deps.of(slot) {
-                assert!(level_of(slot) < level_of(dep), "{slot} stops after {dep}");
+                assert!(
+                    deps.dependents_of(dep).contains(&slot),
+                    "{slot} stops after {dep}"
+                );
             }
         }
-        assert_eq!(
-            levels.iter().map(Vec::len).sum::<usize>(),
-            stack::UNITS.len()
-        );
     }
 }

@@ -60,6 +60,9 @@ pub(super) enum Probe {
     Ready,
     /// No answer yet: probed again after a moment, until the start's deadline.
     NotYet(anyhow::Error),
+    /// Its port is listened on, but it does not answer as it should yet (Postgres while it
+    /// recovers): as [`Probe::NotYet`], and the time is kept for `up --timings`.
+    Listening(anyhow::Error),
     /// It answers, but what runs once it does failed.
     Failed(anyhow::Error),
 }

@@ -19,8 +19,9 @@
 //! A daemon that exits while the stack runs is restarted with a growing delay (Compose's
 //! `unless-stopped`); one that stops answering is restarted or reported by its [`liveness`]
 //! rule; one stopped on request stays stopped until `start`. On SIGTERM, SIGINT
-//! or SIGHUP the same loop stops the units in reverse dependency order, each level in
-//! parallel, with their stop signal and SIGKILL after a grace period, and returns.
+//! or SIGHUP the same loop stops the units dependents first: each daemon as soon as nothing
+//! that depends on it runs (those with no dependents at once, all in parallel), with its stop
+//! signal and SIGKILL after a grace period, and returns.
 //!
 //! What runs programs sits behind the [`Runner`] seam: the real one spawns through
 //! [`process`]; the tests' fake records what it was asked and lets a test make a daemon exit or
@@ -34,7 +35,6 @@
 //! reaper threads only wait for their daemon's exit. Each change is published in
 //! `<state>/run/state.json` (derived from the slots), which `up`, `status` and `down` read.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -64,6 +64,7 @@ mod dependencies;
 mod events;
 pub(crate) mod launch;
 mod liveness;
+pub(crate) mod rates;
 mod requests;
 pub(crate) mod run_state;
 mod runner;
@@ -83,6 +84,8 @@ pub(crate) struct Supervisor {
     phase: Phase,
     error: Option<String>,
     started_at: u64,
+    /// When it started, for the units' [`run_state::Timings`].
+    epoch: Instant,
     me: ProcessId,
     events: Receiver<Event>,
     sender: Sender<Event>,
@@ -97,8 +100,8 @@ pub(crate) struct Supervisor {
     waiters: Vec<Waiter>,
     /// A stop signal came.
     signalled: bool,
-    /// While the stack stops: the levels of units still to stop, the current one first.
-    stopping: Option<VecDeque<Vec<usize>>>,
+    /// While the stack stops: each slot's dependents, direct or not, which stop before it.
+    stopping: Option<Vec<Vec<usize>>>,
 }
 
 /// `verify`'s checks, run once beside the ready stack (and again once more of it is ready).
@@ -122,14 +125,21 @@ pub(crate) fn run(cfg: &StackConfig, only: &[String]) -> anyhow::Result<()> {
     let exe = crate::stack::build::built_by_workspace(env!("CARGO_BIN_NAME"))?;
     guardian::start(&exe, &cfg.log_file("supervisor"))?;
     supervisor.hold_all_but(only)?;
+    let mut sampler = None;
     let result = supervisor
         .preflight()
         .and_then(|()| socket::listen(cfg, supervisor.sender.clone()))
-        .and_then(|()| supervisor.supervise());
+        .and_then(|()| {
+            sampler = rates::Sampler::start(cfg, &stack::enabled_units(cfg));
+            supervisor.supervise()
+        });
     if let Err(err) = &result {
         supervisor.phase = Phase::Failed;
         supervisor.error = Some(format!("{err:#}"));
         supervisor.publish();
+    }
+    if let Some(sampler) = sampler {
+        sampler.stop();
     }
     supervisor.stop_all();
     socket::close(cfg);
@@ -153,6 +163,7 @@ impl Supervisor {
             phase: Phase::Starting,
             error: None,
             started_at: unix_now(),
+            epoch: Instant::now(),
             me: ProcessId::of(std::process::id())
                 .context("cannot read the supervisor's own pid")?,
             events,
@@ -213,7 +224,17 @@ impl Supervisor {
             started_at: self.started_at,
             units: self.slots.iter().map(Slot::published).collect(),
             contract: self.contract.clone(),
+            ports: self
+                .cfg
+                .ports()
+                .map(|(var, port)| (var.to_owned(), port))
+                .collect(),
         }
+    }
+
+    /// Milliseconds from the supervisor's start to `now`.
+    fn since_start(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     fn publish(&self) {
@@ -261,7 +282,7 @@ impl Supervisor {
         }
         self.take_due_steps(now);
         if self.stopping.is_some() {
-            self.stop_levels(now);
+            self.stop_dependents_first(now);
         } else {
             self.start_due_units(now);
             if self.phase == Phase::Starting
@@ -405,8 +426,9 @@ impl Supervisor {
         self.contract_check = ContractCheck::Due(now + CONTRACT_CHECK_DELAY);
     }
 
-    /// Stops every running daemon in reverse dependency order: the units that depend on
-    /// others first, each level's daemons in parallel.
+    /// Stops every running daemon, dependents first: each as soon as none of its dependents
+    /// runs, so that independent services stop in parallel and no level waits for another's
+    /// slowest member.
     fn stop_all(&mut self) {
         for waiter in self.waiters.drain(..) {
             waiter.caller.done(Some(
@@ -419,33 +441,39 @@ impl Supervisor {
             println!("stopping the stack");
             self.phase = Phase::Stopping;
             self.publish();
-            self.stopping = Some(self.deps.stop_levels().into());
+            self.begin_stop();
             // Nothing fails while the stack stops.
             let _ = self.run_until(|s| s.stopping.is_none());
         }
         self.finish();
     }
 
-    /// The stop of the stack, at `now`: the current level stopped, and the next once it is.
-    fn stop_levels(&mut self, now: Instant) {
-        while let Some(level) = self.stopping.as_ref().and_then(|levels| levels.front()) {
-            let level = level.clone();
-            let mut running = false;
-            for &index in &level {
-                let slot = &mut self.slots[index];
-                if slot.process().is_some() {
-                    slot.stop(AfterStop::Exit, &*self.runner, now);
-                    running = true;
-                }
-            }
-            if running {
-                return;
-            }
-            if let Some(levels) = &mut self.stopping {
-                levels.pop_front();
+    /// The stop of the stack begins: from the next turn on, nothing starts and each daemon is
+    /// stopped once its dependents are gone.
+    fn begin_stop(&mut self) {
+        let dependents = (0..self.slots.len())
+            .map(|slot| self.deps.dependents_of(slot))
+            .collect();
+        self.stopping = Some(dependents);
+    }
+
+    /// The stop of the stack, at `now`: every daemon none of whose dependents runs any more is
+    /// stopped (one already stopping is left to its grace period, and stays stopped after);
+    /// the stop is over when no daemon runs.
+    fn stop_dependents_first(&mut self, now: Instant) {
+        let Some(dependents) = &self.stopping else {
+            return;
+        };
+        let running: Vec<bool> = self.slots.iter().map(|s| s.process().is_some()).collect();
+        if !running.contains(&true) {
+            self.stopping = None;
+            return;
+        }
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if running[index] && dependents[index].iter().all(|&d| !running[d]) {
+                slot.stop(AfterStop::Exit, &*self.runner, now);
             }
         }
-        self.stopping = None;
     }
 
     fn finish(&mut self) {

@@ -225,6 +225,19 @@ impl Supervisor {
                 ));
             }
         }
+        // A task that ran against a restarted daemon runs again once it is back: the
+        // migrations, into a `POSTGRES_DB` that the restart created.
+        let mut reruns: Vec<usize> = restart
+            .iter()
+            .flat_map(|&index| self.deps.dependents_of(index))
+            .filter(|&task| matches!(self.slots[task].state, SlotState::Done))
+            .collect();
+        reruns.sort_unstable();
+        reruns.dedup();
+        for &task in &reruns {
+            caller.say(format!("{}: running again", self.slots[task].unit.name));
+        }
+        restart.extend(reruns);
         for &index in &restart {
             self.stop_unit(index, AfterStop::Start, caller, now);
         }

@@ -1,11 +1,13 @@
 //! `<state>/run/state.json`: what the supervisor publishes about the stack, which `up`,
 //! `status`, `verify`, `env` and `down` read. Only the supervisor writes it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use crate::config::StackConfig;
 use crate::os::process::ProcessId;
 /// The contract check's counts, as the supervisor records them at the start.
 pub(crate) use crate::stack::check::ContractSummary;
@@ -55,6 +57,25 @@ pub(crate) struct UnitState {
     /// Why the supervisor last restarted it on its own (it exited, or did not answer).
     #[serde(default)]
     pub(crate) last_restart: Option<String>,
+    /// The steps of its last start, as the supervisor took them (`up --timings`).
+    #[serde(default)]
+    pub(crate) timings: Timings,
+}
+
+/// When the supervisor moved a unit along its last start, each in milliseconds since the
+/// supervisor started: the critical path of a start, read back by `up --timings`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Timings {
+    /// Its dependencies were ready: its preparation (files, initdb) or its task began.
+    pub(crate) began_ms: Option<u64>,
+    /// The dependency that was ready last, which it waited for; `None` when it needs none.
+    pub(crate) waited_for: Option<String>,
+    /// Its daemon was spawned (a task has none).
+    pub(crate) spawned_ms: Option<u64>,
+    /// A probe first found its port listened on (the program answers later, once ready).
+    pub(crate) listening_ms: Option<u64>,
+    /// Its probe passed (a daemon), or its task finished.
+    pub(crate) ready_ms: Option<u64>,
 }
 
 /// `<state>/run/state.json`.
@@ -69,6 +90,11 @@ pub(crate) struct RunState {
     /// done); `status` and a second `up` show it instead of probing everything again.
     #[serde(default)]
     pub(crate) contract: Option<ContractSummary>,
+    /// Every port variable with the port the supervisor runs its service on (the further
+    /// ports too: Garage's RPC and admin API, the collector's gRPC): what every command
+    /// connects to while the stack runs, whatever the configuration says now.
+    #[serde(default)]
+    pub(crate) ports: BTreeMap<String, u16>,
 }
 
 impl RunState {
@@ -108,6 +134,21 @@ impl RunState {
                 })
             })
             .collect()
+    }
+
+    /// `cfg` with the ports this stack runs on: a port variable changed (or `AMTP_PORTS`)
+    /// since the start does not move a running service until `up` restarts it.
+    pub(crate) fn live_config(&self, cfg: &StackConfig) -> StackConfig {
+        let recorded = self.units.iter().filter_map(|unit| {
+            let var = crate::stack::unit(&unit.name)?.port()?;
+            Some((var, unit.port?))
+        });
+        let further = crate::stack::port_vars()
+            .into_iter()
+            .filter_map(|var| Some((var, *self.ports.get(var.var)?)));
+        recorded
+            .chain(further)
+            .fold(cfg.clone(), |cfg, (var, port)| cfg.with_port(var, port))
     }
 
     /// Every process the state names, the supervisor first.

@@ -153,6 +153,9 @@ impl Runner for Programs {
                 Ok(()) => Probe::Ready,
                 Err(err) => Probe::Failed(err),
             },
+            // Read from the kernel's table, not by connecting: a connection that says nothing
+            // is a line in some programs' logs (Postgres' "incomplete startup packet").
+            Err(err) if crate::os::ports::listening(cfg.port(daemon.port)) => Probe::Listening(err),
             Err(err) => Probe::NotYet(err),
         }
     }

@@ -12,7 +12,7 @@ use crate::os::process::ProcessId;
 use crate::stack::fingerprint::Fingerprint;
 use crate::stack::programs::Installed;
 use crate::stack::{self, Kind, Unit};
-use crate::supervisor::run_state::{Status, UnitState};
+use crate::supervisor::run_state::{Status, Timings, UnitState};
 use crate::supervisor::runner::Runner;
 
 /// Grace period between the stop signal and SIGKILL.
@@ -135,6 +135,8 @@ pub(super) struct Slot {
     pub(super) message: Option<String>,
     /// Why it was last restarted behind the user's back (it exited, did not answer).
     pub(super) last_restart: Option<String>,
+    /// The steps of its current (or last) start.
+    pub(super) timings: Timings,
 }
 
 impl Slot {
@@ -152,6 +154,7 @@ impl Slot {
             ready_ms: None,
             message: None,
             last_restart: None,
+            timings: Timings::default(),
         }
     }
 
@@ -207,6 +210,7 @@ impl Slot {
             restarts: self.restarts,
             message: self.message.clone(),
             last_restart: self.last_restart.clone(),
+            timings: self.timings.clone(),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::stack::contract::Contract;
 use crate::stack::fingerprint::Fingerprint;
 use crate::stack::{Kind, PortTaken};
 use crate::supervisor::events::{ExitNotice, Probe, Report, Reporter};
-use crate::supervisor::run_state::{Phase, Status, unix_now};
+use crate::supervisor::run_state::{Phase, Status, Timings, unix_now};
 use crate::supervisor::runner::Work;
 use crate::supervisor::slot::{Liveness, NextProbe, SlotState};
 
@@ -112,6 +112,7 @@ impl Supervisor {
         report: Report,
         now: Instant,
     ) -> anyhow::Result<()> {
+        let at = self.since_start(now);
         let slot = &mut self.slots[index];
         let name = slot.unit.name;
         match (report, &mut slot.state) {
@@ -130,36 +131,43 @@ impl Supervisor {
                     deadline,
                     probe: next,
                 },
-            ) => match probe {
-                Probe::Ready => {
-                    let ms = now.saturating_duration_since(*began).as_millis() as u64;
-                    println!("{name}: ready in {ms} ms (pid {})", process.pid);
-                    slot.state = SlotState::Ready {
-                        process: *process,
-                        liveness: Liveness::from(now),
-                    };
-                    slot.failures = 0;
-                    slot.ready_ms = Some(ms);
-                    // Why it failed before is `last_restart` now.
-                    slot.message = None;
-                    self.publish();
-                    Ok(())
+            ) => {
+                if matches!(probe, Probe::Ready | Probe::Listening(_)) {
+                    slot.timings.listening_ms.get_or_insert(at);
                 }
-                Probe::NotYet(err) if now >= *deadline => {
-                    let err = err.context(format!("not ready after {READY_TIMEOUT:?}"));
-                    self.failed(index, err.context(format!("{name}: not ready")), now)
+                match probe {
+                    Probe::Ready => {
+                        let ms = now.saturating_duration_since(*began).as_millis() as u64;
+                        slot.timings.ready_ms = Some(at);
+                        println!("{name}: ready in {ms} ms (pid {})", process.pid);
+                        slot.state = SlotState::Ready {
+                            process: *process,
+                            liveness: Liveness::from(now),
+                        };
+                        slot.failures = 0;
+                        slot.ready_ms = Some(ms);
+                        // Why it failed before is `last_restart` now.
+                        slot.message = None;
+                        self.publish();
+                        Ok(())
+                    }
+                    Probe::NotYet(err) | Probe::Listening(err) if now >= *deadline => {
+                        let err = err.context(format!("not ready after {READY_TIMEOUT:?}"));
+                        self.failed(index, err.context(format!("{name}: not ready")), now)
+                    }
+                    Probe::NotYet(_) | Probe::Listening(_) => {
+                        *next = NextProbe::At(now + PROBE_INTERVAL);
+                        Ok(())
+                    }
+                    Probe::Failed(err) => {
+                        self.failed(index, err.context(format!("{name}: not ready")), now)
+                    }
                 }
-                Probe::NotYet(_) => {
-                    *next = NextProbe::At(now + PROBE_INTERVAL);
-                    Ok(())
-                }
-                Probe::Failed(err) => {
-                    self.failed(index, err.context(format!("{name}: not ready")), now)
-                }
-            },
+            }
             (Report::TaskDone(Ok(message)), &mut SlotState::Running { began }) => {
                 slot.state = SlotState::Done;
                 slot.ready_ms = Some(now.saturating_duration_since(began).as_millis() as u64);
+                slot.timings.ready_ms = Some(at);
                 println!("{name}: {message}");
                 slot.message = Some(message);
                 self.publish();
@@ -199,6 +207,18 @@ impl Supervisor {
 
     /// Prepares a daemon (or runs a task) on a helper thread.
     pub(super) fn begin(&mut self, index: usize, now: Instant) {
+        let waited_for = self
+            .deps
+            .of(index)
+            .iter()
+            .map(|&dep| &self.slots[dep])
+            .max_by_key(|dep| dep.timings.ready_ms)
+            .map(|dep| dep.unit.name.to_owned());
+        self.slots[index].timings = Timings {
+            began_ms: Some(self.since_start(now)),
+            waited_for,
+            ..Timings::default()
+        };
         self.slots[index].begin(now);
         let (reporter, runner, cfg) = (
             self.reporter(index),
@@ -257,8 +277,10 @@ impl Supervisor {
                 .spawn(slot.unit, daemon, &self.cfg, installed, &self.infra, exits);
         match spawned {
             Ok(process) => {
+                let at = self.since_start(now);
                 let slot = &mut self.slots[index];
                 slot.started_at = Some(unix_now());
+                slot.timings.spawned_ms = Some(at);
                 slot.state = SlotState::Starting {
                     process,
                     began,

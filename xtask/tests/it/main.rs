@@ -18,3 +18,4 @@ mod stack;
 mod traces;
 mod ui;
 mod util;
+mod worktrees;

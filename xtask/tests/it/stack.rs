@@ -337,3 +337,77 @@ fn status_says_why_a_service_is_not_healthy() {
     );
     drop(listener);
 }
+
+#[test]
+fn up_timings_show_each_start_and_down_stops_dependents_before_what_they_need() {
+    let stack = TestStack::new("timings");
+    let out = stack.ok(&["up", "--timings"]);
+    // One row per unit: its name, what it waited for, then began, spawned, listening, ready
+    // (ms since the supervisor started; a task has neither spawn nor port).
+    let table = out
+        .split_once("\nservice ")
+        .unwrap_or_else(|| panic!("no timings table:\n{out}"))
+        .1;
+    let row = |name: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{out}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    let ms = |field: &str| -> u64 { field.parse().unwrap_or_else(|_| panic!("{field}:\n{out}")) };
+    for name in ["postgres", "valkey", "garage", "nginx"] {
+        let fields = row(name);
+        assert_eq!(fields[1], "-", "{name} waits for nothing:\n{out}");
+        let (began, spawned, listening, ready) = (
+            ms(&fields[2]),
+            ms(&fields[3]),
+            ms(&fields[4]),
+            ms(&fields[5]),
+        );
+        assert!(
+            began <= spawned && spawned <= listening && listening <= ready,
+            "{out}"
+        );
+    }
+    let pgbouncer = row("pgbouncer");
+    assert_eq!(pgbouncer[1], "postgres", "{out}");
+    assert!(ms(&pgbouncer[2]) >= ms(&row("postgres")[5]), "{out}");
+    let migrations = row("migrations");
+    assert_eq!(
+        (migrations[3].as_str(), migrations[4].as_str()),
+        ("-", "-"),
+        "{out}"
+    );
+    let path = out
+        .lines()
+        .find_map(|line| line.strip_prefix("critical path (ms): "))
+        .unwrap_or_else(|| panic!("no critical path:\n{out}"));
+    let first = path.split_whitespace().next().unwrap();
+    assert_eq!(
+        row(first)[1],
+        "-",
+        "the path begins at a unit that waits for nothing:\n{out}"
+    );
+
+    stack.ok(&["down"]);
+    let log = std::fs::read_to_string(stack.state_dir.join("logs/supervisor.log")).unwrap();
+    let stopped_at = |name: &str| {
+        let line = format!("{name}: stopped");
+        log.rfind(&line)
+            .unwrap_or_else(|| panic!("no {line:?} in the supervisor's log:\n{log}"))
+    };
+    for (dependent, dependency) in [
+        ("pgbouncer", "postgres"),
+        ("healthcheck", "postgres"),
+        ("healthcheck", "valkey"),
+        ("github-mcp", "valkey"),
+        ("github-mcp", "otel-collector"),
+        ("github-mcp", "github-standin"),
+    ] {
+        assert!(
+            stopped_at(dependent) < stopped_at(dependency),
+            "{dependent} stopped after {dependency}:\n{log}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
-//! Traces end to end with real programs: github-mcp called through rmcp's client sends its
-//! spans over OTLP/HTTP to the stack's Rotel collector, `xtask traces --json` reads them back
-//! from the collector's log, and a second Rotel instance stands in for an upstream endpoint.
+//! Traces and metrics end to end with real programs: github-mcp called through rmcp's client
+//! sends its spans and counters over OTLP/HTTP to the stack's Rotel collector, `xtask traces
+//! --json` and `xtask metrics --json` read them back from the collector's log, and a second
+//! Rotel instance stands in for an upstream endpoint.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -248,4 +249,92 @@ fn a_stopped_collector_leaves_the_app_serving_and_is_said_once() {
         log()
     );
     assert!(!tree_traces(&stack).is_empty());
+}
+
+#[test]
+fn the_collectors_counters_agree_with_the_apps_own_and_status_shows_its_request_rate() {
+    let stack = stack("metrics-agree");
+    stack.ok(&["up", "github-mcp"]);
+    let mcp_url = stack.env_var("MCP_URL");
+    // The supervisor has read the app's counter before the calls (every 2 s).
+    let counted = wait_for(Duration::from_secs(10), || {
+        stack
+            .service("github-mcp")
+            .is_some_and(|s| s["requests"]["total"] == 0.0)
+    });
+    assert!(counted, "no request rate in status: {:#}", stack.status());
+    for _ in 0..3 {
+        repo_tree(&mcp_url);
+    }
+
+    // The app exports every 5 s: the collector's view catches up with the app's own /metrics.
+    let app_series = || -> Vec<Value> {
+        let json = stack.ok(&["metrics", "--json", "--service", "amtp-github-mcp"]);
+        serde_json::from_str(&json).expect("metrics --json prints JSON")
+    };
+    let tool_calls = |series: &[Value]| -> Option<Value> {
+        series
+            .iter()
+            .find(|s| {
+                s["name"] == "mcp.tool.calls"
+                    && s["attributes"]["tool"] == "repo.tree"
+                    && s["attributes"]["result"] == "ok"
+            })
+            .cloned()
+    };
+    let mut series = Vec::new();
+    let agreed = wait_for(Duration::from_secs(30), || {
+        series = app_series();
+        tool_calls(&series).is_some_and(|s| s["value"] == 3.0 && s["app"]["value"] == 3.0)
+    });
+    assert!(
+        agreed,
+        "the collector and github-mcp's /metrics do not both count 3 repo.tree calls: \
+         {series:#?}\ncollector log:\n{}",
+        stack.ok(&["logs", "otel-collector", "--tail", "60"])
+    );
+    // Every series the app exported, the cache's hits and misses and GitHub's answers among
+    // them, has the same value in both views (the app is idle now).
+    for name in ["mcp.tool.calls", "mcp.cache.lookups", "github.requests"] {
+        assert!(
+            series.iter().any(|s| s["name"] == name),
+            "no {name}: {series:#?}"
+        );
+    }
+    for s in &series {
+        assert_eq!(s["value"], s["app"]["value"], "{s:#}");
+        assert!(s["app"]["error"].is_null(), "{s:#}");
+    }
+    let hits = series
+        .iter()
+        .find(|s| s["name"] == "mcp.cache.lookups" && s["attributes"]["result"] == "hit");
+    assert!(
+        hits.is_some_and(|s| s["value"].as_f64() >= Some(2.0)),
+        "{series:#?}"
+    );
+
+    let table = stack.ok(&["metrics"]);
+    assert!(
+        table.contains("mcp.tool.calls{result=ok,tool=repo.tree}"),
+        "{table}"
+    );
+
+    // `status` shows the rate of tool calls over the last 30 s, from the same counter, once
+    // the supervisor has read it again (every 2 s).
+    let mut status = Value::Null;
+    let counted = wait_for(Duration::from_secs(10), || {
+        status = stack.service("github-mcp").expect("github-mcp in status");
+        status["requests"]["total"] == 3.0
+    });
+    assert!(counted, "status does not count 3 tool calls: {status:#}");
+    let requests = &status["requests"];
+    assert_eq!(requests["of"], "tool calls", "{status:#}");
+    assert!(requests["per_second"].as_f64() > Some(0.0), "{status:#}");
+    // (It exits 1: the services `up github-mcp` left out are stopped.)
+    let text = String::from_utf8_lossy(&stack.xtask(&["status"]).stdout).into_owned();
+    assert!(text.contains("REQ/S"), "{text}");
+    assert!(
+        text.contains("REQ/S: over the last 30 s, of github-mcp tool calls"),
+        "{text}"
+    );
 }

@@ -59,6 +59,17 @@ impl TestStack {
         TestStack { state_dir, env }
     }
 
+    /// A stack as [`TestStack::new`] makes it, but with `AMTP_PORTS=auto` and no port
+    /// variable: its ports come from its state dir's path.
+    pub fn with_auto_ports(name: &str) -> TestStack {
+        let mut stack = TestStack::new(name);
+        for var in port_vars() {
+            stack.env.remove(var);
+        }
+        stack.env.insert("AMTP_PORTS".to_owned(), "auto".to_owned());
+        stack
+    }
+
     pub fn port(&self, var: &str) -> u16 {
         self.env[var].parse().unwrap()
     }
@@ -67,9 +78,21 @@ impl TestStack {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         command.args(args).envs(&self.env);
-        for secret in ["POSTGRES_PASSWORD", "VALKEY_PASSWORD", "GITHUB_APP_ID"] {
-            if !self.env.contains_key(secret) {
-                command.env_remove(secret);
+        // Nothing of the environment `cargo xtask test` gives the tests (`VALKEY_PORT`, …)
+        // stands in for what this stack leaves unset.
+        let own = [
+            "POSTGRES_PASSWORD",
+            "VALKEY_PASSWORD",
+            "GITHUB_APP_ID",
+            "AMTP_PORTS",
+        ];
+        for var in own
+            .iter()
+            .copied()
+            .chain(port_vars().iter().map(String::as_str))
+        {
+            if !self.env.contains_key(var) {
+                command.env_remove(var);
             }
         }
         command

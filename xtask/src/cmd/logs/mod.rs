@@ -123,13 +123,13 @@ pub(crate) fn run(cfg: &StackConfig, options: &Options) -> anyhow::Result<ExitCo
     let (lines, mut reader) = Reader::open(&paths, since, tail);
     let printed = print_all(&printer, &lines);
     if !options.follow || printed.is_err() {
-        return done(printed);
+        return crate::cmd::printed(printed, "logs");
     }
     loop {
         std::thread::sleep(FOLLOW_INTERVAL);
         let printed = print_all(&printer, &reader.new_lines());
         if printed.is_err() {
-            return done(printed);
+            return crate::cmd::printed(printed, "logs");
         }
     }
 }
@@ -178,16 +178,6 @@ fn print_all(printer: &Printer, lines: &[Line]) -> io::Result<()> {
         printer.print(&mut out, line)?;
     }
     out.flush()
-}
-
-/// A reader that went away (`logs | head`) is no error.
-fn done(printed: io::Result<()>) -> anyhow::Result<ExitCode> {
-    match printed {
-        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(err).context("cannot print the logs"))
-        }
-        _ => Ok(ExitCode::SUCCESS),
-    }
 }
 
 /// What has a log: every daemon of the table, and the supervisor.

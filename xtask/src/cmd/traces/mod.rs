@@ -4,8 +4,8 @@
 //!
 //! The collector (`stack/otel_collector.rs`) logs every span it receives; the supervisor keeps
 //! that log timestamped and rotated like every service's. This command reads the log and its
-//! rotated files back ([`parse`]), groups the spans by trace and keeps the traces the flags
-//! ask for, oldest first.
+//! rotated files back ([`collector_log`], [`parse`]), groups the spans by trace and keeps the
+//! traces the flags ask for, oldest first.
 
 mod parse;
 
@@ -13,12 +13,11 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::cli::Output;
+use crate::cmd::collector_log;
 use crate::config::StackConfig;
-use crate::os::logfile;
 use crate::stack::otel_collector;
 
 use parse::Span;
@@ -81,20 +80,7 @@ pub(crate) fn run(
     options: &Options,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    let log = cfg.log_file(otel_collector::UNIT.name);
-    if !log.exists() {
-        bail!(
-            "no collector log at {}; start the stack with `cargo xtask up` (the otel-collector \
-             service logs every span it receives)",
-            log.display()
-        );
-    }
-    // Oldest first: the rotated files by falling number, then the current one.
-    let mut text = String::new();
-    for n in (1..=logfile::KEEP).rev() {
-        text.push_str(&read_without_stamps(&logfile::rotated(&log, n))?);
-    }
-    text.push_str(&read_without_stamps(&log)?);
+    let text = collector_log::read(cfg)?;
     let traces = chosen(traces(parse::spans(&text)), options);
     let mut out = io::BufWriter::new(io::stdout().lock());
     let printed = match output {
@@ -113,12 +99,7 @@ pub(crate) fn run(
         ),
         Output::Table => traces.iter().try_for_each(|trace| print(&mut out, trace)),
     };
-    match printed.and_then(|()| out.flush()) {
-        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(err).context("cannot print the traces"))
-        }
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    crate::cmd::printed(printed.and_then(|()| out.flush()), "traces")
 }
 
 fn has_filter(options: &Options) -> bool {
@@ -126,21 +107,6 @@ fn has_filter(options: &Options) -> bool {
         || options.since.is_some()
         || options.slow.is_some()
         || options.trace.is_some()
-}
-
-/// A log file's text without the supervisor's timestamps; nothing for a file not there.
-fn read_without_stamps(path: &std::path::Path) -> anyhow::Result<String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut text = String::with_capacity(bytes.len());
-    for line in bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
-        text.push_str(&String::from_utf8_lossy(logfile::without_timestamp(line)));
-        text.push('\n');
-    }
-    Ok(text)
 }
 
 /// The spans grouped by trace, each trace in tree order, the traces by start time.

@@ -26,9 +26,11 @@
 //!
 //! A string attribute holding a line break goes on over the next lines, so a line that is
 //! none of the above continues the attribute before it. Rotel's own messages (JSON lines) end
-//! whatever block they interrupt.
+//! whatever block they interrupt; the metrics' blocks between are not read.
 
 use std::collections::BTreeMap;
+
+use crate::cmd::collector_log::{self, Signal, attribute};
 
 /// One span as the collector logged it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -72,7 +74,7 @@ pub(crate) fn spans(text: &str) -> Vec<Span> {
     let mut section = Section::Other;
     // The attribute a continuation line extends.
     let mut last_key: Option<String> = None;
-    for line in text.lines() {
+    for line in collector_log::blocks(text, Signal::Spans).lines() {
         if line.starts_with("ResourceSpans #") {
             service.clear();
             section = Section::Other;
@@ -152,26 +154,6 @@ fn span_field(line: &str) -> Option<(&str, &str)> {
             | "Status message"
     )
     .then(|| (field, value.trim()))
-}
-
-/// `     -> key: Str(value)`: the key and the value without its type.
-fn attribute(line: &str) -> Option<(String, String)> {
-    let rest = line.strip_prefix("     -> ")?;
-    let (key, value) = rest.split_once(": ")?;
-    Some((key.to_owned(), untyped(value)))
-}
-
-/// `Str(a)` → `a`, `Int(5)` → `5`; a value split over lines keeps its `Str(` until the line
-/// with the closing parenthesis.
-fn untyped(value: &str) -> String {
-    match value.split_once('(') {
-        Some((kind, inner))
-            if !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphabetic()) =>
-        {
-            inner.strip_suffix(')').unwrap_or(inner).to_owned()
-        }
-        _ => value.to_owned(),
-    }
 }
 
 /// Appends a continuation line of a multi-line string value (its closing `)` dropped).
@@ -280,5 +262,27 @@ End time: 7
         assert_eq!(child.attributes["cache.result"], "miss");
         assert_eq!(spans[2].service, "other");
         assert_eq!(spans[2].duration_nanos(), 2);
+    }
+
+    #[test]
+    fn a_metrics_block_between_spans_is_not_read_as_theirs() {
+        let (first, rest) = LOGGED.split_at(LOGGED.find("{\"v\"").unwrap());
+        let metrics = "\
+ResourceMetrics #0
+Resource attributes:
+     -> service.name: Str(amtp-github-mcp)
+ScopeMetrics #0
+Metric #0
+Descriptor:
+     -> Name: mcp.tool.calls
+NumberDataPoints #0
+Data point attributes:
+     -> tool: Str(repo.tree)
+Timestamp: 1700000000000000000
+Value: 3
+";
+        let spans = spans(&format!("{first}{metrics}{rest}"));
+        assert_eq!(spans, super::spans(LOGGED));
+        assert!(!spans[1].attributes.contains_key("tool"), "{spans:?}");
     }
 }

@@ -225,7 +225,7 @@ pub(crate) fn verify(cfg: &StackConfig, updates: &Sender<Update>) {
     std::thread::spawn(move || {
         let lines = match RunState::read_live(&cfg.state_dir) {
             Some(state) => {
-                let checks = check::collect(&cfg, &state.checked_units());
+                let checks = crate::cmd::verify::live_checks(&cfg, &state);
                 let summary = check::ContractSummary::of(&checks).to_string();
                 std::iter::once(summary)
                     .chain(crate::cmd::verify::table(&checks))

@@ -439,6 +439,7 @@ pub(crate) mod tests {
                 version: None,
                 restarts: 0,
                 last_restart: None,
+                requests: None,
                 drift: vec![],
             },
         );

@@ -48,6 +48,7 @@ fn probed(name: &str, pid: Option<i32>, health: &str, reason: Option<&str>) -> S
         version: None,
         restarts: 0,
         last_restart: None,
+        requests: None,
         drift: vec![],
     }
 }

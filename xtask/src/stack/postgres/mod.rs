@@ -4,6 +4,7 @@
 
 mod checks;
 mod cluster;
+mod role_password;
 pub(crate) use cluster::Released;
 use std::ffi::OsString;
 use std::fs;
@@ -121,16 +122,28 @@ fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> any
         give_to(path, account.as_ref())?;
     }
     let data = data_dir(cfg);
-    if data.join("PG_VERSION").exists() {
+    let existing = data.join("PG_VERSION").exists();
+    if existing {
         cluster::check_existing(&data, account.as_ref())?;
     } else {
         initdb(cfg, installed, &data, contract.lines(&INITDB_ARGS))?;
+        role_password::record(cfg)?;
     }
     let socket_lock = cfg
         .runtime_dir
         .join(format!(".s.PGSQL.{}.lock", cfg.port(PORT)));
     for lock in [data.join("postmaster.pid"), socket_lock] {
         remove_stale_lock(&lock, &data)?;
+    }
+    if existing
+        && role_password::apply_if_changed(cfg, installed, &data, account.as_ref())?
+            == role_password::Outcome::Applied
+    {
+        // In the supervisor's log: `up` shows the start, not the preparation.
+        eprintln!(
+            "postgres: POSTGRES_PASSWORD changed; role {} now has the new one",
+            cfg.postgres_user
+        );
     }
     Ok(())
 }
@@ -328,7 +341,9 @@ fn probe(cfg: &StackConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the postgres image's entrypoint does after initdb: create `POSTGRES_DB`.
+/// What the postgres image's entrypoint does after initdb: create `POSTGRES_DB`. At every
+/// start, not only the first: a `POSTGRES_DB` changed later is created on the cluster as it is
+/// (the migrations task then migrates it), the other databases untouched.
 fn on_ready(cfg: &StackConfig) -> anyhow::Result<()> {
     let mut client = connect(cfg, cfg.port(PORT), "postgres")?;
     let exists = client

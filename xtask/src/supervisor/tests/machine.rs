@@ -18,6 +18,8 @@ static DB: Unit = daemon("db", &[], stack::postgres::PORT);
 static CACHE: Unit = daemon("cache", &[], stack::valkey::PORT);
 static MIGRATE: Unit = task("migrate", &["db"]);
 static WEB: Unit = daemon("web", &["migrate", "cache"], stack::nginx::PORT);
+/// Needs nothing, and nothing needs it.
+static DOCS: Unit = daemon("docs", &[], stack::pgbouncer::PORT);
 
 #[test]
 fn units_start_once_their_dependencies_are_ready() {
@@ -72,6 +74,20 @@ fn a_daemon_is_ready_once_its_probe_answers_and_dependents_wait_for_it() {
     assert_eq!(bench.fake.asked(), ["run migrate", "start web"]);
     assert_eq!(bench.sup.phase, Phase::Running);
     assert_eq!(bench.sup.slots[0].ready_ms, Some(5020));
+
+    // Each step is recorded for `up --timings`, with what each unit waited for: web needs
+    // cache (ready at once) and migrate, which waited for db.
+    let timings = |name| bench.slot(name).timings.clone();
+    let db = timings("db");
+    assert_eq!(
+        (db.began_ms, db.spawned_ms, db.ready_ms, db.waited_for),
+        (Some(0), Some(0), Some(5020), None)
+    );
+    assert_eq!(timings("migrate").waited_for.as_deref(), Some("db"));
+    let web = timings("web");
+    assert_eq!(web.waited_for.as_deref(), Some("migrate"));
+    assert_eq!((web.began_ms, web.ready_ms), (Some(5020), Some(5020)));
+    assert_eq!(timings("cache").ready_ms, Some(0));
 }
 
 #[test]
@@ -243,7 +259,7 @@ fn a_stopped_daemon_is_never_restarted_however_much_time_passes() {
 }
 
 #[test]
-fn the_stack_stops_dependents_first_and_each_level_at_once() {
+fn the_stack_stops_dependents_first_and_the_independent_at_once() {
     let mut bench = Bench::new(vec![&DB, &CACHE, &MIGRATE, &WEB]);
     bench.start().unwrap();
     bench.fake.asked();
@@ -262,14 +278,16 @@ fn the_stack_stops_dependents_first_and_each_level_at_once() {
     assert_eq!(state.phase, Phase::Stopped);
     assert!(state.units.iter().all(|u| u.pid.is_none()));
 
-    // A level waits for the one before it: web ignores SIGTERM until SIGKILL.
-    let mut bench = Bench::new(vec![&DB, &CACHE, &MIGRATE, &WEB]);
+    // A dependency waits for its dependents: web ignores SIGTERM until SIGKILL, and db and
+    // cache wait for it; docs, which nothing needs, stops at once beside it.
+    let mut bench = Bench::new(vec![&DB, &CACHE, &MIGRATE, &WEB, &DOCS]);
     bench.start().unwrap();
     bench.fake.asked();
     bench.fake.stubborn("web");
-    bench.sup.stopping = Some(bench.sup.deps.stop_levels().into());
+    bench.sup.begin_stop();
     bench.wait(Duration::from_millis(9_999)).unwrap();
-    assert_eq!(bench.fake.asked(), ["SIGTERM web"]);
+    assert_eq!(bench.fake.asked(), ["SIGTERM web", "SIGTERM docs"]);
+    assert_eq!(bench.status("docs"), Status::Stopped);
     let mut answer = bench.call(crate::supervisor::socket::Request::Stop {
         services: vec!["db".into()],
     });
@@ -313,8 +331,8 @@ fn a_daemon_stopped_before_it_is_ready_is_killed_after_a_short_grace() {
     bench.wait(Duration::from_millis(100)).unwrap();
     assert_eq!(bench.status("db"), Status::Starting);
     bench.fake.asked();
-    bench.sup.stopping = Some(bench.sup.deps.stop_levels().into());
-    // Nothing depends on either: one level, each stopped at once; cache is ready and
+    bench.sup.begin_stop();
+    // Nothing depends on either: each stopped at once; cache is ready and
     // stubborn db is not, so db alone is killed, a second later, not ten.
     bench.wait(Duration::from_millis(999)).unwrap();
     assert_eq!(bench.fake.asked(), ["SIGTERM db", "SIGTERM cache"]);

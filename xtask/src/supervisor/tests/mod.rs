@@ -66,6 +66,7 @@ pub(super) const fn daemon(
             on_ready: |_| unreachable!("the fake probes"),
             liveness: Liveness::RestartAfter(3),
             disk_need: |_| 0,
+            metrics: None,
         }),
         ..Unit::DEFAULT
     }
@@ -295,6 +296,8 @@ impl Bench {
             dir,
             _scratch: scratch,
         };
+        // The units' timings count from the bench's clock.
+        bench.sup.epoch = bench.now;
         bench.sup.preflight().unwrap();
         bench
     }
