@@ -62,12 +62,42 @@ pub(crate) enum Command {
     /// Stop the stack gracefully, each service once nothing that depends on it runs; data is
     /// kept.
     Down {
-        /// Also delete the state dir: the database, generated passwords and logs.
+        /// Also delete the state dir: the database, generated passwords, logs and snapshots.
         #[arg(long)]
         volumes: bool,
     },
-    /// Stop the stack and delete its state (same as `down --volumes`).
-    Reset,
+    /// Stop the stack and delete its state, snapshots included (same as `down --volumes`);
+    /// with SERVICE, only empty that service's data (after a yes on the terminal), leaving the
+    /// others running: Postgres gets a fresh cluster and the migrations, Garage a fresh node,
+    /// bucket and key.
+    Reset {
+        #[arg(value_parser = crate::cmd::reset::service_names())]
+        service: Option<String>,
+        /// Do not ask (needed without a terminal).
+        #[arg(long, requires = "service")]
+        yes: bool,
+    },
+    /// Copy the stack's data (the Postgres cluster, Garage's metadata and objects) to
+    /// `<state>/snapshots/NAME`; on a running stack Postgres, Garage and what depends on them
+    /// stop for the copy and start again.
+    Snapshot {
+        /// Its name: letters, digits, `.`, `_`, `-` [default: the time, e.g. 20261207-174002].
+        #[arg(value_parser = crate::cmd::snapshot::parse_name)]
+        name: Option<String>,
+        /// Delete the snapshot NAME instead (only this deletes one, besides `reset`).
+        #[arg(long, value_name = "NAME", conflicts_with = "name",
+              value_parser = crate::cmd::snapshot::parse_name)]
+        delete: Option<String>,
+    },
+    /// List the snapshots: name, when taken, size and services.
+    Snapshots,
+    /// Put the stack's data back as snapshot NAME holds it; on a running stack Postgres, Garage
+    /// and what depends on them stop for the swap and start again. A failed restore leaves the
+    /// data as it was.
+    Restore {
+        #[arg(value_parser = crate::cmd::snapshot::parse_name)]
+        name: String,
+    },
     /// A live view of the running stack: each service's state, health, CPU and memory, the
     /// selected one's log, and keys for restart, stop, start and verify (the commands of the
     /// same names). Quitting the view leaves the stack running.

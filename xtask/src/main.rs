@@ -73,7 +73,17 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
             };
             cmd::down::down_if_started(repo, volumes)
         }
-        Command::Reset => cmd::down::down_if_started(repo, Volumes::Delete),
+        Command::Reset { service: None, .. } => cmd::down::down_if_started(repo, Volumes::Delete),
+        Command::Reset {
+            service: Some(service),
+            yes,
+        } => cmd::reset::run(repo, &service, yes),
+        Command::Snapshot { delete: None, name } => cmd::snapshot::take(repo, name),
+        Command::Snapshot {
+            delete: Some(name), ..
+        } => cmd::snapshot::delete(repo, &name),
+        Command::Snapshots => cmd::snapshot::list(repo),
+        Command::Restore { name } => cmd::snapshot::restore(repo, &name),
         Command::Ui => cmd::ui::run(repo),
         Command::Wait { services, timeout } => cmd::wait::run(repo, &services, timeout),
         Command::Status { json } => cmd::status::run(repo, Output::json_if(json)),

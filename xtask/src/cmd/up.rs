@@ -91,6 +91,7 @@ pub(crate) fn up(
     };
     down::clean_leftovers(&cfg)?;
     down::finish_interrupted_reset(&cfg)?;
+    crate::cmd::snapshot::swap::finish_interrupted(&cfg)?;
     let marker = cfg.state_dir.join(STATE_MARKER);
     fs::write(&marker, "").with_context(|| format!("cannot write {}", marker.display()))?;
     let built = build::build_apps(root);

@@ -52,6 +52,10 @@ pub(crate) struct Unit {
     /// Its service in the production Compose stack (`cargo xtask compose`), from the same
     /// contract; `None` for a unit Compose does not run (the GitHub stand-in).
     pub(crate) compose: Option<fn(&Contract) -> anyhow::Result<compose::Service>>,
+    /// The directories of its service dir that hold its data: what `snapshot` copies,
+    /// `restore` puts back and `reset SERVICE` empties (none for a unit that keeps nothing on
+    /// disk).
+    pub(crate) data: &'static [&'static str],
     pub(crate) kind: Kind,
 }
 
@@ -60,7 +64,7 @@ pub(crate) type ClientVar = (&'static str, String);
 
 impl Unit {
     /// What a row need not say: always enabled, no checks beyond its probe, no files of
-    /// `infra/`, nothing for clients, no Compose service. Each row names itself, its program and its kind (a test checks the first two;
+    /// `infra/`, nothing for clients, no Compose service, no data on disk. Each row names itself, its program and its kind (a test checks the first two;
     /// the daemon's own test its port).
     pub(crate) const DEFAULT: Unit = Unit {
         name: "",
@@ -71,6 +75,7 @@ impl Unit {
         infra: &[],
         client_vars: |_, _| Vec::new(),
         compose: None,
+        data: &[],
         kind: Kind::Daemon(Daemon::DEFAULT),
     };
 }
@@ -196,6 +201,12 @@ pub(crate) const UNITS: &[&Unit] = &[
 ];
 
 impl Unit {
+    /// Its data dirs ([`Unit::data`]) in this stack's state dir.
+    pub(crate) fn data_dirs(&self, cfg: &StackConfig) -> Vec<std::path::PathBuf> {
+        let dir = cfg.service_dir(self.name);
+        self.data.iter().map(|sub| dir.join(sub)).collect()
+    }
+
     /// The port of a daemon; a task has none.
     pub(crate) fn port(&self) -> Option<PortVar> {
         match &self.kind {

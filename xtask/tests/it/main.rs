@@ -13,6 +13,7 @@ mod faults_state;
 mod faults_supervisor;
 mod garage;
 mod logs;
+mod snapshots;
 mod stack;
 mod traces;
 mod ui;

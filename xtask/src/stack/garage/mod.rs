@@ -86,6 +86,10 @@ pub(crate) const UNIT: Unit = Unit {
     infra: &[TOML, BOOTSTRAP],
     client_vars,
     compose: Some(compose),
+    // The metadata (layout, bucket, key, the index of every object) and the objects' blocks;
+    // its secrets and rendered configuration stay, so a fresh node gets the same key.
+    // `metadata_dir` and `data_dir` of infra/garage/garage.toml.
+    data: &["meta", "data"],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         more_ports: &[RPC_PORT, ADMIN_PORT],
@@ -130,9 +134,8 @@ fn region_of(toml: &str) -> Option<String> {
 }
 
 fn prepare(cfg: &StackConfig, _: &Installed, contract: &Contract) -> anyhow::Result<()> {
-    let dir = super::create_service_dir(cfg, UNIT.name)?;
-    for sub in ["meta", "data"] {
-        let path = dir.join(sub);
+    super::create_service_dir(cfg, UNIT.name)?;
+    for path in UNIT.data_dirs(cfg) {
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     }
     metadata::check(cfg)?;

@@ -59,6 +59,8 @@ pub(crate) const UNIT: Unit = Unit {
     infra: &[CONF, INITDB_ARGS],
     client_vars: |cfg, _| vec![("DIRECT_DATABASE_URL", url(cfg, cfg.port(PORT)))],
     compose: Some(compose),
+    // The whole cluster: the roles (and their SCRAM verifiers) and every database.
+    data: &[DATA],
     kind: Kind::Daemon(Daemon {
         port: PORT,
         // Postgres' "fast shutdown": roll back open transactions, checkpoint, exit. (SIGTERM
@@ -78,8 +80,11 @@ pub(crate) const UNIT: Unit = Unit {
     ..Unit::DEFAULT
 };
 
+/// The cluster's directory in the service dir.
+const DATA: &str = "data";
+
 fn data_dir(cfg: &StackConfig) -> PathBuf {
-    cfg.service_dir(UNIT.name).join("data")
+    cfg.service_dir(UNIT.name).join(DATA)
 }
 
 /// A new cluster: initdb's 38 MiB (a 16 MiB WAL segment among them) and the database the
