@@ -11,6 +11,8 @@ use crate::util::{TestStack, describe, wait_for};
 /// running `xtask ui`; killed, socket and all, when dropped.
 struct Tmux {
     socket: PathBuf,
+    /// Where the pane's shell writes the view's exit code once it has exited.
+    exit_file: PathBuf,
 }
 
 impl Tmux {
@@ -21,10 +23,21 @@ impl Tmux {
             _ => panic!("tmux is missing: apt-get install tmux (the view is tested in it)"),
         }
         let socket = std::env::temp_dir().join(format!("amtp-ui-tmux-{}.sock", std::process::id()));
-        let tmux = Tmux { socket };
+        let exit_file = socket.with_extension("exit");
+        let _ = std::fs::remove_file(&exit_file);
+        // The view runs under sh, which writes its exit code to a file: tmux's own record of
+        // how a pane's program ended (`#{pane_dead_status}`) was sometimes never filled in,
+        // the program left a zombie that the tmux server had not reaped seconds later.
+        let mut program = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("\"$@\"; echo $? > '{}'", exit_file.display()),
+            "sh".to_owned(),
+        ];
+        let tmux = Tmux { socket, exit_file };
         // The pane's program gets the stack's variables through env(1) (the server's own
         // environment is the test's), without the secrets `TestStack::command` leaves out.
-        let mut program = vec!["env".to_owned()];
+        program.push("env".to_owned());
         for secret in ["POSTGRES_PASSWORD", "VALKEY_PASSWORD", "GITHUB_APP_ID"] {
             if !stack.env.contains_key(secret) {
                 program.extend(["-u".to_owned(), secret.to_owned()]);
@@ -74,17 +87,12 @@ impl Tmux {
         self.ok(&["send-keys", "-t", "ui", key]);
     }
 
-    /// `#{pane_dead} #{pane_dead_status}`: `1 0` once the view exited with 0.
+    /// The view's exit code once it has exited (`0` after `q`), else empty.
     fn ended(&self) -> String {
-        self.ok(&[
-            "display-message",
-            "-p",
-            "-t",
-            "ui",
-            "#{pane_dead} #{pane_dead_status}",
-        ])
-        .trim()
-        .to_owned()
+        std::fs::read_to_string(&self.exit_file)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 
     /// Waits until `found` finds something on the screen; fails with the last screen.
@@ -109,6 +117,7 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
         let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.exit_file);
     }
 }
 
@@ -193,7 +202,7 @@ fn the_view_restarts_healthcheck_with_one_key_and_quitting_leaves_the_stack_runn
 
     tmux.press("q");
     assert!(
-        wait_for(Duration::from_secs(5), || tmux.ended() == "1 0"),
+        wait_for(Duration::from_secs(5), || tmux.ended() == "0"),
         "the view did not exit with 0 on q ({}):\n{}",
         tmux.ended(),
         tmux.screen()
