@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{TestStack, describe, repo_root, wait_for};
+use crate::util::{TestStack, binaries_unchanged, describe, repo_root, wait_for};
 
 /// Each service's pid, by name (`None` for one not running).
 fn pids(stack: &TestStack) -> BTreeMap<String, Option<i64>> {
@@ -91,6 +91,7 @@ fn restart_stop_and_start_act_on_one_service_and_leave_the_others() {
 
 #[test]
 fn up_service_starts_only_it_and_its_dependencies_and_a_second_up_restarts_only_what_changed() {
+    let _binaries = binaries_unchanged();
     let mut stack = TestStack::new("subset");
     stack.ok(&["up", "pgbouncer"]);
     let subset = pids(&stack);
@@ -236,6 +237,7 @@ fn watch_says(out: &PathBuf, text: &str) -> String {
 
 #[test]
 fn watch_rebuilds_and_restarts_the_healthcheck_and_keeps_it_after_a_broken_edit() {
+    let _binaries = binaries_unchanged();
     let stack = TestStack::new("watch");
     stack.ok(&["up", "healthcheck"]);
     let path = repo_root().join("apps/healthcheck/src/main.rs");

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The port variables of the xtask's unit table (`xtask __port-vars`), asked once.
@@ -263,4 +263,13 @@ fn processes() -> Vec<Proc> {
             })
         })
         .collect()
+}
+
+/// Held while the workspace's app binaries must stay as `cargo test` built them: by `watch`'s
+/// test, which edits an app and rebuilds it in the shared target dir, and by the tests that
+/// compare a stack's processes across a converging `up` (which restarts an app whose binary
+/// changed, as it should).
+pub fn binaries_unchanged() -> MutexGuard<'static, ()> {
+    static BINARIES: Mutex<()> = Mutex::new(());
+    BINARIES.lock().unwrap_or_else(PoisonError::into_inner)
 }
