@@ -166,14 +166,23 @@ fn the_view_restarts_healthcheck_with_one_key_and_quitting_leaves_the_stack_runn
     }
 
     // Down the table until the log pane follows the healthcheck's log.
+    // Each press waits for the log pane to follow the next service: the screen changes on its
+    // own too (uptimes, CPU), and a second press before the first took effect skipped a row.
+    let followed = |screen: &str| {
+        screen
+            .lines()
+            .find_map(|line| line.split("log: ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    };
     for _ in 0..stack.status()["services"].as_array().unwrap().len() {
-        if tmux.screen().contains("log: healthcheck") {
+        let selected = followed(&tmux.screen());
+        if selected.as_deref() == Some("healthcheck") {
             break;
         }
-        let selected = tmux.screen();
         tmux.press("j");
         tmux.wait_for("the next service", Duration::from_secs(5), |screen| {
-            (screen != selected).then_some(())
+            (followed(screen) != selected).then_some(())
         });
     }
     tmux.wait_for("the healthcheck's log", Duration::from_secs(5), |screen| {
