@@ -65,10 +65,9 @@ const TCP_TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
 /// Whether something listens on TCP `port`, as `/proc/net/tcp*` says (false where there is
 /// no such file).
 pub(crate) fn listening(port: u16) -> bool {
-    TCP_TABLES
-        .iter()
-        .filter_map(|path| fs::read_to_string(path).ok())
-        .any(|table| listening_inode(&table, port).is_some())
+    Listeners::now()
+        .ports
+        .is_some_and(|ports| ports.contains(&port))
 }
 
 /// The ports sockets listen on, as `/proc/net/tcp*` lists them, read once: a look at ports
@@ -173,29 +172,29 @@ fn decode_address(field: &str) -> Option<String> {
     Some(format!("[{address}]:{port}"))
 }
 
-/// The ports of the listening sockets of a `/proc/net/tcp` table.
-fn listening_ports(table: &str) -> impl Iterator<Item = u16> + '_ {
-    table.lines().skip(1).filter_map(|line| {
-        let mut fields = line.split_whitespace();
-        let local = fields.nth(1)?;
-        let state = fields.nth(1)?;
-        let port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
-        (state == LISTEN).then_some(port)
-    })
-}
-
 /// The `st` of a listening socket in a `/proc/net/tcp` table.
 const LISTEN: &str = "0A";
 
+/// The listening sockets of a `/proc/net/tcp` table: each one's port and inode.
+fn listening_sockets(table: &str) -> impl Iterator<Item = (u16, u64)> + '_ {
+    table.lines().skip(1).filter_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if *fields.get(3)? != LISTEN {
+            return None;
+        }
+        let port = u16::from_str_radix(fields.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+        Some((port, fields.get(9)?.parse().ok()?))
+    })
+}
+
+/// The ports of the listening sockets of a `/proc/net/tcp` table.
+fn listening_ports(table: &str) -> impl Iterator<Item = u16> + '_ {
+    listening_sockets(table).map(|(port, _)| port)
+}
+
 /// The inode of the socket listening on `port` in a `/proc/net/tcp` table.
 fn listening_inode(table: &str, port: u16) -> Option<u64> {
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let local_port = fields.get(1)?.rsplit_once(':')?.1;
-        let matches =
-            u16::from_str_radix(local_port, 16).ok()? == port && *fields.get(3)? == LISTEN;
-        matches.then(|| fields.get(9)?.parse().ok()).flatten()
-    })
+    listening_sockets(table).find_map(|(listening, inode)| (listening == port).then_some(inode))
 }
 
 #[cfg(test)]

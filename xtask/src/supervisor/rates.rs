@@ -11,11 +11,10 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::config::StackConfig;
 use crate::stack::Unit;
 use crate::stack::app_metrics::{self, AppMetrics};
+use crate::supervisor::run_state;
 
 /// How often each counter is read.
 pub(crate) const PERIOD: Duration = Duration::from_secs(2);
@@ -116,15 +115,11 @@ impl Sampler {
 }
 
 fn write(state_dir: &Path, rates: BTreeMap<String, RequestRate>) -> anyhow::Result<()> {
-    let path = path(state_dir);
-    let tmp = path.with_extension("tmp");
     let file = RatesFile {
         written_unix_ms: unix_ms(),
         rates,
     };
-    std::fs::write(&tmp, serde_json::to_vec(&file)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    run_state::replace_file(&path(state_dir), &serde_json::to_vec(&file)?)
 }
 
 fn unix_ms() -> u64 {

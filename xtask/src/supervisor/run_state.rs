@@ -113,11 +113,7 @@ impl RunState {
     }
 
     pub(crate) fn write(&self, state_dir: &Path) -> anyhow::Result<()> {
-        let path = Self::path(state_dir);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        replace_file(&Self::path(state_dir), &serde_json::to_vec_pretty(self)?)
     }
 
     /// The units whose live settings can be checked: all but those stopped on request
@@ -155,6 +151,14 @@ impl RunState {
     pub(crate) fn processes(&self) -> impl Iterator<Item = ProcessId> + '_ {
         std::iter::once(self.supervisor).chain(self.units.iter().filter_map(|u| u.pid))
     }
+}
+
+/// Writes `path` whole or not at all (a file beside it, renamed over it): the supervisor's
+/// files are read while it writes them.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub(crate) fn unix_now() -> u64 {
