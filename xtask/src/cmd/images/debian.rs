@@ -10,15 +10,26 @@ use anyhow::{Context, bail};
 /// debian:bookworm-slim).
 const SUITE: &str = "bookworm";
 
-/// `~/.cache/amtp/debootstrap` (or under `XDG_CACHE_HOME`): Debian's packages between runs.
-pub(super) fn deb_cache() -> anyhow::Result<PathBuf> {
+/// Debian's packages between runs, one directory per root file system: the two debootstraps
+/// run at once, and two of them downloading one package into one file would each find the
+/// other's half-written copy invalid and delete it.
+pub(super) struct DebCache {
+    /// `~/.cache/amtp/debootstrap` (or under `XDG_CACHE_HOME`): the build base's packages, a
+    /// superset of the runtime base's (and where both were kept before they ran at once).
+    pub(super) build: PathBuf,
+    /// Its `runtime/`: the runtime base's.
+    pub(super) runtime: PathBuf,
+}
+
+pub(super) fn deb_cache() -> anyhow::Result<DebCache> {
     let base = match std::env::var_os("XDG_CACHE_HOME") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
     };
-    let dir = base.join("amtp/debootstrap");
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    Ok(dir)
+    let build = base.join("amtp/debootstrap");
+    let runtime = build.join("runtime");
+    std::fs::create_dir_all(&runtime).with_context(|| format!("create {}", runtime.display()))?;
+    Ok(DebCache { build, runtime })
 }
 
 pub(super) fn debootstrap(

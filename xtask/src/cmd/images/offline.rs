@@ -10,8 +10,8 @@
 //!    uses here: `minbase` for `RUNTIME_IMAGE` (what debian:bookworm-slim is), and one with
 //!    gcc, libc6-dev and ca-certificates for `RUST_IMAGE` (what rust:bookworm adds that the
 //!    build uses), whose Cargo reads the vendored crates and stays offline. `podman import`
-//!    makes them images. Debian's packages are kept in `~/.cache/amtp/debootstrap` (about
-//!    80 MB) for the next run.
+//!    makes them images. Both debootstraps and `cargo vendor` run at once. Debian's packages
+//!    are kept in `~/.cache/amtp/debootstrap` (about 120 MB) for the next run.
 //! 2. The Rust toolchain is the machine's own (`rustc --print sysroot`) and the crates come
 //!    from `cargo vendor`: both are mounted read-only into the build's `RUN` steps.
 //! 3. Each app is built (`--isolation chroot`: `podman run` cannot start containers on every
@@ -23,7 +23,9 @@
 //! podman runs in a network namespace of its own (`unshare --net`), so no registry, crates.io
 //! or mirror can be reached while images are imported and built, and with its own storage in
 //! the scratch directory (`--root`, `--runroot`, `--tmpdir`, `TMPDIR`), so the machine's image
-//! store does not grow. The scratch directory is removed at the end, on failure too.
+//! store does not grow. The scratch directory is a tmpfs of its own, in memory (a few GB at
+//! most: the bases, the crates, podman's layers and the release builds' target dir), unmounted
+//! at the end, on failure too.
 //!
 //! debootstrap and the network namespace need root; CI runs as root.
 
@@ -96,14 +98,14 @@ fn preflight() -> anyhow::Result<()> {
              own); run it as root, as CI does"
         );
     }
-    let missing: Vec<&str> = ["podman", "debootstrap", "unshare", "tar", "umount"]
+    let missing: Vec<&str> = ["podman", "debootstrap", "unshare", "tar", "mount", "umount"]
         .into_iter()
         .filter(|program| which::which(program).is_err())
         .collect();
     if !missing.is_empty() {
         bail!(
             "the images test needs {}; install them: `apt-get install podman debootstrap` \
-             (unshare, tar and umount are in util-linux, tar and mount)",
+             (unshare, tar, mount and umount are in util-linux, tar and mount)",
             missing.join(", ")
         );
     }
@@ -121,6 +123,22 @@ impl Scratch {
         let scratch = Scratch { dir };
         if scratch.dir.exists() {
             scratch.remove()?;
+        }
+        std::fs::create_dir_all(&scratch.dir)
+            .with_context(|| format!("create {}", scratch.dir.display()))?;
+        // Memory, not the disk: debootstrap's dpkg and the release builds create tens of
+        // thousands of small files, and unmounting drops them at once (on a slow disk the two
+        // root file systems alone took 2 min, and deleting the scratch more).
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=0700", "amtp-images"])
+            .arg(&scratch.dir)
+            .status()
+            .context("run mount")?;
+        if !mounted.success() {
+            bail!(
+                "cannot mount a tmpfs on {} ({mounted}); the images test needs root",
+                scratch.dir.display()
+            );
         }
         for sub in ["tmp", "vendor"] {
             let path = scratch.dir.join(sub);
@@ -216,15 +234,11 @@ fn build_and_check(
     mirror: &str,
     git_sha: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let cache = deb_cache()?;
-    step("debootstrap the runtime base", || {
-        debootstrap(mirror, &cache, &scratch.runtime_fs(), &[])
-    })?;
-    step("debootstrap the build base", || {
-        debootstrap(mirror, &cache, &scratch.build_fs(), &BUILD_PACKAGES)
-    })?;
+    step(
+        "debootstrap the two bases and cargo vendor, at once",
+        || bases_and_crates(root, scratch, mirror),
+    )?;
     write_cargo_config(&scratch.build_fs())?;
-    step("cargo vendor", || vendor(root, &scratch.vendor()))?;
     let sysroot = rust_sysroot(root)?;
     step("podman import the two base images", || {
         import(
@@ -303,6 +317,24 @@ fn build_and_check(
         problems.extend(image_problems(app, &inspect(scratch, &tag)?, base_size));
     }
     Ok(problems)
+}
+
+/// The two root file systems and the vendored crates, at once: debootstrap mostly waits on the
+/// mirror and on dpkg, not on the CPU.
+fn bases_and_crates(root: &Path, scratch: &Scratch, mirror: &str) -> anyhow::Result<()> {
+    let cache = deb_cache()?;
+    std::thread::scope(|threads| {
+        let runtime =
+            threads.spawn(|| debootstrap(mirror, &cache.runtime, &scratch.runtime_fs(), &[]));
+        let build = threads
+            .spawn(|| debootstrap(mirror, &cache.build, &scratch.build_fs(), &BUILD_PACKAGES));
+        let vendored = vendor(root, &scratch.vendor());
+        for base in [runtime, build] {
+            base.join()
+                .map_err(|_| anyhow::anyhow!("a debootstrap thread panicked"))??;
+        }
+        vendored
+    })
 }
 
 /// Runs one step, saying what and how long it took.
