@@ -291,6 +291,26 @@ fn a_malformed_env_file_is_named() {
     );
 }
 
+/// `up SERVICE` on a stack that runs only some services: what it asked for (and what that
+/// needs) runs, so it succeeds, as Compose's `up -d SERVICE` does; the services nobody asked
+/// for stay stopped and fail nothing (`status` still shows them stopped).
+#[test]
+fn up_of_one_more_service_on_a_partial_stack_succeeds_and_leaves_the_others_stopped() {
+    let stack = TestStack::new("partial-up");
+    stack.ok(&["up", "valkey"]);
+    let up = stack.xtask(&["up", "github-standin"]);
+    assert!(up.status.success(), "{}", describe(&up));
+    let status = stack.status();
+    let health = |name: &str| {
+        let services = status["services"].as_array().expect("services");
+        let service = services.iter().find(|s| s["name"] == name);
+        service.map(|s| s["health"].clone()).unwrap_or_default()
+    };
+    assert_eq!(health("github-standin"), "healthy", "{status:#}");
+    assert_eq!(health("valkey"), "healthy", "{status:#}");
+    assert_eq!(health("postgres"), "stopped", "{status:#}");
+}
+
 #[test]
 fn status_says_why_a_service_is_not_healthy() {
     let stack = TestStack::new("reason");

@@ -28,21 +28,6 @@ fn sql(stack: &TestStack, direct: bool, query: &str) -> String {
     stack.ok(&args).trim().to_owned()
 }
 
-/// A second `up` (`args`) on a stack that runs only some services, then `wait` for those: `up`
-/// exits 1 when others are stopped, as `status` does. Gives what `up` printed.
-fn converge(stack: &TestStack, args: &[&str]) -> String {
-    let output = stack.xtask(args);
-    let wait = [&["wait", "--timeout", "60s"], &args[1..]].concat();
-    let waited = stack.xtask(&wait);
-    assert!(
-        waited.status.success(),
-        "{}\nafter xtask {args:?}:\n{}",
-        describe(&waited),
-        describe(&output)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn two_stacks_with_auto_ports_run_at_once_and_each_command_reaches_its_own() {
     let a = TestStack::with_auto_ports("auto-ports-a");
@@ -177,7 +162,7 @@ fn a_new_postgres_db_is_created_at_up_and_migrated_without_losing_the_old_one() 
     // On a running stack too: `up` restarts Postgres, which creates it, and the migrations run
     // again.
     stack.env.insert("POSTGRES_DB".into(), "third".into());
-    let converged = converge(&stack, &["up", "migrations"]);
+    let converged = stack.ok(&["up", "migrations"]);
     assert!(converged.contains("postgres: restarting"), "{converged}");
     assert!(
         converged.contains("migrations: running again"),
@@ -224,7 +209,7 @@ fn a_changed_postgres_password_is_given_to_the_role_at_the_next_up() {
     stack
         .env
         .insert("POSTGRES_PASSWORD".into(), "third-password".into());
-    let converged = converge(&stack, &["up", "pgbouncer"]);
+    let converged = stack.ok(&["up", "pgbouncer"]);
     assert!(converged.contains("pgbouncer: restarting"), "{converged}");
     assert_eq!(sql(&stack, false, "select x from kept"), "7");
 }
