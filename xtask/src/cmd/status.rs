@@ -41,8 +41,22 @@ pub(crate) struct ServiceStatus {
 }
 
 pub(crate) fn run(repo: &Repo, output: Output) -> anyhow::Result<ExitCode> {
-    let Some(cfg) = repo.existing_config()? else {
-        return Ok(not_running(None, output));
+    let cfg = match repo.existing_config() {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return Ok(not_running(None, output)),
+        // The probes need the passwords and names; whether a stack runs needs only its state
+        // dir, and a stack that runs is never reported as not running.
+        Err(err) => {
+            let state_dir = StackConfig::state_dir_from(&repo.root, std::env::vars())?;
+            return match RunState::read_live(&state_dir) {
+                Some(state) => Err(err.context(format!(
+                    "the stack in {} runs (supervisor pid {}), but its services cannot be probed",
+                    state_dir.display(),
+                    state.supervisor.pid
+                ))),
+                None => Ok(not_running(Some(&state_dir), output)),
+            };
+        }
     };
     match RunState::read_live(&cfg.state_dir) {
         Some(state) => print(&cfg, &state, output, Judged::Every),

@@ -10,10 +10,10 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
 use crate::cli::{Attach, Output};
-use crate::cmd::down::{self, DOWN_TIMEOUT, STATE_MARKER};
+use crate::cmd::down::{self, DOWN_TIMEOUT};
 use crate::cmd::progress::Display;
 use crate::cmd::status::Judged;
-use crate::config::{Secrets, StackConfig};
+use crate::config::{STATE_MARKER, Secrets, StackConfig};
 use crate::os::logfile::Echo;
 use crate::os::poll;
 use crate::os::process::{self, ProcessId};
