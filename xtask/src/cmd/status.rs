@@ -49,9 +49,9 @@ pub(crate) fn run(repo: &Repo, output: Output) -> anyhow::Result<ExitCode> {
         Err(err) => {
             let state_dir = StackConfig::state_dir_from(&repo.root, std::env::vars())?;
             return match RunState::read_live(&state_dir) {
+                // The error names the state dir.
                 Some(state) => Err(err.context(format!(
-                    "the stack in {} runs (supervisor pid {}), but its services cannot be probed",
-                    state_dir.display(),
+                    "the stack runs (supervisor pid {}), but its services cannot be probed",
                     state.supervisor.pid
                 ))),
                 None => Ok(not_running(Some(&state_dir), output)),
