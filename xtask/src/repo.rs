@@ -30,6 +30,27 @@ impl Repo {
         StackConfig::load_existing(&self.root, &stack::port_vars())
     }
 
+    /// The stack that `down`, `stop`, `start` and `restart` reach through its supervisor,
+    /// which keeps the configuration it was started with: `None` when it was never started.
+    /// When the configuration cannot be read now (a `.env` with the passwords deleted, a bad
+    /// setting), the stack is still found by its state dir, and a warning says what is wrong.
+    pub(crate) fn started_stack(&self) -> anyhow::Result<Option<StackConfig>> {
+        let err = match self.existing_config() {
+            Ok(found) => return Ok(found),
+            Err(err) => err,
+        };
+        // A `.env` that cannot be read may name the state dir: then its error stands.
+        let state_dir = StackConfig::state_dir_from(&self.root, std::env::vars())?;
+        if !crate::config::was_started(&state_dir) {
+            return Err(err);
+        }
+        eprintln!(
+            "xtask: warning: {err:#}\nxtask: going on with the stack in {} as it was started",
+            state_dir.display()
+        );
+        Ok(Some(StackConfig::located(&self.root, state_dir)))
+    }
+
     pub(crate) fn config_with(
         &self,
         overrides: &Overrides,

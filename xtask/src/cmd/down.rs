@@ -9,16 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
-use crate::config::StackConfig;
+use crate::config::{STATE_MARKER, StackConfig};
 use crate::os::process::{self, ProcessId};
 use crate::repo::Repo;
 use crate::stack::postgres;
 use crate::supervisor::run_state::{Phase, RunState};
 use crate::supervisor::socket;
 
-/// A file that marks a directory as a state dir of this tool: `down --volumes` deletes only
-/// directories that carry it.
-pub(crate) const STATE_MARKER: &str = ".amtp-state";
 /// How long `down` waits for the supervisor to stop everything.
 pub(crate) const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -30,9 +27,10 @@ pub(crate) enum Volumes {
     Delete,
 }
 
-/// `down` and `reset`: a stack that was never started has nothing to stop.
+/// `down` and `reset`: a stack that was never started has nothing to stop; one that was is
+/// stopped from its state dir whatever the configuration says now.
 pub(crate) fn down_if_started(repo: &Repo, volumes: Volumes) -> anyhow::Result<ExitCode> {
-    match repo.existing_config()? {
+    match repo.started_stack()? {
         Some(cfg) => down(&cfg, volumes),
         None => {
             println!("the stack is not running (it was never started): nothing to stop");

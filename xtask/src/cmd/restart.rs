@@ -13,10 +13,12 @@ use crate::supervisor::socket::{self, Request};
 /// `restart`, `stop` and `start`: asks the running supervisor and waits for its answer.
 pub(crate) fn run(repo: &Repo, request: Request) -> anyhow::Result<ExitCode> {
     let began = Instant::now();
-    let cfg = repo.config()?;
-    if RunState::read_live(&cfg.state_dir).is_none() {
+    let running = repo
+        .started_stack()?
+        .filter(|cfg| RunState::read_live(&cfg.state_dir).is_some());
+    let Some(cfg) = running else {
         bail!("the stack is not running; start it with `cargo xtask up`");
-    }
+    };
     let (done, services) = match &request {
         Request::Restart { services } => ("restarted", services),
         Request::Stop { services } => ("stopped", services),

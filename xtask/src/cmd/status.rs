@@ -41,11 +41,25 @@ pub(crate) struct ServiceStatus {
 }
 
 pub(crate) fn run(repo: &Repo, output: Output) -> anyhow::Result<ExitCode> {
-    let Some(cfg) = repo.existing_config()? else {
-        return Ok(not_running(None, output));
+    let cfg = match repo.existing_config() {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return Ok(not_running(None, output)),
+        // The probes need the passwords and names; whether a stack runs needs only its state
+        // dir, and a stack that runs is never reported as not running.
+        Err(err) => {
+            let state_dir = StackConfig::state_dir_from(&repo.root, std::env::vars())?;
+            return match RunState::read_live(&state_dir) {
+                // The error names the state dir.
+                Some(state) => Err(err.context(format!(
+                    "the stack runs (supervisor pid {}), but its services cannot be probed",
+                    state.supervisor.pid
+                ))),
+                None => Ok(not_running(Some(&state_dir), output)),
+            };
+        }
     };
     match RunState::read_live(&cfg.state_dir) {
-        Some(state) => print(&cfg, &state, output),
+        Some(state) => print(&cfg, &state, output, Judged::Every),
         None => Ok(not_running(Some(&cfg.state_dir), output)),
     }
 }
@@ -71,15 +85,29 @@ fn not_running(state_dir: Option<&Path>, output: Output) -> ExitCode {
     ExitCode::from(NOT_RUNNING)
 }
 
+/// The services whose health decides [`print`]'s exit code.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Judged<'a> {
+    /// Every unit of the stack (`status`).
+    Every,
+    /// These only: what a converging `up SERVICE…` asked for and what they need. A service
+    /// nobody asked for may be stopped, as Compose's `up -d SERVICE` leaves the others; the
+    /// table still shows it.
+    Only(&'a [&'static str]),
+}
+
+/// Prints the stack's status; exit 0 when every judged service is healthy (and the disk not
+/// full), else 1.
 pub(crate) fn print(
     cfg: &StackConfig,
     state: &RunState,
     output: Output,
+    judged: Judged<'_>,
 ) -> anyhow::Result<ExitCode> {
     let services = services(cfg, state);
     let contract = &state.contract;
     let disk_full = disk_full(&cfg.state_dir);
-    let all_healthy = services.iter().all(|s| s.healthy) && disk_full.is_none();
+    let all_healthy = judged_healthy(&services, judged) && disk_full.is_none();
     if output == Output::Json {
         let report = serde_json::json!({
             "schema_version": SCHEMA_VERSION,
@@ -161,6 +189,17 @@ pub(crate) fn print(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Whether every service that `judged` names is healthy. Pure.
+fn judged_healthy(services: &[ServiceStatus], judged: Judged<'_>) -> bool {
+    services
+        .iter()
+        .filter(|s| match judged {
+            Judged::Every => true,
+            Judged::Only(names) => names.contains(&s.name.as_str()),
+        })
+        .all(|s| s.healthy)
 }
 
 /// The state dir's file system with (almost) no room left.

@@ -10,9 +10,10 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
 use crate::cli::{Attach, Output};
-use crate::cmd::down::{self, DOWN_TIMEOUT, STATE_MARKER};
+use crate::cmd::down::{self, DOWN_TIMEOUT};
 use crate::cmd::progress::Display;
-use crate::config::{Secrets, StackConfig};
+use crate::cmd::status::Judged;
+use crate::config::{STATE_MARKER, Secrets, StackConfig};
 use crate::os::logfile::Echo;
 use crate::os::poll;
 use crate::os::process::{self, ProcessId};
@@ -205,8 +206,16 @@ fn converge(
     }
     call.join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the call to the supervisor panicked")))?;
+    // The exit code says whether what this `up` asked for runs; what it did not ask for
+    // (after an earlier `up SERVICE`) may be stopped.
+    let asked = crate::stack::with_dependencies(services);
+    let judged = if services.is_empty() {
+        Judged::Every
+    } else {
+        Judged::Only(&asked)
+    };
     match RunState::read_live(&cfg.state_dir) {
-        Some(state) => crate::cmd::status::print(cfg, &state, Output::Table),
+        Some(state) => crate::cmd::status::print(cfg, &state, Output::Table, judged),
         None => bail!(
             "the supervisor stopped; see {}",
             cfg.log_file("supervisor").display()

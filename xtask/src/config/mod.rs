@@ -67,6 +67,16 @@ pub(crate) enum GithubApp {
     StandIn,
 }
 
+/// A file that marks a directory as a state dir of this tool, written by `up` before anything
+/// starts: it tells a stack that was started from one never started (whatever the
+/// configuration says now), and `down --volumes` deletes only directories that carry it.
+pub(crate) const STATE_MARKER: &str = ".amtp-state";
+
+/// Whether `up` ever ran with this state dir.
+pub(crate) fn was_started(state_dir: &Path) -> bool {
+    state_dir.join(STATE_MARKER).exists()
+}
+
 /// A secret that is neither set nor generated yet: `up` never ran with this state dir.
 #[derive(Debug)]
 pub(crate) struct NeverStarted {
@@ -120,19 +130,42 @@ impl StackConfig {
         env: impl Iterator<Item = (String, String)>,
         secrets: Secrets,
     ) -> anyhow::Result<StackConfig> {
-        let env: BTreeMap<String, String> = env.collect();
-        // Like Compose's `--env-file`: another file instead of the repository's `.env`.
-        let env_file = env
-            .get("AMTP_ENV_FILE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root.join(".env"));
-        let mut vars = read_dotenv(&env_file)?;
-        vars.extend(env);
-        Self::from_vars(repo_root, vars, ports, secrets)
+        Self::from_vars(repo_root, read_vars(repo_root, env)?, ports, secrets)
     }
 
-    /// For `down` and `status`: `None` when the stack was never started, which is simply a
-    /// stack that is not running.
+    /// The state dir that `.env` and the environment name, and nothing else of them: where a
+    /// stack runs is found even when the rest of its configuration cannot be read now.
+    pub(crate) fn state_dir_from(
+        repo_root: &Path,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<PathBuf> {
+        Ok(state_dir_in(repo_root, &read_vars(repo_root, env)?))
+    }
+
+    /// Where a started stack lives, for a command that only reaches its supervisor (`down`,
+    /// `stop`, `start`, `restart`) when the configuration cannot be read now: the supervisor
+    /// keeps the configuration it was started with. No setting is read: the ports are the
+    /// defaults and the passwords and names empty, so it logs in to nothing.
+    pub(crate) fn located(repo_root: &Path, state_dir: PathBuf) -> StackConfig {
+        StackConfig {
+            repo_root: repo_root.to_owned(),
+            runtime_dir: runtime_dir_for(&state_dir),
+            state_dir,
+            ports: Ports::default(),
+            postgres_user: String::new(),
+            postgres_db: String::new(),
+            postgres_password: String::new(),
+            valkey_password: String::new(),
+            github: GithubApp::StandIn,
+            log_max_bytes: crate::os::logfile::DEFAULT_MAX_BYTES,
+            otlp_endpoint: None,
+            otlp_forward: None,
+        }
+    }
+
+    /// For the commands that use a stack's settings without starting it (`status`, `wait`,
+    /// `psql`, …): `None` when the stack was never started, which is simply a stack that is
+    /// not running. `down` and the supervisor's commands use [`crate::repo::Repo::started_stack`].
     pub(crate) fn load_existing(
         repo_root: &Path,
         ports: &[PortVar],
@@ -150,10 +183,7 @@ impl StackConfig {
         port_vars: &[PortVar],
         secrets: Secrets,
     ) -> anyhow::Result<StackConfig> {
-        let state_dir = match vars.get("AMTP_STATE_DIR") {
-            Some(dir) if !dir.is_empty() => absolute(repo_root, Path::new(dir)),
-            _ => repo_root.join(".amtp"),
-        };
+        let state_dir = state_dir_in(repo_root, &vars);
         let stored = secrets_for(&state_dir, &vars, secrets)?;
         for (key, value) in stored.values {
             let set = vars.get(&key).is_some_and(|v| !v.is_empty());
@@ -211,7 +241,19 @@ impl StackConfig {
             // A damaged secrets file: the stack ran, so `down` and `reset` still find it (no
             // login works without the password; `up` says what is wrong with the file).
             let value = value.or_else(|| stored.damaged.then(String::new));
-            value.ok_or_else(|| NeverStarted { key }.into())
+            match value {
+                Some(value) => Ok(value),
+                // Set at the start (in a `.env` since deleted, or the environment), so never
+                // generated: the stack was started, and only the user knows the password.
+                None if was_started(&state_dir) => bail!(
+                    "{key} is not set, and the stack in {} was started with it set (in `.env` \
+                     or the environment; it was not generated); set it again to the password \
+                     the stack was started with, or restore that `.env` (`cargo xtask down` \
+                     stops the stack without it)",
+                    state_dir.display()
+                ),
+                None => Err(NeverStarted { key }.into()),
+            }
         };
         let github = match (
             vars.get("GITHUB_APP_ID"),
@@ -239,6 +281,8 @@ impl StackConfig {
             },
             _ => crate::os::logfile::DEFAULT_MAX_BYTES,
         };
+        let postgres_password = password("POSTGRES_PASSWORD")?;
+        let valkey_password = password("VALKEY_PASSWORD")?;
         Ok(StackConfig {
             repo_root: repo_root.to_owned(),
             runtime_dir: runtime_dir_for(&state_dir),
@@ -246,8 +290,8 @@ impl StackConfig {
             ports,
             postgres_user: get("POSTGRES_USER", "amtp"),
             postgres_db: get("POSTGRES_DB", "amtp"),
-            postgres_password: password("POSTGRES_PASSWORD")?,
-            valkey_password: password("VALKEY_PASSWORD")?,
+            postgres_password,
+            valkey_password,
             github,
             log_max_bytes,
             otlp_endpoint: vars
@@ -318,6 +362,30 @@ impl StackConfig {
     /// A service's own directory inside the state dir.
     pub(crate) fn service_dir(&self, service: &str) -> PathBuf {
         self.state_dir.join(service)
+    }
+}
+
+/// `.env` (or the `AMTP_ENV_FILE` that `env` names), then `env`, which wins.
+fn read_vars(
+    repo_root: &Path,
+    env: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let env: BTreeMap<String, String> = env.collect();
+    // Like Compose's `--env-file`: another file instead of the repository's `.env`.
+    let env_file = env
+        .get("AMTP_ENV_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root.join(".env"));
+    let mut vars = read_dotenv(&env_file)?;
+    vars.extend(env);
+    Ok(vars)
+}
+
+/// `AMTP_STATE_DIR`, relative to the repository, or `.amtp/` there.
+fn state_dir_in(repo_root: &Path, vars: &BTreeMap<String, String>) -> PathBuf {
+    match vars.get("AMTP_STATE_DIR") {
+        Some(dir) if !dir.is_empty() => absolute(repo_root, Path::new(dir)),
+        _ => repo_root.join(".amtp"),
     }
 }
 
@@ -546,6 +614,27 @@ pub(crate) mod tests {
         .unwrap_err();
         assert!(never.is::<NeverStarted>(), "{never}");
         assert!(never.to_string().contains("cargo xtask up"), "{never}");
+    }
+
+    #[test]
+    fn a_password_set_only_at_the_start_is_missed_by_name_not_taken_for_a_stack_never_started() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let state = dir.join("state");
+        fs::create_dir_all(&state).unwrap();
+        fs::write(state.join(STATE_MARKER), "").unwrap();
+        let env = vars(&[
+            ("AMTP_STATE_DIR", state.to_str().unwrap()),
+            ("VALKEY_PASSWORD", "v"),
+        ]);
+        let err = StackConfig::from_vars(dir, env, &[], Secrets::MustExist).unwrap_err();
+        assert!(!err.is::<NeverStarted>(), "{err}");
+        let said = err.to_string();
+        assert!(
+            said.starts_with("POSTGRES_PASSWORD is not set, and the stack in ")
+                && said.contains("set it again"),
+            "{said}"
+        );
     }
 
     #[test]

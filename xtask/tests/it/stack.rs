@@ -291,6 +291,67 @@ fn a_malformed_env_file_is_named() {
     );
 }
 
+/// `up SERVICE` on a stack that runs only some services: what it asked for (and what that
+/// needs) runs, so it succeeds, as Compose's `up -d SERVICE` does; the services nobody asked
+/// for stay stopped and fail nothing (`status` still shows them stopped).
+#[test]
+fn up_of_one_more_service_on_a_partial_stack_succeeds_and_leaves_the_others_stopped() {
+    let stack = TestStack::new("partial-up");
+    stack.ok(&["up", "valkey"]);
+    let up = stack.xtask(&["up", "github-standin"]);
+    assert!(up.status.success(), "{}", describe(&up));
+    let status = stack.status();
+    let health = |name: &str| {
+        let services = status["services"].as_array().expect("services");
+        let service = services.iter().find(|s| s["name"] == name);
+        service.map(|s| s["health"].clone()).unwrap_or_default()
+    };
+    assert_eq!(health("github-standin"), "healthy", "{status:#}");
+    assert_eq!(health("valkey"), "healthy", "{status:#}");
+    assert_eq!(health("postgres"), "stopped", "{status:#}");
+}
+
+/// The passwords came only from a `.env`, deleted while the stack runs: every command that
+/// reaches the stack finds it by its state dir. `status` names the missing password (it needs
+/// it to probe), `stop` and `down` work without it, and `down` leaves nothing running.
+#[test]
+fn a_stack_whose_dotenv_with_the_passwords_was_deleted_is_still_found_and_stopped() {
+    let mut stack = TestStack::new("dotenv-deleted");
+    let file = stack.state_dir.with_extension("env");
+    std::fs::write(
+        &file,
+        "POSTGRES_PASSWORD=pg-from-dotenv\nVALKEY_PASSWORD=vk-from-dotenv\n",
+    )
+    .unwrap();
+    stack
+        .env
+        .insert("AMTP_ENV_FILE".into(), file.display().to_string());
+    stack.ok(&["up", "valkey", "github-standin"]);
+    let pids = stack.all_pids();
+    std::fs::remove_file(&file).unwrap();
+
+    let status = stack.xtask(&["status"]);
+    let said = describe(&status);
+    assert_eq!(status.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("runs (supervisor pid") && said.contains("POSTGRES_PASSWORD is not set"),
+        "{said}"
+    );
+    stack.ok(&["stop", "github-standin"]);
+    let down = stack.xtask(&["down"]);
+    let said = describe(&down);
+    assert!(
+        down.status.success() && said.contains("stack stopped"),
+        "{said}"
+    );
+    assert!(said.contains("POSTGRES_PASSWORD is not set"), "{said}");
+    let survivors: Vec<i32> = pids.into_iter().filter(|p| is_alive(*p)).collect();
+    assert!(
+        survivors.is_empty(),
+        "down left processes running: {survivors:?}"
+    );
+}
+
 #[test]
 fn status_says_why_a_service_is_not_healthy() {
     let stack = TestStack::new("reason");

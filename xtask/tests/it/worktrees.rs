@@ -1,6 +1,6 @@
 //! Stacks per worktree (issue 22): two stacks with `AMTP_PORTS=auto` side by side, each
-//! command reaching its own; a new `POSTGRES_DB` and a changed `POSTGRES_PASSWORD` on an existing
-//! cluster; `wait` for a stack started in the background.
+//! command reaching its own; a new `POSTGRES_DB`, a changed `POSTGRES_PASSWORD` and a new
+//! `POSTGRES_USER` on an existing cluster; `wait` for a stack started in the background.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,21 +26,6 @@ fn sql(stack: &TestStack, direct: bool, query: &str) -> String {
     }
     args.extend(["--", "-X", "-At", "-c", query]);
     stack.ok(&args).trim().to_owned()
-}
-
-/// A second `up` (`args`) on a stack that runs only some services, then `wait` for those: `up`
-/// exits 1 when others are stopped, as `status` does. Gives what `up` printed.
-fn converge(stack: &TestStack, args: &[&str]) -> String {
-    let output = stack.xtask(args);
-    let wait = [&["wait", "--timeout", "60s"], &args[1..]].concat();
-    let waited = stack.xtask(&wait);
-    assert!(
-        waited.status.success(),
-        "{}\nafter xtask {args:?}:\n{}",
-        describe(&waited),
-        describe(&output)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]
@@ -177,7 +162,7 @@ fn a_new_postgres_db_is_created_at_up_and_migrated_without_losing_the_old_one() 
     // On a running stack too: `up` restarts Postgres, which creates it, and the migrations run
     // again.
     stack.env.insert("POSTGRES_DB".into(), "third".into());
-    let converged = converge(&stack, &["up", "migrations"]);
+    let converged = stack.ok(&["up", "migrations"]);
     assert!(converged.contains("postgres: restarting"), "{converged}");
     assert!(
         converged.contains("migrations: running again"),
@@ -224,9 +209,42 @@ fn a_changed_postgres_password_is_given_to_the_role_at_the_next_up() {
     stack
         .env
         .insert("POSTGRES_PASSWORD".into(), "third-password".into());
-    let converged = converge(&stack, &["up", "pgbouncer"]);
+    let converged = stack.ok(&["up", "pgbouncer"]);
     assert!(converged.contains("pgbouncer: restarting"), "{converged}");
     assert_eq!(sql(&stack, false, "select x from kept"), "7");
+}
+
+#[test]
+fn a_new_postgres_user_is_created_at_the_next_up_and_owns_the_database() {
+    let mut stack = TestStack::new("new-user");
+    stack.ok(&["up", "pgbouncer"]);
+    sql(
+        &stack,
+        true,
+        "create table kept (x int); insert into kept values (5)",
+    );
+
+    // On a running stack: `up` restarts Postgres, the role made before it starts.
+    stack
+        .env
+        .insert("POSTGRES_USER".into(), "second_user".into());
+    let converged = stack.ok(&["up", "pgbouncer"]);
+    assert!(converged.contains("postgres: restarting"), "{converged}");
+    assert_eq!(sql(&stack, false, "select current_user"), "second_user");
+    assert_eq!(sql(&stack, false, "select x from kept"), "5");
+    let standing = "select rolsuper and rolcanlogin, pg_get_userbyid(datdba) from pg_roles, \
+                    pg_database where rolname = current_user and datname = current_database()";
+    assert_eq!(sql(&stack, true, standing), "t|second_user");
+    let log = std::fs::read_to_string(stack.state_dir.join("logs/supervisor.log")).unwrap();
+    assert!(log.contains("POSTGRES_USER changed"), "{log}");
+
+    // Recorded: the next start finds the role made, and the first one is kept.
+    stack.ok(&["down"]);
+    stack.ok(&["up", "pgbouncer"]);
+    let log = std::fs::read_to_string(stack.state_dir.join("logs/supervisor.log")).unwrap();
+    assert_eq!(log.matches("POSTGRES_USER changed").count(), 1, "{log}");
+    let first = "select count(*) from pg_roles where rolname = 'amtp'";
+    assert_eq!(sql(&stack, true, first), "1");
 }
 
 #[test]

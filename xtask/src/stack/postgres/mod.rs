@@ -135,15 +135,20 @@ fn prepare(cfg: &StackConfig, installed: &Installed, contract: &Contract) -> any
     for lock in [data.join("postmaster.pid"), socket_lock] {
         remove_stale_lock(&lock, &data)?;
     }
-    if existing
-        && role_password::apply_if_changed(cfg, installed, &data, account.as_ref())?
-            == role_password::Outcome::Applied
-    {
+    if existing {
         // In the supervisor's log: `up` shows the start, not the preparation.
-        eprintln!(
-            "postgres: POSTGRES_PASSWORD changed; role {} now has the new one",
-            cfg.postgres_user
-        );
+        match role_password::apply_if_changed(cfg, installed, &data, account.as_ref())? {
+            role_password::Outcome::PasswordApplied => eprintln!(
+                "postgres: POSTGRES_PASSWORD changed; role {} now has the new one",
+                cfg.postgres_user
+            ),
+            role_password::Outcome::RoleApplied => eprintln!(
+                "postgres: POSTGRES_USER changed; role {} logs in with POSTGRES_PASSWORD and \
+                 owns database {} (created if it was new; the old role is kept)",
+                cfg.postgres_user, cfg.postgres_db
+            ),
+            role_password::Outcome::Unchanged | role_password::Outcome::Recorded => {}
+        }
     }
     Ok(())
 }
