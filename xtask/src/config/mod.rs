@@ -184,6 +184,10 @@ impl StackConfig {
         secrets: Secrets,
     ) -> anyhow::Result<StackConfig> {
         let state_dir = state_dir_in(repo_root, &vars);
+        // Read before the secrets: `up` writes its generated secrets before the marker, so a
+        // marker seen first means the secrets file was complete when read (a command racing
+        // a first `up` would otherwise find the marker but not yet the secrets).
+        let started = was_started(&state_dir);
         let stored = secrets_for(&state_dir, &vars, secrets)?;
         for (key, value) in stored.values {
             let set = vars.get(&key).is_some_and(|v| !v.is_empty());
@@ -245,7 +249,7 @@ impl StackConfig {
                 Some(value) => Ok(value),
                 // Set at the start (in a `.env` since deleted, or the environment), so never
                 // generated: the stack was started, and only the user knows the password.
-                None if was_started(&state_dir) => bail!(
+                None if started => bail!(
                     "{key} is not set, and the stack in {} was started with it set (in `.env` \
                      or the environment; it was not generated); set it again to the password \
                      the stack was started with, or restore that `.env` (`cargo xtask down` \
