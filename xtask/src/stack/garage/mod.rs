@@ -78,11 +78,13 @@ pub(crate) const UNIT: Unit = Unit {
         version_arg: "--version",
         pin: PIN,
         // Only the LMDB engine the stack uses, linked against the system's libsodium and zstd
-        // (Debian: libsodium-dev libzstd-dev pkg-config): 0.76 of the default build's CPU
-        // time, Garage as fast (docs/benchmarks/build.md).
-        install_hint: "it with Cargo: `cargo install garage --version 2.5.0 --locked \
+        // (Debian: libsodium-dev libzstd-dev pkg-config), optimised where its speed shows
+        // (infra/garage/cargo-install.toml): 0.46 of the default build's CPU time,
+        // Garage as fast (docs/benchmarks/build.md).
+        install_hint: "it with Cargo, from the checkout's root: `cargo --config \
+                       infra/garage/cargo-install.toml install garage --version 2.5.0 --locked \
                        --no-default-features --features lmdb,system-libs` (with libsodium-dev, \
-                       libzstd-dev and pkg-config installed; about 6 to 12 minutes on 2 cores, \
+                       libzstd-dev and pkg-config installed; 4 to 8 minutes on 2 cores, \
                        once per machine)",
         off_pin: OffPin::Drift,
     }),
@@ -414,8 +416,8 @@ mod tests {
         };
         assert_eq!(wanted.pin, "2.5.0");
         let command = format!(
-            "cargo install garage --version {} --locked --no-default-features --features \
-             lmdb,system-libs",
+            "cargo --config infra/garage/cargo-install.toml install garage --version {} --locked \
+             --no-default-features --features lmdb,system-libs",
             wanted.pin
         );
         assert!(
@@ -436,6 +438,10 @@ mod tests {
         assert!(
             ci.contains("--no-default-features --features lmdb,system-libs"),
             ".ci/run builds Garage with other features"
+        );
+        assert!(
+            ci.contains("--config infra/garage/cargo-install.toml install garage"),
+            ".ci/run builds Garage with another profile"
         );
     }
 }
