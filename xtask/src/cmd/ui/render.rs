@@ -261,6 +261,13 @@ fn detail_line(model: &Model, theme: Theme) -> Line<'static> {
         if let Some(version) = &probed.version {
             spans.push(Span::raw(format!("  version {version}")));
         }
+        // Here rather than in a column: the table fills 80 columns already.
+        if let Some(rate) = &probed.requests {
+            spans.push(Span::raw(format!(
+                "  {:.1} {}/s over {:.0} s ({:.0} since start)",
+                rate.per_second, rate.of, rate.window_s, rate.total
+            )));
+        }
         if !probed.drift.is_empty() {
             spans.push(Span::raw(format!("  drift: {}", probed.drift.join("; "))));
         }

@@ -1,6 +1,6 @@
 //! The view drawn on ratatui's `TestBackend` for given states: starting, healthy, one stopped,
-//! one failing with a reason; the log pane following, scrolled, wrapped and searched; the
-//! results pane; a terminal too small; NO_COLOR; a wide terminal.
+//! one failing with a reason; an app's request rate; the log pane following, scrolled, wrapped
+//! and searched; the results pane; a terminal too small; NO_COLOR; a wide terminal.
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -11,6 +11,7 @@ use crate::cmd::status::ServiceStatus;
 use crate::cmd::ui::model::tests::row;
 use crate::cmd::ui::model::{Action, LogLine, Pane, Row};
 use crate::os::usage::Usage;
+use crate::supervisor::rates::RequestRate;
 use ratatui::style::Modifier;
 
 use crate::supervisor::run_state::Status;
@@ -184,6 +185,26 @@ fn a_healthy_stack_in_80_by_24() {
             "PgUp/Dn scroll q quit",
         ],
     );
+}
+
+#[test]
+fn the_selected_apps_request_rate_is_in_its_detail_line() {
+    let mut model = healthy();
+    model.selected = 3;
+    let healthcheck = model.health.get_mut("healthcheck").expect("probed");
+    healthcheck.requests = Some(RequestRate {
+        per_second: 0.5,
+        of: "probes".into(),
+        window_s: 30.0,
+        total: 61.0,
+    });
+    let lines = screen(&model, COLOUR, 80, 24);
+    assert_eq!(
+        lines[6],
+        "healthcheck: healthy  0.5 probes/s over 30 s (61 since start)"
+    );
+    model.selected = 0;
+    assert_eq!(screen(&model, COLOUR, 80, 24)[6], "postgres: healthy");
 }
 
 #[test]
