@@ -20,6 +20,7 @@ use crate::os::process::{self, ProcessId};
 use crate::os::signals::Interrupt;
 use crate::repo::Repo;
 use crate::stack::build;
+use crate::supervisor::dependencies::Dependencies;
 use crate::supervisor::launch::{self, Supervision};
 use crate::supervisor::run_state::{Phase, RunState, Status};
 use crate::supervisor::socket::{self, Request};
@@ -208,7 +209,7 @@ fn converge(
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the call to the supervisor panicked")))?;
     // The exit code says whether what this `up` asked for runs; what it did not ask for
     // (after an earlier `up SERVICE`) may be stopped.
-    let asked = crate::stack::with_dependencies(services);
+    let asked = Dependencies::named_with_dependencies(crate::stack::UNITS, services)?;
     let judged = if services.is_empty() {
         Judged::Every
     } else {

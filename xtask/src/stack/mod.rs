@@ -200,30 +200,6 @@ pub(crate) const UNITS: &[&Unit] = &[
     &github_mcp::UNIT,
 ];
 
-/// The rows named and every row they depend on, directly or not, in table order: what
-/// `up NAME…` brings along. A name that is no row is left out (the supervisor names it).
-pub(crate) fn with_dependencies(names: &[String]) -> Vec<&'static str> {
-    let mut wanted: Vec<bool> = UNITS
-        .iter()
-        .map(|unit| names.iter().any(|name| name == unit.name))
-        .collect();
-    // Dependencies come before their dependents in the table: one backwards pass.
-    for (index, unit) in UNITS.iter().enumerate().rev() {
-        if wanted[index] {
-            for dep in unit.depends_on {
-                if let Some(at) = UNITS.iter().position(|u| u.name == *dep) {
-                    wanted[at] = true;
-                }
-            }
-        }
-    }
-    UNITS
-        .iter()
-        .zip(wanted)
-        .filter_map(|(unit, wanted)| wanted.then_some(unit.name))
-        .collect()
-}
-
 impl Unit {
     /// Its data dirs ([`Unit::data`]) in this stack's state dir.
     pub(crate) fn data_dirs(&self, cfg: &StackConfig) -> Vec<std::path::PathBuf> {
@@ -443,17 +419,6 @@ pub(crate) mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn up_names_bring_along_what_they_depend_on_in_table_order() {
-        let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            with_dependencies(&names(&["healthcheck", "nginx"])),
-            ["postgres", "valkey", "nginx", "migrations", "healthcheck"]
-        );
-        assert_eq!(with_dependencies(&names(&["valkey"])), ["valkey"]);
-        assert!(with_dependencies(&names(&["no-such-service"])).is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::stack::{self, Unit};
 
 /// The dependencies of each slot, by slot index.
-pub(super) struct Dependencies {
+pub(crate) struct Dependencies {
     of: Vec<Needs>,
 }
 
@@ -21,7 +21,7 @@ impl Dependencies {
     /// Resolves each unit's `depends_on` among `units` (in table order). A name of a row of
     /// [`stack::UNITS`] that this configuration does not run counts as met; any other name,
     /// or a dependency listed after its dependent, is an error naming both.
-    pub(super) fn resolve(units: &[&'static Unit]) -> anyhow::Result<Dependencies> {
+    pub(crate) fn resolve(units: &[&'static Unit]) -> anyhow::Result<Dependencies> {
         let mut of = Vec::with_capacity(units.len());
         for (index, unit) in units.iter().enumerate() {
             let mut needs = Needs {
@@ -63,7 +63,7 @@ impl Dependencies {
     }
 
     /// `slots` and every slot they depend on, directly or not, in table order.
-    pub(super) fn with_dependencies(&self, slots: &[usize]) -> Vec<usize> {
+    pub(crate) fn with_dependencies(&self, slots: &[usize]) -> Vec<usize> {
         let mut wanted = vec![false; self.of.len()];
         for &slot in slots {
             wanted[slot] = true;
@@ -77,6 +77,19 @@ impl Dependencies {
             }
         }
         (0..self.of.len()).filter(|&i| wanted[i]).collect()
+    }
+
+    /// The rows of `units` named and every row they depend on, in table order: what
+    /// `up NAME…` brings along (a name that is no row is left out: the supervisor names it).
+    pub(crate) fn named_with_dependencies(
+        units: &[&'static Unit],
+        names: &[String],
+    ) -> anyhow::Result<Vec<&'static str>> {
+        let named: Vec<usize> = (0..units.len())
+            .filter(|&slot| names.iter().any(|name| name == units[slot].name))
+            .collect();
+        let slots = Self::resolve(units)?.with_dependencies(&named);
+        Ok(slots.into_iter().map(|slot| units[slot].name).collect())
     }
 
     /// The slots that depend on `slot`, directly or not, in table order.
@@ -98,6 +111,20 @@ mod tests {
     static ALONE: Unit = task("deps-alone", &[]);
     static BESIDE_DISABLED: Unit = task("deps-beside", &["github-standin"]);
     static TYPO: Unit = task("deps-typo", &["postgress"]);
+
+    #[test]
+    fn up_names_bring_along_what_they_depend_on_in_table_order() {
+        let with = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            Dependencies::named_with_dependencies(stack::UNITS, &names).expect("the table resolves")
+        };
+        assert_eq!(
+            with(&["healthcheck", "nginx"]),
+            ["postgres", "valkey", "nginx", "migrations", "healthcheck"]
+        );
+        assert_eq!(with(&["valkey"]), ["valkey"]);
+        assert!(with(&["no-such-service"]).is_empty());
+    }
 
     #[test]
     fn the_tables_dependencies_resolve_and_each_comes_first() {

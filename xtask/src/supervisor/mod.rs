@@ -60,7 +60,7 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// How long after the stack is ready the supervisor checks the contract.
 const CONTRACT_CHECK_DELAY: Duration = Duration::from_secs(1);
 
-mod dependencies;
+pub(crate) mod dependencies;
 mod events;
 pub(crate) mod launch;
 mod liveness;
