@@ -103,7 +103,14 @@ fn run(repo: &Repo, command: Command) -> anyhow::Result<ExitCode> {
                 timestamps,
                 prefix: !no_prefix,
             };
-            cmd::logs::run(&repo.config()?, &options)
+            // Logs need the state dir only: they stay readable when the configuration is not
+            // (a `.env` with the passwords deleted), which is when they are wanted.
+            let Some(cfg) = repo.started_stack()? else {
+                anyhow::bail!(
+                    "the stack was never started here: no logs yet; start it with `cargo xtask up`"
+                );
+            };
+            cmd::logs::run(&cfg, &options)
         }
         Command::Traces {
             service,

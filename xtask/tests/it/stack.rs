@@ -337,6 +337,16 @@ fn a_stack_whose_dotenv_with_the_passwords_was_deleted_is_still_found_and_stoppe
         said.contains("runs (supervisor pid") && said.contains("POSTGRES_PASSWORD is not set"),
         "{said}"
     );
+    let logs = stack.xtask(&["logs", "--tail", "5", "valkey"]);
+    let said = describe(&logs);
+    assert!(
+        logs.status.success(),
+        "logs need only the state dir: {said}"
+    );
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("valkey"),
+        "{said}"
+    );
     stack.ok(&["stop", "github-standin"]);
     let down = stack.xtask(&["down"]);
     let said = describe(&down);
