@@ -382,4 +382,36 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn both_builds_share_one_cargo_cache_and_one_feature_set() {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let mounts = |text: &str| -> Vec<String> {
+            text.split_whitespace()
+                .filter(|word| word.starts_with("--mount=type=cache"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut shared = Vec::new();
+        for app in &APPS {
+            let text = std::fs::read_to_string(root.join(app.dockerfile())).unwrap();
+            let name = app.name;
+            // One feature set: what the first build compiled, the second reuses.
+            assert!(
+                text.contains(&format!(
+                    "cargo build --release --locked --workspace --bin {name}"
+                )),
+                "{name}: the build resolves features for its package alone"
+            );
+            // A cache mount is no part of the image: the binary leaves it in the same step.
+            assert!(
+                text.contains(&format!("install -D target/release/{name} /out/{name}"))
+                    && text.contains(&format!("COPY --from=build /out/{name} ")),
+                "{name}: the binary is not copied out of the cache"
+            );
+            shared.push(mounts(&text));
+        }
+        assert_eq!(shared[0].len(), 2, "{:?}", shared[0]);
+        assert_eq!(shared[0], shared[1], "the two builds use different caches");
+    }
 }
