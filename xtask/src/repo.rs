@@ -31,7 +31,8 @@ impl Repo {
     }
 
     /// The stack that `down`, `stop`, `start` and `restart` reach through its supervisor,
-    /// which keeps the configuration it was started with: `None` when it was never started.
+    /// which keeps the configuration it was started with, and whose files `logs` reads: `None`
+    /// when it was never started.
     /// When the configuration cannot be read now (a `.env` with the passwords deleted, a bad
     /// setting), the stack is still found by its state dir, and a warning says what is wrong.
     pub(crate) fn started_stack(&self) -> anyhow::Result<Option<StackConfig>> {

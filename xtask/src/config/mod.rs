@@ -143,8 +143,8 @@ impl StackConfig {
     }
 
     /// Where a started stack lives, for a command that only reaches its supervisor (`down`,
-    /// `stop`, `start`, `restart`) when the configuration cannot be read now: the supervisor
-    /// keeps the configuration it was started with. No setting is read: the ports are the
+    /// `stop`, `start`, `restart`) or reads its files (`logs`) when the configuration cannot be
+    /// read now: the supervisor keeps the configuration it was started with. No setting is read: the ports are the
     /// defaults and the passwords and names empty, so it logs in to nothing.
     pub(crate) fn located(repo_root: &Path, state_dir: PathBuf) -> StackConfig {
         StackConfig {
