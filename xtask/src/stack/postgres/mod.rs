@@ -358,9 +358,9 @@ fn on_ready(cfg: &StackConfig) -> anyhow::Result<()> {
         )?
         .is_some();
     if !exists {
-        let name = cfg.postgres_db.replace('"', "\"\"");
+        let name = postgres_protocol::escape::escape_identifier(&cfg.postgres_db);
         client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .batch_execute(&format!("CREATE DATABASE {name}"))
             .with_context(|| format!("cannot create database {}", cfg.postgres_db))?;
     }
     Ok(())

@@ -17,6 +17,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use postgres_protocol::escape::{escape_identifier, escape_literal};
 use sha2::{Digest, Sha256};
 
 use crate::config::{StackConfig, write_private};
@@ -157,7 +158,6 @@ pub(super) fn apply_if_changed(
 /// The names travel in settings of the session, read back by `format('%I')`: no name is ever
 /// spliced into the code. One statement a line (single-user mode ends one at a newline).
 fn ensure_role(cfg: &StackConfig) -> String {
-    let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
     format!(
         "SET amtp.role = {};\n\
          SET amtp.database = {};\n\
@@ -168,17 +168,17 @@ fn ensure_role(cfg: &StackConfig) -> String {
          THEN EXECUTE format('ALTER DATABASE %I OWNER TO %I', \
          current_setting('amtp.database'), current_setting('amtp.role')); END IF; \
          END$$;\n",
-        literal(&cfg.postgres_user),
-        literal(&cfg.postgres_db)
+        escape_literal(&cfg.postgres_user),
+        escape_literal(&cfg.postgres_db)
     )
 }
 
 /// `ALTER ROLE "<user>" LOGIN PASSWORD '<SCRAM-SHA-256 verifier>'` on one line (single-user
 /// mode ends a statement at a newline). Postgres stores a verifier it is given as it is.
 fn alter_role(cfg: &StackConfig) -> String {
-    let role = cfg.postgres_user.replace('"', "\"\"");
+    let role = escape_identifier(&cfg.postgres_user);
     let verifier = postgres_protocol::password::scram_sha_256(cfg.postgres_password.as_bytes());
-    format!("ALTER ROLE \"{role}\" LOGIN PASSWORD '{verifier}';\n")
+    format!("ALTER ROLE {role} LOGIN PASSWORD '{verifier}';\n")
 }
 
 /// `postgres --single` on the cluster, connected to its `postgres` database. A failed
