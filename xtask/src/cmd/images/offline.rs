@@ -135,14 +135,20 @@ impl Scratch {
             .status()
             .context("run mount")?;
         if !mounted.success() {
+            let _ = std::fs::remove_dir(&scratch.dir);
             bail!(
                 "cannot mount a tmpfs on {} ({mounted}); the images test needs root",
                 scratch.dir.display()
             );
         }
-        for sub in ["tmp", "vendor"] {
+        // Mounted now: a failure from here on unmounts it again.
+        let made = ["tmp", "vendor"].into_iter().try_for_each(|sub| {
             let path = scratch.dir.join(sub);
-            std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
+            std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))
+        });
+        if let Err(err) = made {
+            let _ = scratch.remove();
+            return Err(err);
         }
         Ok(scratch)
     }
